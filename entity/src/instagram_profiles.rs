@@ -1,0 +1,57 @@
+//! `instagram_profiles`: one row per Instagram account, keyed by its numeric id. A minimal row (referenced
+//! before it was scraped) has no `raw` and no `scraped_at`.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "instagram_profiles")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub user_id: i64,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub username: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub full_name: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub biography: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub external_url: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub profile_pic_url: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub category: Option<String>,
+    pub is_private: Option<bool>,
+    pub is_verified: Option<bool>,
+    pub is_business: Option<bool>,
+    pub followers_count: Option<i64>,
+    pub follows_count: Option<i64>,
+    pub media_count: Option<i64>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub source: Option<String>,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub raw: Option<Json>,
+    pub scraped_at: Option<DateTimeUtc>,
+    pub ingested_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::instagram_profile_snapshots::Entity")]
+    Snapshots,
+    #[sea_orm(has_many = "super::instagram_posts::Entity")]
+    Posts,
+}
+
+impl Related<super::instagram_profile_snapshots::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Snapshots.def()
+    }
+}
+
+impl Related<super::instagram_posts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Posts.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

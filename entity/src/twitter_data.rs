@@ -1,0 +1,47 @@
+//! `twitter_data`: one row per X post, typed columns beside the raw stream JSON.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "twitter_data")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tweet_id: i64,
+    #[sea_orm(column_type = "Text")]
+    pub text: String,
+    pub author_id: Option<i64>,
+    pub created_at: Option<DateTimeUtc>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub lang: Option<String>,
+    pub conversation_id: Option<i64>,
+    pub in_reply_to_user_id: Option<i64>,
+    /// The post this one replies to (`referenced_posts` of type `replied_to`).
+    pub replied_to_id: Option<i64>,
+    pub quoted_id: Option<i64>,
+    pub retweeted_id: Option<i64>,
+    pub retweet_count: Option<i64>,
+    pub reply_count: Option<i64>,
+    pub like_count: Option<i64>,
+    pub quote_count: Option<i64>,
+    pub bookmark_count: Option<i64>,
+    pub impression_count: Option<i64>,
+    pub possibly_sensitive: Option<bool>,
+    /// Tags without `#`, as written.
+    pub hashtags: Vec<String>,
+    /// Usernames without `@`.
+    pub mentions: Vec<String>,
+    /// Expanded URLs.
+    pub urls: Vec<String>,
+    /// The scraper source that produced the record (`x.sample`, `replay`, ...): the Kafka `source` header.
+    #[sea_orm(column_type = "Text")]
+    pub source: String,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub raw: Json,
+    pub scraped_at: DateTimeUtc,
+    pub ingested_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,49 @@
+//! The connection to Postgres, and the migrations the inserter can apply at start-up.
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{Database, DatabaseConnection};
+
+/// Connects to `url`. The URL may hold a password, so errors name the host, never the URL.
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    Database::connect(url).await.with_context(|| format!("connect to Postgres at {}", redacted(url)))
+}
+
+/// Applies every pending migration; a no-op when the schema is current.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let pending = Migrator::get_pending_migrations(db).await.context("read the applied migrations")?;
+    if pending.is_empty() {
+        tracing::info!("schema is up to date");
+        return Ok(());
+    }
+    for migration in &pending {
+        tracing::info!(migration = migration.name(), "applying migration");
+    }
+    Migrator::up(db, None).await.context("apply migrations")?;
+    tracing::info!(applied = pending.len(), "migrations applied");
+    Ok(())
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user@host/db`.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme_end + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redaction_removes_the_password_only() {
+        assert_eq!(redacted("postgres://app:s3cr@t@db:5432/x"), "postgres://app@db:5432/x");
+        assert_eq!(redacted("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redacted("postgres://db/x"), "postgres://db/x");
+    }
+}

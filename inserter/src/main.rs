@@ -1,0 +1,26 @@
+//! `inserter`: see `inserter --help`.
+
+use clap::Parser;
+use inserter::{database, settings::Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dotenvy::dotenv().ok();
+    let settings = Settings::parse();
+    common::telemetry::init(settings.log_format);
+    if let Err(e) = run(settings).await {
+        tracing::error!(error = %format!("{e:#}"), "inserter stopped");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let db = database::connect(&settings.database_url).await?;
+    if settings.run_migrations {
+        database::migrate(&db).await?;
+    }
+    // The consumer loop (Kafka -> batched upserts) is issue #4; until then the inserter prepares the schema.
+    tracing::warn!("the Kafka consumer is not built yet (issue #4): nothing to consume, exiting");
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The schema, as an ordered list of migrations. Each migration is plain SQL (the DDL reads as Postgres
+//! sees it, CHECKs, GIN indexes, deferrable foreign keys and replica identities included) with a `down` that
+//! undoes exactly its `up`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_twitter;
+mod m20261122_000002_instagram;
+mod m20261122_000003_ingest_bookkeeping;
+mod m20261122_000004_cdc_publication;
+mod sql;
+
+/// The publication Debezium (or any logical-replication client) reads; created by the migrations so that
+/// the connector can run with `publication.autocreate.mode=disabled` and no CREATE privilege.
+pub const CDC_PUBLICATION: &str = "ingest_cdc";
+
+/// Every table in [`CDC_PUBLICATION`] once all migrations ran: the data tables. The bookkeeping tables
+/// (`kafka_offsets`, `ingest_errors`) stay out of the change stream: they are the pipeline's state, not data.
+pub const PUBLISHED_TABLES: &[&str] = &[
+    "twitter_data",
+    "twitter_users",
+    "instagram_profiles",
+    "instagram_profile_snapshots",
+    "instagram_posts",
+    "instagram_comments",
+    "instagram_hashtags",
+    "instagram_post_hashtags",
+    "instagram_post_tagged_users",
+];
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_twitter::Migration),
+            Box::new(m20261122_000002_instagram::Migration),
+            Box::new(m20261122_000003_ingest_bookkeeping::Migration),
+            Box::new(m20261122_000004_cdc_publication::Migration),
+        ]
+    }
+}

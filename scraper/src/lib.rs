@@ -1,0 +1,4 @@
+//! The scraper: sources that read social-media payloads, and the Kafka sink they all write to.
+
+pub mod kafka_sink;
+pub mod record;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine, and nothing that is already there:
+#   - the PostgreSQL 15 server binaries (the tests start throwaway clusters from them),
+#   - the tansu Kafka-protocol broker (the tests start it as a separate process),
+#   - cargo-nextest (the test runner: one process per test, so every test gets its own services).
+# Idempotent: a second run on a warm machine takes a second.
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+# memory:// storage needs dynostore; sqlite:// (storage that survives a broker restart) needs libsql.
+TANSU_FEATURES=dynostore,libsql
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    log "installing the PostgreSQL 15 server (postgresql-15)"
+    as_root apt-get update -qq
+    # The tests start their own clusters; the package's default cluster is not needed.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
+fi
+
+# Building rdkafka's bundled librdkafka needs a C toolchain, make and perl; all are on this machine kind's
+# image, so only say so if one is missing rather than reaching for apt.
+for tool in cc make perl; do
+    command -v "$tool" >/dev/null || { log "missing $tool: apt-get install build-essential perl"; exit 1; }
+done
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+installed_tansu=$(tansu --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$installed_tansu" != "$TANSU_VERSION" ]; then
+    log "building the tansu $TANSU_VERSION broker (about 15 minutes on 2 cores; cached in ~/.cargo/bin after)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+fi
+
+log "ready: $("$PG_BIN/postgres" --version), tansu $(tansu --version 2>/dev/null | awk '{print $2}'), $(cargo nextest --version | head -1)"

@@ -1,0 +1,148 @@
+//! A real Kafka-protocol broker for tests: tansu, run as a separate process on a free loopback port, so that
+//! clients speak the real wire protocol and a test can take the broker away and bring it back.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+use crate::child;
+
+/// Where the broker keeps its log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BrokerStorage {
+    /// In memory: fastest; everything is gone when the broker stops.
+    #[default]
+    Memory,
+    /// A SQLite file in the broker's directory: survives [`Broker::stop`] and [`Broker::restart`].
+    Sqlite,
+}
+
+/// A running broker. Dropping it stops the process and removes its files.
+pub struct Broker {
+    dir: tempfile::TempDir,
+    port: u16,
+    storage: BrokerStorage,
+    /// The broker process, when running; `None` between [`Broker::stop`] and [`Broker::restart`].
+    process: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker with in-memory storage.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(BrokerStorage::Memory).await
+    }
+
+    pub async fn start_with(storage: BrokerStorage) -> Result<Self> {
+        let dir = child::service_dir("broker")?;
+        let mut broker = Self { dir, port: child::free_port()?, storage, process: None };
+        broker.restart().await?;
+        Ok(broker)
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (as a crash would), keeping its files.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            child::stop(&mut process, libc::SIGKILL, Duration::from_secs(5));
+        }
+    }
+
+    /// Starts the broker again on the same port, with the same storage.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.process.is_some() {
+            return Ok(());
+        }
+        let listener = format!("tcp://{}", self.bootstrap_servers());
+        let storage = match self.storage {
+            BrokerStorage::Memory => "memory://tansu/".to_owned(),
+            BrokerStorage::Sqlite => format!("sqlite://{}/tansu.db", self.dir.path().display()),
+        };
+        let log = File::options().create(true).append(true).open(self.dir.path().join("broker.log"))?;
+        let mut command = Command::new(tansu_bin()?);
+        command
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", &storage])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        child::bind_to_parent(&mut command, None, libc::SIGKILL);
+        self.process = Some(command.spawn().context("start the tansu broker")?);
+        self.wait_until_listening().await
+    }
+
+    /// Creates `topic` with `partitions` partitions (tansu does not create topics on first use).
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .create()
+            .context("create an admin client")?;
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await?;
+        for result in results {
+            result.map_err(|(topic, code)| anyhow::anyhow!("create topic {topic}: {code}"))?;
+        }
+        Ok(())
+    }
+
+    async fn wait_until_listening(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(process) = self.process.as_mut()
+                && let Some(status) = process.try_wait()?
+            {
+                let log = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
+                bail!("the broker exited with {status}: {log}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the broker did not listen on {} within 30 s", self.bootstrap_servers());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `TANSU_BIN`, else `tansu` on the PATH, else cargo's install directory.
+fn tansu_bin() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let candidates = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_home.map(|home| home.join("bin")));
+    for dir in candidates {
+        let bin = dir.join("tansu");
+        if bin.is_file() {
+            return Ok(bin);
+        }
+    }
+    bail!("the tansu broker is not installed: run scripts/install-test-deps.sh (or set TANSU_BIN)")
+}

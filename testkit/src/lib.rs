@@ -1,0 +1,20 @@
+//! The test harness: real services, started by the tests themselves and gone when the test ends.
+//!
+//! - [`Postgres`]: a throwaway PostgreSQL 15 cluster (`wal_level=logical`) on a free loopback port, with
+//!   [`Postgres::migrated_database`] giving each test its own migrated database.
+//! - [`cdc`]: a pgoutput logical replication slot, read the way Debezium reads it.
+//! - [`Broker`]: a real Kafka-protocol broker (tansu) as a separate process on a free loopback port, which a
+//!   test can stop and restart.
+//!
+//! Both run as child processes that die with the test process, even when it is killed, and live in temporary
+//! directories that are removed on drop (and swept at the next start if a run crashed).
+
+mod broker;
+pub mod cdc;
+mod child;
+mod names;
+mod postgres;
+
+pub use broker::{Broker, BrokerStorage};
+pub use names::unique_name;
+pub use postgres::{Postgres, TestDatabase};

@@ -33,12 +33,7 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Post,
-    #[sea_orm(
-        belongs_to = "Entity",
-        from = "Column::ParentCommentId",
-        to = "Column::CommentId",
-        on_delete = "Cascade"
-    )]
+    #[sea_orm(belongs_to = "Entity", from = "Column::ParentCommentId", to = "Column::CommentId", on_delete = "Cascade")]
     Parent,
     #[sea_orm(
         belongs_to = "super::instagram_profiles::Entity",

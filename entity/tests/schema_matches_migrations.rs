@@ -6,8 +6,8 @@ use entity::*;
 use migration::Migrator;
 use sea_orm::sea_query::ColumnType;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IdenStatic, IntoActiveModel, Iterable,
-    NotSet, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IdenStatic, IntoActiveModel, Iterable, NotSet,
+    QueryFilter, Statement,
 };
 use serde_json::json;
 use testkit::Postgres;
@@ -49,7 +49,8 @@ async fn database_columns(db: &DatabaseConnection) -> Vec<(String, Columns)> {
     let mut tables: Vec<(String, Columns)> = Vec::new();
     for row in rows {
         let table: String = row.try_get_by_index(0).unwrap();
-        let column = (row.try_get_by_index(1).unwrap(), row.try_get_by_index(2).unwrap(), row.try_get_by_index(3).unwrap());
+        let column =
+            (row.try_get_by_index(1).unwrap(), row.try_get_by_index(2).unwrap(), row.try_get_by_index(3).unwrap());
         match tables.last_mut() {
             Some((name, columns)) if *name == table => columns.push(column),
             _ => tables.push((table, vec![column])),
@@ -85,8 +86,11 @@ fn at(seconds: i64) -> DateTime<Utc> {
 }
 
 /// Inserts `model` as it is and reads it back by primary key.
-async fn round_trip<E>(db: &DatabaseConnection, model: E::Model, id: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType)
-where
+async fn round_trip<E>(
+    db: &DatabaseConnection,
+    model: E::Model,
+    id: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType,
+) where
     E: EntityTrait,
     E::Model: IntoActiveModel<E::ActiveModel> + PartialEq + std::fmt::Debug + Clone,
 {
@@ -232,10 +236,8 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
     let link = instagram_post_hashtags::Model { media_id: 3_123_456_789_012_345_678, hashtag: "coffee".into() };
     round_trip::<instagram_post_hashtags::Entity>(&db, link, (3_123_456_789_012_345_678, "coffee".into())).await;
 
-    let tagged = instagram_post_tagged_users::Model {
-        media_id: 3_123_456_789_012_345_678,
-        user_id: 17_841_400_008_460_056,
-    };
+    let tagged =
+        instagram_post_tagged_users::Model { media_id: 3_123_456_789_012_345_678, user_id: 17_841_400_008_460_056 };
     round_trip::<instagram_post_tagged_users::Entity>(&db, tagged, (3_123_456_789_012_345_678, 17_841_400_008_460_056))
         .await;
 
@@ -263,12 +265,8 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
     let mut active = dead_letter.clone().into_active_model();
     active.id = NotSet;
     ingest_errors::Entity::insert(active).exec_without_returning(&db).await.unwrap();
-    let read = ingest_errors::Entity::find()
-        .filter(ingest_errors::Column::Offset.eq(7))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap();
+    let read =
+        ingest_errors::Entity::find().filter(ingest_errors::Column::Offset.eq(7)).one(&db).await.unwrap().unwrap();
     assert!(read.id > 0);
     assert_eq!(ingest_errors::Model { id: read.id, ..dead_letter }, read);
 }

@@ -1,18 +1,22 @@
 //! `inserter`: see `inserter --help`.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use inserter::{database, settings::Settings};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
     let settings = Settings::parse();
     common::telemetry::init(settings.log_format);
-    if let Err(e) = run(settings).await {
-        tracing::error!(error = %format!("{e:#}"), "inserter stopped");
-        std::process::exit(1);
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "inserter stopped");
+            ExitCode::FAILURE
+        }
     }
-    Ok(())
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -74,7 +74,8 @@ async fn publication_covers_exactly_the_data_tables() {
     let pg = Postgres::start().await.unwrap();
     let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
 
-    let sql = format!("SELECT tablename::text FROM pg_publication_tables WHERE pubname = '{CDC_PUBLICATION}' ORDER BY 1");
+    let sql =
+        format!("SELECT tablename::text FROM pg_publication_tables WHERE pubname = '{CDC_PUBLICATION}' ORDER BY 1");
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     let published: Vec<String> = rows.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
     let mut expected: Vec<String> = PUBLISHED_TABLES.iter().map(|t| t.to_string()).collect();

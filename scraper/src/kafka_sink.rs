@@ -8,8 +8,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::producer::future_producer::Delivery;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::record::Record;
 
@@ -69,8 +69,7 @@ impl KafkaSink {
         for (key, value) in &record.headers {
             headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
         }
-        let mut future_record =
-            FutureRecord::<str, [u8]>::to(&record.topic).payload(&record.payload).headers(headers);
+        let mut future_record = FutureRecord::<str, [u8]>::to(&record.topic).payload(&record.payload).headers(headers);
         if let Some(key) = &record.key {
             future_record = future_record.key(key.as_str());
         }

@@ -2,3 +2,5 @@
 
 pub mod kafka_sink;
 pub mod record;
+pub mod settings;
+pub mod topics;

@@ -30,12 +30,7 @@ pub struct Record {
 impl Record {
     /// A payload that passed validation, with the contract's headers.
     pub fn accepted(topic: &str, key: String, payload: Vec<u8>, source: &str, scraped_at: DateTime<Utc>) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            key: Some(key),
-            payload,
-            headers: contract_headers(source, scraped_at),
-        }
+        Self { topic: topic.to_owned(), key: Some(key), payload, headers: contract_headers(source, scraped_at) }
     }
 
     /// A payload that failed validation, bound for the rejects topic, with the reason in the `error` header.

@@ -47,8 +47,7 @@ async fn a_keyed_record_with_headers_round_trips_through_the_broker() {
         .iter()
         .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
         .collect();
-    let expected: Vec<(String, String)> =
-        record.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let expected: Vec<(String, String)> = record.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     assert_eq!(headers, expected);
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, [header::SOURCE, header::SCRAPED_AT, header::CONTENT_TYPE, header::SCRAPER_VERSION]);

@@ -50,6 +50,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
     /// Kills the broker (as a crash would), keeping its files.
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -65,13 +70,15 @@ impl Broker {
         let listener = format!("tcp://{}", self.bootstrap_servers());
         let storage = match self.storage {
             BrokerStorage::Memory => "memory://tansu/".to_owned(),
-            BrokerStorage::Sqlite => format!("sqlite://{}/tansu.db", self.dir.path().display()),
+            // tansu resolves a sqlite path against its working directory, which is the broker's directory.
+            BrokerStorage::Sqlite => "sqlite://tansu.db".to_owned(),
         };
         let log = File::options().create(true).append(true).open(self.dir.path().join("broker.log"))?;
         let mut command = Command::new(tansu_bin()?);
         command
             .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
             .args(["--storage-engine", &storage])
+            .current_dir(self.dir.path())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

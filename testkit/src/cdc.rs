@@ -14,15 +14,18 @@ pub enum ChangeKind {
     Delete,
 }
 
+/// A row as text, one entry per column; `None` for SQL NULL.
+pub type Row = Vec<Option<String>>;
+
 /// One row change from the slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub kind: ChangeKind,
     pub table: String,
     /// The new row (insert, update) or the old key/row (delete), as text; `None` for SQL NULL.
-    pub columns: Vec<Option<String>>,
+    pub columns: Row,
     /// An update's old row (`REPLICA IDENTITY FULL`) or old key, when Postgres sent one.
-    pub old_columns: Option<Vec<Option<String>>>,
+    pub old_columns: Option<Row>,
 }
 
 /// Creates a pgoutput slot that records every change committed from now on.
@@ -100,7 +103,7 @@ impl Reader<'_> {
 
     /// An update's old tuple (`K` key or `O` old row) if any, and its new tuple (`N`); a delete's old tuple
     /// comes back as the second element, being the only row it has.
-    fn tuples(&mut self) -> Result<(Option<Vec<Option<String>>>, Vec<Option<String>>)> {
+    fn tuples(&mut self) -> Result<(Option<Row>, Row)> {
         let (mut old, mut new) = (None, None);
         while !self.0.is_empty() {
             match self.u8()? {
@@ -115,7 +118,7 @@ impl Reader<'_> {
         }
     }
 
-    fn tuple(&mut self) -> Result<Vec<Option<String>>> {
+    fn tuple(&mut self) -> Result<Row> {
         let count = self.u16()?;
         (0..count)
             .map(|_| match self.u8()? {

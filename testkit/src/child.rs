@@ -28,7 +28,9 @@ impl RunAs {
         // SAFETY: getpwnam reads a static buffer; the fields are copied out before any other call.
         let pw = unsafe { libc::getpwnam(name.as_ptr()) };
         if pw.is_null() {
-            bail!("tests run as root but there is no `postgres` user to run PostgreSQL as (apt-get install postgresql-15 creates it)");
+            bail!(
+                "tests run as root but there is no `postgres` user to run PostgreSQL as (apt-get install postgresql-15 creates it)"
+            );
         }
         // SAFETY: pw is non-null and points at getpwnam's static record.
         let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
@@ -46,13 +48,10 @@ pub(crate) fn bind_to_parent(command: &mut Command, run_as: Option<RunAs>, death
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions.
     unsafe {
         command.pre_exec(move || {
-            if let Some(RunAs { uid, gid }) = run_as {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+            if let Some(RunAs { uid, gid }) = run_as
+                && (libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // After setuid: changing credentials clears the parent-death signal.
             if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal as libc::c_ulong) != 0 {

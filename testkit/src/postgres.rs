@@ -117,7 +117,8 @@ impl Postgres {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         child::bind_to_parent(&mut command, self.run_as, libc::SIGKILL);
-        let output = command.output().context("run initdb (is PostgreSQL 15 installed? see scripts/install-test-deps.sh)")?;
+        let output =
+            command.output().context("run initdb (is PostgreSQL 15 installed? see scripts/install-test-deps.sh)")?;
         if !output.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         }
@@ -149,6 +150,11 @@ impl Postgres {
         let log = std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The postmaster's process id, while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
     }
 
     /// The cluster's directory (data, socket, `postgres.log`).

@@ -1,4 +1,5 @@
 //! Code the scraper and the inserter share, and nothing else.
 
+pub mod exit;
 pub mod kafka;
 pub mod telemetry;

@@ -3,9 +3,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 // No foreign key from `twitter_data.author_id` to `twitter_users`: the stream sends users only as an optional
 // expansion, and a post whose author was never expanded is still a post worth keeping.
 const UP: &str = r#"
@@ -74,13 +71,4 @@ DROP TABLE twitter_data;
 DROP TABLE twitter_users;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, DOWN).await
-    }
-}
+crate::sql::sql_migration!(UP, DOWN);

@@ -3,9 +3,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 // Usernames change and are reused, so they are indexed, not unique. A profile row can be minimal (referenced by
 // a post or a comment before the profile itself was scraped): then `raw` and `scraped_at` are both NULL.
 //
@@ -129,13 +126,4 @@ DROP TABLE instagram_profile_snapshots;
 DROP TABLE instagram_profiles;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, DOWN).await
-    }
-}
+crate::sql::sql_migration!(UP, DOWN);

@@ -2,9 +2,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 // One dead letter per Kafka record: replaying a topic re-offers the same bad records, and the unique key
 // lets the inserter skip them instead of piling up copies.
 const UP: &str = r#"
@@ -38,13 +35,4 @@ DROP TABLE kafka_offsets;
 DROP TABLE ingest_errors;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, DOWN).await
-    }
-}
+crate::sql::sql_migration!(UP, DOWN);

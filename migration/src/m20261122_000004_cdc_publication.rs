@@ -3,9 +3,6 @@
 
 use sea_orm_migration::prelude::*;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &str = r#"
 CREATE PUBLICATION ingest_cdc FOR TABLE
     twitter_data,
@@ -21,13 +18,4 @@ CREATE PUBLICATION ingest_cdc FOR TABLE
 
 const DOWN: &str = "DROP PUBLICATION ingest_cdc;";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::sql::run(manager, DOWN).await
-    }
-}
+crate::sql::sql_migration!(UP, DOWN);

@@ -12,13 +12,7 @@ async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
     let settings = Settings::parse();
     common::telemetry::init(settings.log_format);
-    match run(settings).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "scraper stopped");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit::report("scraper", run(settings).await)
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -40,8 +40,12 @@ impl Broker {
 
     pub async fn start_with(storage: BrokerStorage) -> Result<Self> {
         let dir = child::service_dir("broker")?;
-        let mut broker = Self { dir, port: child::free_port()?, storage, process: None };
-        broker.restart().await?;
+        let mut broker = Self { dir, port: 0, storage, process: None };
+        child::on_free_port("the broker", async |port| {
+            broker.port = port;
+            broker.restart().await
+        })
+        .await?;
         Ok(broker)
     }
 
@@ -85,7 +89,11 @@ impl Broker {
             .stderr(log);
         child::bind_to_parent(&mut command, None, libc::SIGKILL);
         self.process = Some(command.spawn().context("start the tansu broker")?);
-        self.wait_until_listening().await
+        let listening = self.wait_until_listening().await;
+        if listening.is_err() {
+            self.stop();
+        }
+        listening
     }
 
     /// Creates `topic` with `partitions` partitions (tansu does not create topics on first use).
@@ -112,6 +120,7 @@ impl Broker {
             if let Some(process) = self.process.as_mut()
                 && let Some(status) = process.try_wait()?
             {
+                self.process = None;
                 let log = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
                 bail!("the broker exited with {status}: {log}");
             }

@@ -117,7 +117,20 @@ pub(crate) fn stop(child: &mut std::process::Child, signal: libc::c_int, grace: 
 }
 
 /// A free TCP port on 127.0.0.1 (free now; the service binds it right after).
-pub(crate) fn free_port() -> Result<u16> {
+fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("bind a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// Runs `start` on a free port, and on another one if it fails: a parallel test can take a free port
+/// before the service binds it.
+pub(crate) async fn on_free_port(what: &str, mut start: impl AsyncFnMut(u16) -> Result<()>) -> Result<()> {
+    for attempt in 1.. {
+        match start(free_port()?).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 3 => tracing::warn!(error = %format!("{e:#}"), "{what} did not start, retrying"),
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns by its third attempt")
 }

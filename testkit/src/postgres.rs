@@ -41,9 +41,13 @@ impl Postgres {
         if let Some(run_as) = run_as {
             run_as.chown(dir.path())?;
         }
-        let mut pg = Self { dir, port: child::free_port()?, run_as, server: None };
+        let mut pg = Self { dir, port: 0, run_as, server: None };
         pg.initdb()?;
-        pg.restart().await?;
+        child::on_free_port("postgres", async |port| {
+            pg.port = port;
+            pg.restart().await
+        })
+        .await?;
         Ok(pg)
     }
 
@@ -100,7 +104,11 @@ impl Postgres {
         // SIGQUIT: immediate shutdown, which also takes the postmaster's own children down.
         child::bind_to_parent(&mut command, self.run_as, libc::SIGQUIT);
         self.server = Some(command.spawn().context("start postgres")?);
-        self.wait_until_ready().await
+        let ready = self.wait_until_ready().await;
+        if ready.is_err() {
+            self.stop();
+        }
+        ready
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -131,6 +139,7 @@ impl Postgres {
             if let Some(server) = self.server.as_mut()
                 && let Some(status) = server.try_wait()?
             {
+                self.server = None;
                 bail!("postgres exited with {status}: {}", self.log_tail());
             }
             match Database::connect(self.url("postgres")).await {

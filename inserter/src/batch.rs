@@ -1,0 +1,100 @@
+//! A batch: records decoded into rows (or into dead letters, with their reason), de-duplicated by conflict
+//! key, and the next offset of every partition it covers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use entity::{ingest_errors, twitter_data, twitter_users};
+
+use crate::mapping::twitter;
+use crate::record::ConsumedRecord;
+
+/// Which mapping reads which topic.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    pub tweets_topic: String,
+}
+
+/// Rows ready to write, each with the index of the record it came from (to dead-letter that record alone if
+/// its row violates a constraint).
+#[derive(Default)]
+pub struct Batch {
+    pub(crate) records: Vec<ConsumedRecord>,
+    pub(crate) tweets: Vec<(usize, twitter_data::ActiveModel)>,
+    pub(crate) users: Vec<(usize, twitter_users::ActiveModel)>,
+    pub(crate) dead_letters: Vec<ingest_errors::ActiveModel>,
+    /// (topic, partition) -> the offset after the last record of the batch.
+    pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Decodes `record` into rows, or into a dead letter saying why it cannot be stored.
+    pub fn push(&mut self, record: ConsumedRecord, routes: &Routes) {
+        let index = self.records.len();
+        let next = self.next_offsets.entry((record.topic.clone(), record.partition)).or_default();
+        *next = (*next).max(record.offset + 1);
+        match self.decode(index, &record, routes) {
+            Ok(()) => {}
+            Err(reason) => self.dead_letters.push(record.dead_letter(&reason)),
+        }
+        self.records.push(record);
+    }
+
+    fn decode(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
+        if record.topic != routes.tweets_topic {
+            return Err(format!("no mapping reads topic `{}`", record.topic));
+        }
+        let source = record.source();
+        if !(source.starts_with("x.") || source == "replay" || source == "unknown") {
+            return Err(format!("no mapping for source `{source}` on topic `{}`", record.topic));
+        }
+        let payload = record.payload.as_deref().ok_or("null value (a tombstone): there is nothing to store")?;
+        let rows = twitter::map(payload, source, record.scraped_at()).map_err(|e| e.to_string())?;
+        self.tweets.push((index, rows.tweet));
+        self.users.extend(rows.users.into_iter().map(|user| (index, user)));
+        Ok(())
+    }
+
+    /// Keeps one row per conflict key, the newest scrape winning (the later record on a tie): Postgres
+    /// refuses an upsert that touches one row twice.
+    pub(crate) fn deduplicate(&mut self) {
+        dedup_newest(&mut self.tweets, |t| (*t.tweet_id.as_ref(), *t.scraped_at.as_ref()));
+        dedup_newest(&mut self.users, |u| (*u.user_id.as_ref(), *u.scraped_at.as_ref()));
+    }
+}
+
+fn dedup_newest<R, K, T>(rows: &mut Vec<(usize, R)>, key_and_time: impl Fn(&R) -> (K, T))
+where
+    K: std::hash::Hash + Eq,
+    T: PartialOrd,
+{
+    let mut newest: HashMap<K, usize> = HashMap::new();
+    for (position, (_, row)) in rows.iter().enumerate() {
+        let (key, time) = key_and_time(row);
+        match newest.get(&key) {
+            Some(&kept) if key_and_time(&rows[kept].1).1 > time => {}
+            _ => {
+                newest.insert(key, position);
+            }
+        }
+    }
+    let mut keep: Vec<usize> = newest.into_values().collect();
+    keep.sort_unstable();
+    let mut kept = keep.into_iter().peekable();
+    let mut position = 0;
+    rows.retain(|_| {
+        let retain = kept.peek() == Some(&position);
+        if retain {
+            kept.next();
+        }
+        position += 1;
+        retain
+    });
+}

@@ -1,7 +1,7 @@
 //! A batch: records decoded into rows (or into dead letters, with their reason), de-duplicated by conflict
 //! key, and the next offset of every partition it covers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use entity::{ingest_errors, twitter_data, twitter_users};
 
@@ -75,26 +75,17 @@ where
     K: std::hash::Hash + Eq,
     T: PartialOrd,
 {
-    let mut newest: HashMap<K, usize> = HashMap::new();
+    let mut newest: HashMap<K, (usize, T)> = HashMap::new();
     for (position, (_, row)) in rows.iter().enumerate() {
         let (key, time) = key_and_time(row);
-        match newest.get(&key) {
-            Some(&kept) if key_and_time(&rows[kept].1).1 > time => {}
-            _ => {
-                newest.insert(key, position);
-            }
+        if newest.get(&key).is_none_or(|(_, kept)| time >= *kept) {
+            newest.insert(key, (position, time));
         }
     }
-    let mut keep: Vec<usize> = newest.into_values().collect();
-    keep.sort_unstable();
-    let mut kept = keep.into_iter().peekable();
+    let keep: HashSet<usize> = newest.into_values().map(|(position, _)| position).collect();
     let mut position = 0;
     rows.retain(|_| {
-        let retain = kept.peek() == Some(&position);
-        if retain {
-            kept.next();
-        }
         position += 1;
-        retain
+        keep.contains(&(position - 1))
     });
 }

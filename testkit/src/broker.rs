@@ -120,7 +120,6 @@ impl Broker {
             if let Some(process) = self.process.as_mut()
                 && let Some(status) = process.try_wait()?
             {
-                self.process = None;
                 let log = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
                 bail!("the broker exited with {status}: {log}");
             }

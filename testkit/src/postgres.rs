@@ -139,7 +139,6 @@ impl Postgres {
             if let Some(server) = self.server.as_mut()
                 && let Some(status) = server.try_wait()?
             {
-                self.server = None;
                 bail!("postgres exited with {status}: {}", self.log_tail());
             }
             match Database::connect(self.url("postgres")).await {

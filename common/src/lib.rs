@@ -2,4 +2,6 @@
 
 pub mod exit;
 pub mod kafka;
+pub mod ops;
+pub mod shutdown;
 pub mod telemetry;

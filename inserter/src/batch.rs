@@ -35,19 +35,33 @@ impl Batch {
         self.records.is_empty()
     }
 
+    /// Decodes `records` into a batch.
+    pub fn decode(records: impl IntoIterator<Item = ConsumedRecord>, routes: &Routes) -> Self {
+        let mut batch = Self::default();
+        for record in records {
+            batch.push(record, routes);
+        }
+        batch
+    }
+
+    /// (topic, partition) -> the offset after the last record of the batch: where a consumer resumes.
+    pub fn next_offsets(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.next_offsets
+    }
+
     /// Decodes `record` into rows, or into a dead letter saying why it cannot be stored.
     pub fn push(&mut self, record: ConsumedRecord, routes: &Routes) {
         let index = self.records.len();
         let next = self.next_offsets.entry((record.topic.clone(), record.partition)).or_default();
         *next = (*next).max(record.offset + 1);
-        match self.decode(index, &record, routes) {
+        match self.map(index, &record, routes) {
             Ok(()) => {}
             Err(reason) => self.dead_letters.push(record.dead_letter(&reason)),
         }
         self.records.push(record);
     }
 
-    fn decode(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
+    fn map(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
         if record.topic != routes.tweets_topic {
             return Err(format!("no mapping reads topic `{}`", record.topic));
         }

@@ -2,11 +2,20 @@
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{Database, DatabaseConnection};
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 /// Connects to `url`. The URL may hold a password, so errors name the host, never the URL.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    Database::connect(url).await.with_context(|| format!("connect to Postgres at {}", redacted(url)))
+    let mut options = ConnectOptions::new(url);
+    options
+        // A database that does not answer is reported (and retried) within seconds, not after sqlx's 30 s.
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        // One line per statement at info level would drown the progress lines.
+        .sqlx_logging(false);
+    Database::connect(options).await.with_context(|| format!("connect to Postgres at {}", redacted(url)))
 }
 
 /// Applies every pending migration; a no-op when the schema is current.

@@ -1,8 +1,12 @@
 //! The inserter: consumes the scraper's topics and lands each record in Postgres.
 
+pub mod backoff;
 pub mod batch;
+pub mod consumer;
 pub mod database;
 pub mod mapping;
+pub mod metrics;
+pub mod pipeline;
 pub mod record;
 pub mod settings;
 pub mod writer;

@@ -1,9 +1,15 @@
 //! `inserter`: see `inserter --help`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use inserter::{database, settings::Settings};
+use common::ops::{self, Health};
+use inserter::batch::Routes;
+use inserter::metrics::Metrics;
+use inserter::pipeline::{Options, Pipeline};
+use inserter::{consumer, database, settings::Settings};
+use prometheus_client::registry::Registry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,11 +20,37 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = common::shutdown::on_signal()?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let health = Health::default();
+    ops::serve(settings.metrics_addr, Arc::new(registry), health.clone(), shutdown.child_token()).await?;
+
     let db = database::connect(&settings.database_url).await?;
     if settings.run_migrations {
         database::migrate(&db).await?;
     }
-    // The consumer loop (Kafka -> batched upserts) is issue #4; until then the inserter prepares the schema.
-    tracing::warn!("the Kafka consumer is not built yet (issue #4): nothing to consume, exiting");
+    let consumer = Arc::new(consumer::create(&settings.bootstrap_servers, &settings.group, metrics.clone())?);
+    consumer::subscribe_when_ready(&consumer, &[&settings.tweets_topic], &shutdown).await?;
+    let options = Options {
+        group: settings.group.clone(),
+        routes: Routes { tweets_topic: settings.tweets_topic.clone() },
+        batch_size: settings.batch_size as usize,
+        batch_timeout: settings.batch_timeout,
+        exit_when_idle: settings.exit_when_idle,
+        progress_interval: settings.progress_interval,
+    };
+    let stopped = Pipeline::new(consumer.clone(), db.clone(), options, metrics.clone(), health).run(shutdown).await?;
+    // Dropping the last handle closes the consumer: it leaves the group, so its partitions move at once.
+    drop(consumer);
+    db.close().await.ok();
+    tracing::info!(
+        reason = ?stopped,
+        records = metrics.records_consumed.get(),
+        rows = metrics.rows_written.get(),
+        dead_lettered = metrics.dead_letters.get(),
+        batches = metrics.batches.get(),
+        "inserter stopped"
+    );
     Ok(())
 }

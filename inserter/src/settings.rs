@@ -1,5 +1,8 @@
 //! The inserter's configuration: flags, each also read from the environment (and `.env`).
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use clap::Parser;
 use common::telemetry::LogFormat;
 
@@ -14,6 +17,40 @@ pub struct Settings {
     #[arg(long, env = "RUN_MIGRATIONS", default_value_t = false)]
     pub run_migrations: bool,
 
+    /// Kafka bootstrap servers (other librdkafka properties: KAFKA_<PROPERTY>, e.g. KAFKA_SECURITY_PROTOCOL)
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092")]
+    pub bootstrap_servers: String,
+
+    /// Consumer group: inserters in one group share the partitions; the group's offsets live in
+    /// `kafka_offsets`, written with the rows
+    #[arg(long, env = "INSERTER_GROUP", default_value = "inserter")]
+    pub group: String,
+
+    /// Topic of X posts (raw X API v2 stream lines)
+    #[arg(long, env = "TOPIC_TWEETS", default_value = "twitter.tweets")]
+    pub tweets_topic: String,
+
+    /// A batch closes at this many records...
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// ...or this long after its first record, whichever comes first
+    #[arg(long, env = "BATCH_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub batch_timeout: Duration,
+
+    /// Exit once no record has arrived for this long (e.g. 30s), for backfills and scripted runs;
+    /// by default the inserter runs until stopped
+    #[arg(long, env = "EXIT_WHEN_IDLE", value_parser = humantime::parse_duration)]
+    pub exit_when_idle: Option<Duration>,
+
+    /// Where to serve /metrics and /healthz
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9102")]
+    pub metrics_addr: SocketAddr,
+
+    /// How often to log a progress line
+    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+
     /// Log format
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -25,6 +62,14 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("database_url", &"<redacted>")
             .field("run_migrations", &self.run_migrations)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group", &self.group)
+            .field("tweets_topic", &self.tweets_topic)
+            .field("batch_size", &self.batch_size)
+            .field("batch_timeout", &self.batch_timeout)
+            .field("exit_when_idle", &self.exit_when_idle)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("progress_interval", &self.progress_interval)
             .field("log_format", &self.log_format)
             .finish()
     }

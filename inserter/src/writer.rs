@@ -27,15 +27,16 @@ pub struct Written {
     pub dead_letters: usize,
 }
 
-/// Writes `batch` and the next offsets of `group`, all or nothing.
-pub async fn write(db: &DatabaseConnection, group: &str, mut batch: Batch) -> Result<Written, DbErr> {
+/// Writes `batch` and the next offsets of `group`, all or nothing. On an error nothing is committed and the
+/// same batch can be written again.
+pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> Result<Written, DbErr> {
     batch.deduplicate();
     let txn = db.begin().await?;
     let mut refused = Vec::new();
     write_isolating(&txn, &batch.users, &mut refused).await?;
     write_isolating(&txn, &batch.tweets, &mut refused).await?;
 
-    let mut dead_letters = batch.dead_letters;
+    let mut dead_letters = batch.dead_letters.clone();
     dead_letters.extend(
         refused.iter().map(|(index, error)| batch.records[*index].dead_letter(&format!("database refused: {error}"))),
     );

@@ -44,11 +44,7 @@ fn tweet(id: u64, likes: Option<i64>) -> Vec<u8> {
 }
 
 fn batch(records: Vec<ConsumedRecord>) -> Batch {
-    let mut batch = Batch::default();
-    for record in records {
-        batch.push(record, &routes());
-    }
-    batch
+    Batch::decode(records, &routes())
 }
 
 async fn likes(db: &DatabaseConnection, id: i64) -> Option<i64> {
@@ -82,7 +78,7 @@ async fn every_bad_record_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     unknown_source.headers[0].1 = Some(b"myspace".to_vec());
     records.push(unknown_source);
 
-    let written = write(&db, "g", batch(records)).await.unwrap();
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!(written, Written { rows: 4, dead_letters: 11 });
 
     let ids: Vec<i64> = twitter_data::Entity::find().all(&db).await.unwrap().iter().map(|t| t.tweet_id).collect();
@@ -120,11 +116,11 @@ async fn every_bad_record_is_dead_lettered_with_its_reason_and_the_rest_lands() 
 async fn a_replay_changes_no_row_and_emits_no_change_event() {
     let (_pg, db) = setup().await;
     let records: Vec<ConsumedRecord> = (0..50).map(|i| record(i, &tweet(100 + i as u64, Some(i)), at(0))).collect();
-    write(&db, "g", batch(records.clone())).await.unwrap();
+    write(&db, "g", &mut batch(records.clone())).await.unwrap();
     cdc::create_slot(&db, "replay").await.unwrap();
 
-    write(&db, "g", batch(records)).await.unwrap();
-    write(&db, "g", batch(vec![record(0, &tweet(100, Some(0)), at(60))])).await.unwrap(); // newer, identical
+    write(&db, "g", &mut batch(records)).await.unwrap();
+    write(&db, "g", &mut batch(vec![record(0, &tweet(100, Some(0)), at(60))])).await.unwrap(); // newer, identical
 
     assert_eq!(cdc::peek_changes(&db, "replay", CDC_PUBLICATION).await.unwrap(), vec![]);
     assert_eq!(ingest_errors::Entity::find().all(&db).await.unwrap().len(), 0);
@@ -133,15 +129,15 @@ async fn a_replay_changes_no_row_and_emits_no_change_event() {
 #[tokio::test]
 async fn newer_scrapes_update_older_ones_do_not_and_missing_values_are_kept() {
     let (_pg, db) = setup().await;
-    write(&db, "g", batch(vec![record(0, &tweet(1, Some(5)), at(10))])).await.unwrap();
+    write(&db, "g", &mut batch(vec![record(0, &tweet(1, Some(5)), at(10))])).await.unwrap();
 
-    write(&db, "g", batch(vec![record(1, &tweet(1, Some(3)), at(5))])).await.unwrap();
+    write(&db, "g", &mut batch(vec![record(1, &tweet(1, Some(3)), at(5))])).await.unwrap();
     assert_eq!(likes(&db, 1).await, Some(5), "an older scrape never overwrites a newer one");
 
-    write(&db, "g", batch(vec![record(2, &tweet(1, None), at(20))])).await.unwrap();
+    write(&db, "g", &mut batch(vec![record(2, &tweet(1, None), at(20))])).await.unwrap();
     assert_eq!(likes(&db, 1).await, Some(5), "a count the source did not send keeps the known one");
 
-    write(&db, "g", batch(vec![record(3, &tweet(1, Some(9)), at(30))])).await.unwrap();
+    write(&db, "g", &mut batch(vec![record(3, &tweet(1, Some(9)), at(30))])).await.unwrap();
     let row = twitter_data::Entity::find_by_id(1_i64).one(&db).await.unwrap().unwrap();
     assert_eq!((row.like_count, row.scraped_at), (Some(9), at(30)));
 }
@@ -154,7 +150,7 @@ async fn duplicates_within_a_batch_keep_the_newest_scrape() {
         record(1, &tweet(1, Some(3)), at(30)),
         record(2, &tweet(1, Some(2)), at(20)),
     ];
-    let written = write(&db, "g", batch(records)).await.unwrap();
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!(written.dead_letters, 0);
     assert_eq!(likes(&db, 1).await, Some(3));
     assert_eq!(twitter_users::Entity::find().all(&db).await.unwrap().len(), 1);
@@ -164,7 +160,7 @@ async fn duplicates_within_a_batch_keep_the_newest_scrape() {
 async fn a_batch_past_the_bind_parameter_limit_is_chunked() {
     let (_pg, db) = setup().await;
     let records: Vec<ConsumedRecord> = (0..50_000).map(|i| record(i, &tweet(1 + i as u64, Some(i)), at(0))).collect();
-    let written = write(&db, "g", batch(records)).await.unwrap();
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!(written.dead_letters, 0);
     assert_eq!(twitter_data::Entity::find().all(&db).await.unwrap().len(), 50_000);
     assert_eq!(stored_offsets(&db, "g").await.unwrap()[&(TOPIC.to_owned(), 0)], 50_000);

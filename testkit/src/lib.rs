@@ -4,7 +4,8 @@
 //!   [`Postgres::migrated_database`] giving each test its own migrated database.
 //! - [`cdc`]: a pgoutput logical replication slot, read the way Debezium reads it.
 //! - [`Broker`]: a real Kafka-protocol broker (tansu) as a separate process on a free loopback port, which a
-//!   test can stop and restart.
+//!   test can stop and restart, and produce to.
+//! - [`Process`]: a binary under test, run as a process that a test can signal or kill.
 //!
 //! Both run as child processes that die with the test process, even when it is killed, and live in temporary
 //! directories that are removed on drop (and swept at the next start if a run crashed).
@@ -14,7 +15,9 @@ pub mod cdc;
 mod child;
 mod names;
 mod postgres;
+mod process;
 
-pub use broker::{Broker, BrokerStorage};
+pub use broker::{Broker, BrokerStorage, TestMessage};
 pub use names::unique_name;
 pub use postgres::{Postgres, TestDatabase};
+pub use process::Process;

@@ -1,0 +1,183 @@
+//! The Kafka side: a group consumer with manual offsets. Its rebalance callback does not assign partitions
+//! itself: it hands them to the pipeline, which assigns each at the offset stored with its rows (reading those
+//! needs the database, which a callback cannot wait for). librdkafka's group protocol allows this deferred
+//! assign: the member stays in the group, heartbeating, until it is made.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::record::ConsumedRecord;
+
+pub type Partition = (String, i32);
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// What a rebalance did, for the pipeline to act on between two polls.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// Partitions given to this member, not yet assigned: the pipeline assigns them at their stored offsets.
+    Assigned(Vec<Partition>),
+    /// Partitions taken away (already unassigned): records of them not yet written belong to their new owner.
+    Revoked(Vec<Partition>),
+}
+
+pub struct IngestContext {
+    events: Mutex<Vec<RebalanceEvent>>,
+    /// Wakes the pipeline: a rebalance is served inside a poll that yields no message.
+    event_pushed: Notify,
+    metrics: Metrics,
+}
+
+impl IngestContext {
+    /// The rebalance events since the last call.
+    pub fn take_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Resolves once an event is pushed (immediately if one was pushed since the last wait).
+    pub async fn event_pushed(&self) {
+        self.event_pushed.notified().await;
+    }
+
+    fn push(&self, event: RebalanceEvent) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        self.event_pushed.notify_one();
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
+            .map(|partition| partition.consumer_lag)
+            .sum();
+        self.metrics.consumer_lag.set(lag);
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions = list(partitions);
+                tracing::info!(?partitions, "partitions assigned");
+                self.push(RebalanceEvent::Assigned(partitions));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = ?list(partitions), "partitions revoked");
+                let result = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_unassign(partitions),
+                    _ => consumer.unassign(),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not unassign revoked partitions");
+                }
+                self.push(RebalanceEvent::Revoked(list(partitions)));
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance failed; dropping the assignment");
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "could not drop the assignment");
+                }
+            }
+        }
+    }
+}
+
+/// Assigns `partitions` to `consumer` as the group protocol in use expects.
+pub fn assign(consumer: &IngestConsumer, partitions: &TopicPartitionList) -> anyhow::Result<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_assign(partitions),
+        _ => consumer.assign(partitions),
+    }
+    .context("assign partitions")
+}
+
+fn list(partitions: &TopicPartitionList) -> Vec<Partition> {
+    partitions.elements().iter().map(|p| (p.topic().to_owned(), p.partition())).collect()
+}
+
+/// A group consumer for `group` that stores no offset by itself: offsets are committed only after the rows.
+pub fn create(bootstrap_servers: &str, group: &str, metrics: Metrics) -> anyhow::Result<IngestConsumer> {
+    let mut config = common::kafka::client_config(bootstrap_servers, std::env::vars());
+    config
+        .set("group.id", group)
+        .set("client.id", "inserter")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
+    let context = IngestContext { events: Mutex::new(Vec::new()), event_pushed: Notify::new(), metrics };
+    config.create_with_context(context).context("create the Kafka consumer")
+}
+
+/// Waits until every topic exists (the scraper may not have created them yet), then subscribes.
+pub async fn subscribe_when_ready(
+    consumer: &Arc<IngestConsumer>,
+    topics: &[&str],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut announced = false;
+    loop {
+        let missing = missing_topics(consumer.clone(), topics).await;
+        match missing {
+            Ok(missing) if missing.is_empty() => break,
+            Ok(missing) if !announced => {
+                tracing::info!(?missing, "waiting for topics to be created");
+                announced = true;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the cluster's topics yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+    consumer.subscribe(topics).context("subscribe")?;
+    tracing::info!(?topics, "subscribed");
+    Ok(())
+}
+
+async fn missing_topics(consumer: Arc<IngestConsumer>, topics: &[&str]) -> anyhow::Result<Vec<String>> {
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).context("fetch Kafka metadata")?;
+        Ok(topics
+            .into_iter()
+            .filter(|name| {
+                !metadata.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+            })
+            .collect())
+    })
+    .await?
+}
+
+/// Copies a message out of the consumer's buffers, so that it can outlive the poll.
+pub fn detach(message: &impl Message) -> ConsumedRecord {
+    let headers = message
+        .headers()
+        .map(|headers| headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default();
+    ConsumedRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp: message.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis),
+    }
+}

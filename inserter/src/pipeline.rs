@@ -1,0 +1,383 @@
+//! The consume → batch → write → commit loop. Polling never stops while a batch is written (a slow or failing
+//! database does not get this member thrown out of the group): the next batch fills meanwhile, and once it is
+//! full the partitions are paused until the write completes. Kafka offsets are committed only after the
+//! database transaction that stored the rows and the same offsets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Offset, TopicPartitionList};
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use common::ops::Health;
+
+use crate::backoff::Backoff;
+use crate::batch::{Batch, Routes};
+use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
+use crate::metrics::Metrics;
+use crate::record::ConsumedRecord;
+use crate::writer::{self, Written};
+
+/// How the pipeline batches and when it stops by itself.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub group: String,
+    pub routes: Routes,
+    pub batch_size: usize,
+    pub batch_timeout: Duration,
+    pub exit_when_idle: Option<Duration>,
+    pub progress_interval: Duration,
+}
+
+/// Why the pipeline returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    Shutdown,
+    Idle,
+}
+
+pub struct Pipeline {
+    consumer: Arc<IngestConsumer>,
+    db: DatabaseConnection,
+    options: Options,
+    metrics: Metrics,
+    health: Health,
+}
+
+/// A batch made durable.
+struct Flushed {
+    records: usize,
+    written: Written,
+    next_offsets: BTreeMap<Partition, i64>,
+    elapsed: Duration,
+}
+
+/// What the loop tracks between two polls.
+struct State {
+    /// Records read but not yet handed to a write, oldest first.
+    pending: Vec<ConsumedRecord>,
+    /// When the oldest pending record arrived: the batch timer.
+    pending_since: Option<Instant>,
+    /// The one write under way; the next one starts when it is durable, so batches commit in order.
+    in_flight: Option<JoinHandle<anyhow::Result<Flushed>>>,
+    /// Partitions the group gave us that still wait for their stored offsets to be read.
+    unassigned: BTreeSet<Partition>,
+    next_assign_attempt: Instant,
+    assign_backoff: Backoff,
+    paused: bool,
+    /// The offset after the last record read from each partition. librdkafka drops what it had fetched but
+    /// not delivered when a partition is paused, so a resume seeks back here; a record below it is one we
+    /// already hold.
+    positions: HashMap<Partition, i64>,
+    last_record_at: Instant,
+    stopping: bool,
+    progress: Progress,
+}
+
+/// Counters since the last progress line.
+struct Progress {
+    since: Instant,
+    records: u64,
+    batches: u64,
+}
+
+impl Pipeline {
+    pub fn new(
+        consumer: Arc<IngestConsumer>,
+        db: DatabaseConnection,
+        options: Options,
+        metrics: Metrics,
+        health: Health,
+    ) -> Self {
+        Self { consumer, db, options, metrics, health }
+    }
+
+    /// Runs until `shutdown` (after finishing and committing the records in hand) or, with `exit_when_idle`,
+    /// until no record has arrived for that long. An error means a batch could not be made durable; its records
+    /// were not committed anywhere and will be consumed again.
+    pub async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<Stopped> {
+        let now = Instant::now();
+        let mut state = State {
+            pending: Vec::new(),
+            pending_since: None,
+            in_flight: None,
+            unassigned: BTreeSet::new(),
+            next_assign_attempt: now,
+            assign_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            paused: false,
+            positions: HashMap::new(),
+            last_record_at: now,
+            stopping: false,
+            progress: Progress { since: now, records: 0, batches: 0 },
+        };
+        let mut progress_tick =
+            tokio::time::interval_at(now + self.options.progress_interval, self.options.progress_interval);
+        loop {
+            for event in self.consumer.context().take_events() {
+                state.apply(event);
+            }
+            if !state.unassigned.is_empty() && state.in_flight.is_none() && Instant::now() >= state.next_assign_attempt
+            {
+                self.assign_at_stored_offsets(&mut state).await;
+            }
+            if state.in_flight.is_none() && self.batch_due(&state) {
+                self.start_write(&mut state, &shutdown);
+            }
+            if state.in_flight.is_some() && state.pending.len() >= self.options.batch_size && !state.paused {
+                self.pause_or_resume(&mut state, true);
+            }
+            let settled = state.pending.is_empty() && state.in_flight.is_none() && state.unassigned.is_empty();
+            if settled && state.stopping {
+                return Ok(Stopped::Shutdown);
+            }
+            let idle_deadline = self.options.exit_when_idle.map(|idle| state.last_record_at + idle);
+            if settled && idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                tracing::info!(idle = ?self.options.exit_when_idle.unwrap_or_default(), "no new record: exiting");
+                return Ok(Stopped::Idle);
+            }
+
+            let wake_at = [
+                state.pending_since.map(|since| since + self.options.batch_timeout),
+                (!state.unassigned.is_empty()).then_some(state.next_assign_attempt),
+                idle_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if !state.stopping => {
+                    state.stopping = true;
+                }
+                joined = async { state.in_flight.as_mut().expect("guarded").await }, if state.in_flight.is_some() => {
+                    state.in_flight = None;
+                    let flushed = joined.context("the batch writer panicked")??;
+                    self.finish_write(&mut state, flushed);
+                }
+                message = self.consumer.recv(), if !state.stopping => self.accept(&mut state, message),
+                _ = self.consumer.context().event_pushed() => {}
+                _ = progress_tick.tick() => self.log_progress(&mut state),
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    fn batch_due(&self, state: &State) -> bool {
+        let Some(since) = state.pending_since else { return false };
+        state.stopping
+            || state.pending.len() >= self.options.batch_size
+            || since.elapsed() >= self.options.batch_timeout
+    }
+
+    fn accept(&self, state: &mut State, message: Result<BorrowedMessage<'_>, KafkaError>) {
+        match message {
+            Ok(message) => {
+                let record = consumer::detach(&message);
+                let position = state.positions.entry((record.topic.clone(), record.partition)).or_insert(0);
+                if record.offset < *position {
+                    return;
+                }
+                *position = record.offset + 1;
+                state.pending_since.get_or_insert_with(Instant::now);
+                state.last_record_at = Instant::now();
+                state.pending.push(record);
+                self.metrics.records_consumed.inc();
+                state.progress.records += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
+        }
+    }
+
+    /// Reads the offsets stored with the rows and assigns the waiting partitions there; a partition with no
+    /// stored offset starts at Kafka's committed offset, else at the earliest.
+    async fn assign_at_stored_offsets(&self, state: &mut State) {
+        let stored = match writer::stored_offsets(&self.db, &self.options.group).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                let delay = state.assign_backoff.next_delay();
+                state.next_assign_attempt = Instant::now() + delay;
+                self.health.set_problem(format!("database unreachable: {e}"));
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot read stored offsets; partitions stay unassigned");
+                return;
+            }
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut starts = Vec::new();
+        for (topic, partition) in &state.unassigned {
+            let offset = stored.get(&(topic.clone(), *partition)).map_or(Offset::Stored, |next| Offset::Offset(*next));
+            let start = if let Offset::Offset(next) = offset { next.to_string() } else { "kafka-committed".into() };
+            starts.push(format!("{topic}/{partition}@{start}"));
+            if let Err(e) = assignment.add_partition_offset(topic, *partition, offset) {
+                tracing::warn!(error = %e, topic, partition, "invalid offset; Kafka's committed offset applies");
+            }
+        }
+        match consumer::assign(&self.consumer, &assignment) {
+            Ok(()) => {
+                tracing::info!(?starts, "consuming from the offsets stored with the rows");
+                state.unassigned.clear();
+                state.assign_backoff.reset();
+                // Idle means no record while consuming: the wait for an assignment does not count.
+                state.last_record_at = Instant::now();
+                state.paused = false;
+                self.health.clear();
+            }
+            Err(e) => {
+                state.next_assign_attempt = Instant::now() + state.assign_backoff.next_delay();
+                tracing::warn!(error = %format!("{e:#}"), "assigning partitions failed; retrying");
+            }
+        }
+    }
+
+    /// Hands up to `batch_size` pending records to a background write, retried until it is durable.
+    fn start_write(&self, state: &mut State, shutdown: &CancellationToken) {
+        let take = state.pending.len().min(self.options.batch_size);
+        let records: Vec<ConsumedRecord> = state.pending.drain(..take).collect();
+        state.pending_since = (!state.pending.is_empty()).then(Instant::now);
+        let (db, options, metrics, health, shutdown) =
+            (self.db.clone(), self.options.clone(), self.metrics.clone(), self.health.clone(), shutdown.clone());
+        state.in_flight = Some(tokio::spawn(async move {
+            let started = Instant::now();
+            let count = records.len();
+            let mut batch = Batch::decode(records, &options.routes);
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+            loop {
+                match writer::write(&db, &options.group, &mut batch).await {
+                    Ok(written) => {
+                        health.clear();
+                        let next_offsets = batch.next_offsets().clone();
+                        return Ok(Flushed { records: count, written, next_offsets, elapsed: started.elapsed() });
+                    }
+                    Err(e) => {
+                        metrics.write_failures.inc();
+                        health.set_problem(format!("database write failing: {e}"));
+                        if shutdown.is_cancelled() {
+                            return Err(e).with_context(|| {
+                                format!("write a batch of {count} records at shutdown (not committed; they will be consumed again)")
+                            });
+                        }
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %e, records = count, retry_in = ?delay, "batch write failed, nothing committed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    fn finish_write(&self, state: &mut State, flushed: Flushed) {
+        self.metrics.batches.inc();
+        self.metrics.rows_written.inc_by(flushed.written.rows as u64);
+        self.metrics.dead_letters.inc_by(flushed.written.dead_letters as u64);
+        self.metrics.batch_duration.observe(flushed.elapsed.as_secs_f64());
+        state.progress.batches += 1;
+        if flushed.written.dead_letters > 0 {
+            tracing::warn!(dead_letters = flushed.written.dead_letters, "records dead-lettered to ingest_errors");
+        }
+        tracing::debug!(records = flushed.records, rows = flushed.written.rows, elapsed = ?flushed.elapsed, "batch committed");
+        // At shutdown the commit must be done before the consumer closes; otherwise it need not be waited for.
+        let mode = if state.stopping { CommitMode::Sync } else { CommitMode::Async };
+        self.commit_to_kafka(&flushed.next_offsets, mode);
+        if state.paused {
+            self.pause_or_resume(state, false);
+        }
+    }
+
+    /// Kafka's own commit, after the database's: only for lag tools, so a failure is harmless.
+    fn commit_to_kafka(&self, next_offsets: &BTreeMap<Partition, i64>, mode: CommitMode) {
+        if next_offsets.is_empty() {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in next_offsets {
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(e) = self.consumer.commit(&offsets, mode) {
+            tracing::debug!(error = %e, "Kafka offset commit failed (the database holds the offsets)");
+        }
+    }
+
+    fn pause_or_resume(&self, state: &mut State, pause: bool) {
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            let mut positions = TopicPartitionList::new();
+            for element in assignment.elements() {
+                if let Some(next) = state.positions.get(&(element.topic().to_owned(), element.partition())) {
+                    let _ = positions.add_partition_offset(element.topic(), element.partition(), Offset::Offset(*next));
+                }
+            }
+            // Timeout zero: the seek is queued, not waited for.
+            self.consumer.resume(&assignment).and_then(|()| {
+                let sought = self.consumer.seek_partitions(positions, Duration::ZERO)?;
+                for element in sought.elements() {
+                    if let Err(e) = element.error() {
+                        tracing::warn!(error = %e, topic = element.topic(), partition = element.partition(), "seek failed");
+                    }
+                }
+                Ok(())
+            })
+        };
+        match result {
+            Ok(()) => state.paused = pause,
+            Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming partitions failed"),
+        }
+    }
+
+    fn log_progress(&self, state: &mut State) {
+        let elapsed = state.progress.since.elapsed().as_secs_f64().max(f64::EPSILON);
+        tracing::info!(
+            records_per_second = (state.progress.records as f64 / elapsed).round(),
+            batches = state.progress.batches,
+            lag = self.metrics.consumer_lag.get(),
+            pending = state.pending.len(),
+            dead_lettered_total = self.metrics.dead_letters.get(),
+            "progress"
+        );
+        state.progress = Progress { since: Instant::now(), records: 0, batches: 0 };
+    }
+}
+
+impl State {
+    fn apply(&mut self, event: RebalanceEvent) {
+        match event {
+            RebalanceEvent::Assigned(partitions) => {
+                self.unassigned.extend(partitions);
+                self.next_assign_attempt = Instant::now();
+            }
+            RebalanceEvent::Revoked(partitions) => {
+                let revoked: BTreeSet<Partition> = partitions.into_iter().collect();
+                self.unassigned.retain(|p| !revoked.contains(p));
+                self.positions.retain(|p, _| !revoked.contains(p));
+                // Their new owner starts from the stored offsets: what we hold but did not write is theirs.
+                let before = self.pending.len();
+                self.pending.retain(|r| !revoked.contains(&(r.topic.clone(), r.partition)));
+                if self.pending.len() < before {
+                    tracing::info!(
+                        dropped = before - self.pending.len(),
+                        "left unwritten records of revoked partitions to their new owner"
+                    );
+                }
+                if self.pending.is_empty() {
+                    self.pending_since = None;
+                }
+                self.paused = false;
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The `inserter` binary against a real broker and a real Postgres: it drains a topic into the tables,
+//! dead-letters what it cannot store while the records around it land, replays change nothing, SIGTERM
+//! finishes the batch in hand, a missing topic is waited for, and /metrics and /healthz answer.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use migration::CDC_PUBLICATION;
+use support::{Rig, tweet_message};
+use testkit::{TestMessage, cdc, unique_name};
+
+const TWEETS: &str = "SELECT count(*) FROM twitter_data";
+const DEAD_LETTERS: &str = "SELECT count(*) FROM ingest_errors";
+
+fn stored_offsets_sql(group: &str) -> String {
+    format!("SELECT coalesce(sum(next_offset), 0)::bigint FROM kafka_offsets WHERE consumer_group = '{group}'")
+}
+
+fn bad(value: Option<&[u8]>, source: &str) -> TestMessage {
+    TestMessage {
+        key: Some(b"bad".to_vec()),
+        value: value.map(<[u8]>::to_vec),
+        headers: vec![("source".into(), source.as_bytes().to_vec())],
+        partition: Some(0),
+    }
+}
+
+#[tokio::test]
+async fn drains_a_topic_dead_letters_the_unstorable_and_exits_when_idle() {
+    let rig = Rig::start(3).await;
+    rig.produce_tweets(1..=1_500).await;
+    let bad_records = vec![
+        bad(Some(br#"{"data":{"id":"1","text":"#), "x.sample"), // truncated line
+        bad(Some(b"\xff\xfe not utf-8"), "x.sample"),
+        bad(Some(br#"{"data":{"id":"2","text":"nul \u0000 inside"}}"#), "x.sample"),
+        bad(Some(br#"{"data":{"text":"no id"}}"#), "x.sample"),
+        bad(Some(b""), "x.sample"),
+        bad(None, "x.sample"),
+        bad(Some(br#"{"data":{"id":"3","text":"from elsewhere"}}"#), "tiktok.feed"),
+    ];
+    rig.broker.produce(&rig.topic, bad_records).await.unwrap();
+    rig.produce_tweets(1_501..=3_000).await;
+
+    let group = unique_name("group");
+    let mut inserter = rig.inserter(&group, &["--exit-when-idle", "2s"]);
+    let status = inserter.wait(Duration::from_secs(60)).await.unwrap();
+    assert!(status.success(), "{}", inserter.log());
+
+    assert_eq!(rig.count(TWEETS).await, 3_000, "{}", inserter.log());
+    assert_eq!(rig.count("SELECT count(*) FROM twitter_users").await, 50);
+    assert_eq!(rig.count(&stored_offsets_sql(&group)).await, 3_007, "every record's offset is stored");
+    assert_eq!(rig.count(DEAD_LETTERS).await, 7);
+    for reason in [
+        "EOF while parsing",
+        "UTF-8",
+        "NUL",
+        "missing field `id`",
+        "empty",
+        "tombstone",
+        "no mapping for source `tiktok.feed`",
+    ] {
+        let sql = format!("SELECT count(*) FROM ingest_errors WHERE error LIKE '%{reason}%'");
+        assert_eq!(rig.count(&sql).await, 1, "one dead letter saying `{reason}`");
+    }
+    assert!(inserter.log().contains("no new record: exiting"), "{}", inserter.log());
+}
+
+#[tokio::test]
+async fn replaying_the_whole_topic_into_a_filled_database_changes_no_row() {
+    let rig = Rig::start(2).await;
+    rig.produce_tweets(1..=2_000).await;
+    let mut first = rig.inserter(&unique_name("group"), &["--exit-when-idle", "2s"]);
+    assert!(first.wait(Duration::from_secs(60)).await.unwrap().success(), "{}", first.log());
+    assert_eq!(rig.count(TWEETS).await, 2_000);
+
+    let slot = unique_name("slot");
+    cdc::create_slot(rig.conn(), &slot).await.unwrap();
+    // A new group has no stored offsets: it reads both partitions from offset 0.
+    let mut replay = rig.inserter(&unique_name("replay"), &["--exit-when-idle", "2s"]);
+    assert!(replay.wait(Duration::from_secs(60)).await.unwrap().success(), "{}", replay.log());
+    assert!(replay.log().contains("records=2000"), "the replay read every record: {}", replay.log());
+
+    let changes = cdc::peek_changes(rig.conn(), &slot, CDC_PUBLICATION).await.unwrap();
+    assert!(changes.is_empty(), "a replay must not change any row: {changes:?}");
+    assert_eq!(rig.count(TWEETS).await, 2_000);
+    assert_eq!(rig.count(DEAD_LETTERS).await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_commits_the_batch_in_hand_then_a_restart_resumes_after_it() {
+    let rig = Rig::start(2).await;
+    rig.produce_tweets(1..=20_000).await;
+    let group = unique_name("group");
+    let mut inserter = rig.inserter(&group, &[]);
+    rig.wait_for_count(TWEETS, 1, Duration::from_secs(30), &inserter).await;
+
+    inserter.signal(libc::SIGTERM);
+    let status = inserter.wait(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "{}", inserter.log());
+    let log = inserter.log();
+    assert!(log.contains("shutdown requested") && log.contains("inserter stopped"), "{log}");
+    // What was committed is exactly what was stored: each record is one row, and its offset went with it.
+    let stored = rig.count(&stored_offsets_sql(&group)).await;
+    assert_eq!(rig.count(TWEETS).await, stored);
+    assert!(stored < 20_000, "the test needs a shutdown mid-drain");
+
+    let mut again = rig.inserter(&group, &["--exit-when-idle", "2s"]);
+    assert!(again.wait(Duration::from_secs(60)).await.unwrap().success(), "{}", again.log());
+    assert_eq!(rig.count(TWEETS).await, 20_000);
+    assert!(again.log().contains(&format!("records={}", 20_000 - stored)), "{}", again.log());
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_exist_yet_is_waited_for() {
+    let rig = Rig::start(0).await;
+    let mut inserter = rig.inserter(&unique_name("group"), &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(inserter.log().contains("waiting for topics to be created"), "{}", inserter.log());
+
+    rig.broker.create_topic(&rig.topic, 1).await.unwrap();
+    rig.produce_tweets(1..=100).await;
+    rig.wait_for_count(TWEETS, 100, Duration::from_secs(30), &inserter).await;
+    inserter.signal(libc::SIGTERM);
+    assert!(inserter.wait(Duration::from_secs(20)).await.unwrap().success());
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    let rig = Rig::start(1).await;
+    rig.broker.produce(&rig.topic, (1..=100).map(tweet_message)).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut inserter = rig.inserter(&unique_name("group"), &["--metrics-addr", &addr]);
+    rig.wait_for_count(TWEETS, 100, Duration::from_secs(30), &inserter).await;
+
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("inserter_records_consumed_total 100"), "{metrics}");
+    assert!(metrics.contains("inserter_batches_total"), "{metrics}");
+    assert!(metrics.contains("inserter_batch_duration_seconds_bucket"), "{metrics}");
+    let health = http_get(&addr, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
+    inserter.signal(libc::SIGTERM);
+    assert!(inserter.wait(Duration::from_secs(20)).await.unwrap().success());
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

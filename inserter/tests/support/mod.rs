@@ -1,0 +1,107 @@
+//! What the inserter's process-level tests share: a rig of real services (Postgres with the schema, a broker
+//! with a topic), X-format records to produce, and the `inserter` binary run as a process against them.
+
+#![allow(dead_code)] // each test file uses its own part of the rig
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use migration::Migrator;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use testkit::{Broker, BrokerStorage, Postgres, Process, TestDatabase, TestMessage, unique_name};
+
+pub struct Rig {
+    pub pg: Postgres,
+    pub db: TestDatabase,
+    pub broker: Broker,
+    pub topic: String,
+    logs: tempfile::TempDir,
+}
+
+impl Rig {
+    pub async fn start(partitions: i32) -> Self {
+        let pg = Postgres::start().await.unwrap();
+        let db = pg.migrated_database::<Migrator>().await.unwrap();
+        let broker = Broker::start_with(BrokerStorage::Memory).await.unwrap();
+        let topic = unique_name("tweets");
+        if partitions > 0 {
+            broker.create_topic(&topic, partitions).await.unwrap();
+        }
+        Self { pg, db, broker, topic, logs: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db.conn
+    }
+
+    /// The `inserter` binary in consumer group `group`, pointed at the rig, with `args` added.
+    pub fn inserter(&self, group: &str, args: &[&str]) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_inserter"));
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.db.url)
+            .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap_servers())
+            .env("INSERTER_GROUP", group)
+            .env("TOPIC_TWEETS", &self.topic)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("BATCH_SIZE", "500")
+            .env("BATCH_TIMEOUT", "100ms")
+            // A killed member's partitions move after this long, not after the default 45 s.
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env_remove("LOG_FORMAT")
+            .env_remove("RUN_MIGRATIONS");
+        Process::spawn(command, &self.logs.path().join(format!("{}.log", unique_name("inserter")))).unwrap()
+    }
+
+    /// Produces tweets `ids` (one record each, keyed by id).
+    pub async fn produce_tweets(&self, ids: impl IntoIterator<Item = u64>) {
+        self.broker.produce(&self.topic, ids.into_iter().map(tweet_message)).await.unwrap();
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        count(self.conn(), sql).await
+    }
+
+    /// Waits until `sql` (a `SELECT count(*)`) reaches `expected`; panics with `process`'s log if it does not.
+    pub async fn wait_for_count(&self, sql: &str, expected: i64, timeout: Duration, process: &Process) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = count(self.conn(), sql).await;
+            if now >= expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sql}: {now} of {expected} after {timeout:?}; log:\n{}", process.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// An X API v2 stream line for tweet `id`, by one of 50 authors, with the author in `includes.users`.
+pub fn tweet_line(id: u64) -> String {
+    let author = 1_000 + id % 50;
+    format!(
+        r#"{{"data":{{"id":"{id}","text":"post {id} #rust","author_id":"{author}","created_at":"2025-06-01T12:00:00.000Z","lang":"en","public_metrics":{{"retweet_count":{},"reply_count":0,"like_count":{},"quote_count":0}},"entities":{{"hashtags":[{{"start":10,"end":15,"tag":"rust"}}]}}}},"includes":{{"users":[{{"id":"{author}","name":"Author {author}","username":"author{author}","created_at":"2020-01-01T00:00:00.000Z","public_metrics":{{"followers_count":10,"following_count":5,"tweet_count":100,"listed_count":0}}}}]}}}}"#,
+        id % 7,
+        id % 13
+    )
+}
+
+pub fn tweet_message(id: u64) -> TestMessage {
+    TestMessage {
+        key: Some(id.to_string().into_bytes()),
+        value: Some(tweet_line(id).into_bytes()),
+        headers: vec![
+            ("source".into(), b"x.sample".to_vec()),
+            ("scraped_at".into(), b"2025-06-01T12:00:05Z".to_vec()),
+            ("content_type".into(), b"application/json".to_vec()),
+        ],
+        partition: None,
+    }
+}

@@ -11,6 +11,7 @@ use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
@@ -73,6 +74,8 @@ struct State {
     next_assign_attempt: Instant,
     assign_backoff: Backoff,
     paused: bool,
+    /// Whether any partition was ever assigned: a member still waiting to join the group is not idle.
+    ever_assigned: bool,
     /// The offset after the last record read from each partition. librdkafka drops what it had fetched but
     /// not delivered when a partition is paused, so a resume seeks back here; a record below it is one we
     /// already hold.
@@ -113,6 +116,7 @@ impl Pipeline {
             next_assign_attempt: now,
             assign_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             paused: false,
+            ever_assigned: false,
             positions: HashMap::new(),
             last_record_at: now,
             stopping: false,
@@ -138,7 +142,8 @@ impl Pipeline {
             if settled && state.stopping {
                 return Ok(Stopped::Shutdown);
             }
-            let idle_deadline = self.options.exit_when_idle.map(|idle| state.last_record_at + idle);
+            let idle_deadline =
+                self.options.exit_when_idle.filter(|_| state.ever_assigned).map(|idle| state.last_record_at + idle);
             if settled && idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 tracing::info!(idle = ?self.options.exit_when_idle.unwrap_or_default(), "no new record: exiting");
                 return Ok(Stopped::Idle);
@@ -220,10 +225,15 @@ impl Pipeline {
                 tracing::warn!(error = %e, topic, partition, "invalid offset; Kafka's committed offset applies");
             }
         }
-        match consumer::assign(&self.consumer, &assignment) {
+        // librdkafka keeps a partition's pause across an unassign: a partition paused for backpressure before a
+        // rebalance would stay silent when it comes back.
+        let assigned = consumer::assign(&self.consumer, &assignment)
+            .and_then(|()| self.consumer.resume(&assignment).context("resume the assigned partitions"));
+        match assigned {
             Ok(()) => {
                 tracing::info!(?starts, "consuming from the offsets stored with the rows");
                 state.unassigned.clear();
+                state.ever_assigned = true;
                 state.assign_backoff.reset();
                 // Idle means no record while consuming: the wait for an assignment does not count.
                 state.last_record_at = Instant::now();
@@ -326,7 +336,10 @@ impl Pipeline {
             self.consumer.resume(&assignment).and_then(|()| {
                 let sought = self.consumer.seek_partitions(positions, Duration::ZERO)?;
                 for element in sought.elements() {
-                    if let Err(e) = element.error() {
+                    // A seek that is not waited for reports itself "in progress": that is its success.
+                    if let Err(e) = element.error()
+                        && e.rdkafka_error_code() != Some(RDKafkaErrorCode::InProgress)
+                    {
                         tracing::warn!(error = %e, topic = element.topic(), partition = element.partition(), "seek failed");
                     }
                 }
@@ -355,6 +368,8 @@ impl Pipeline {
 
 impl State {
     fn apply(&mut self, event: RebalanceEvent) {
+        // A rebalance is activity: the idle clock starts again.
+        self.last_record_at = Instant::now();
         match event {
             RebalanceEvent::Assigned(partitions) => {
                 self.unassigned.extend(partitions);

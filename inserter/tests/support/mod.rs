@@ -49,6 +49,8 @@ impl Rig {
             // A killed member's partitions move after this long, not after the default 45 s.
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+            // Also the rebalance timeout: how long the group waits for a killed member to rejoin.
+            .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .env_remove("LOG_FORMAT")
             .env_remove("RUN_MIGRATIONS");
@@ -75,6 +77,15 @@ impl Rig {
             assert!(Instant::now() < deadline, "{sql}: {now} of {expected} after {timeout:?}; log:\n{}", process.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Waits until `process` logged `text`.
+pub async fn wait_for_log(process: &Process, text: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !process.log().contains(text) {
+        assert!(Instant::now() < deadline, "no `{text}` in the log after {timeout:?}:\n{}", process.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -119,6 +119,11 @@ pub fn create(bootstrap_servers: &str, group: &str, metrics: Metrics) -> anyhow:
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000");
+    // librdkafka prefetches up to 64 MiB per partition by default; a batch never needs that much ahead, and
+    // the memory is better bounded (KAFKA_QUEUED_MAX_MESSAGES_KBYTES overrides it).
+    if config.get("queued.max.messages.kbytes").is_none() {
+        config.set("queued.max.messages.kbytes", "8192");
+    }
     let context = IngestContext { events: Mutex::new(Vec::new()), event_pushed: Notify::new(), metrics };
     config.create_with_context(context).context("create the Kafka consumer")
 }

@@ -33,6 +33,21 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails, naming what to run, when migrations are pending: an inserter on an old schema would dead-letter or
+/// refuse every batch, so it is better not to start.
+pub async fn require_current_schema(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let pending = Migrator::get_pending_migrations_read_only(db).await.context("read the applied migrations")?;
+    match pending.first() {
+        None => Ok(()),
+        Some(first) => anyhow::bail!(
+            "the database schema is {} migration(s) behind (next: {}); run `migration up` \
+             (or `sea-orm-cli migrate up`) first, or start the inserter with --run-migrations",
+            pending.len(),
+            first.name()
+        ),
+    }
+}
+
 /// `postgres://user:secret@host/db` -> `postgres://user@host/db`.
 pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod settings;
+pub mod unnest;
 pub mod writer;

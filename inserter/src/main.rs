@@ -29,6 +29,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let db = database::connect(&settings.database_url).await?;
     if settings.run_migrations {
         database::migrate(&db).await?;
+    } else {
+        database::require_current_schema(&db).await?;
     }
     let consumer = Arc::new(consumer::create(&settings.bootstrap_servers, &settings.group, metrics.clone())?);
     consumer::subscribe_when_ready(&consumer, &[&settings.tweets_topic], &shutdown).await?;

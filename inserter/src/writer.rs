@@ -1,6 +1,6 @@
-//! Writes a batch in one transaction: rows upserted through SeaORM (`insert_many ... ON CONFLICT`), chunked
-//! under Postgres's bind-parameter limit, dead letters, and the batch's next offsets, so that rows and
-//! offsets become durable together. A row the database refuses (a CHECK, a bad value) is isolated by
+//! Writes a batch in one transaction: rows upserted from their SeaORM entities (`ON CONFLICT`, one array
+//! parameter per column: see `unnest`), dead letters (`insert_many`, chunked under Postgres's bind-parameter
+//! limit), and the batch's next offsets, so that rows and offsets become durable together. A row the database refuses (a CHECK, a bad value) is isolated by
 //! splitting its chunk under savepoints, and its record alone is dead-lettered; any other database error
 //! aborts the whole batch, so that nothing is committed and the caller retries.
 
@@ -15,6 +15,10 @@ use sea_orm::{
 };
 
 use crate::batch::Batch;
+use crate::unnest;
+
+/// Rows per upsert statement: bounds the size of one statement's arrays, not a bind-parameter count.
+const ROWS_PER_STATEMENT: usize = 10_000;
 
 /// Postgres accepts at most 65,535 bind parameters in one statement.
 const MAX_BIND_PARAMETERS: usize = 65_535;
@@ -91,11 +95,9 @@ pub async fn stored_offsets(db: &DatabaseConnection, group: &str) -> Result<Hash
 }
 
 /// A row type the writer can upsert in bulk.
-pub(crate) trait Upsert: Clone {
-    /// Bind parameters one row takes.
-    const COLUMNS: usize;
-
-    async fn upsert(txn: &DatabaseTransaction, rows: Vec<Self>) -> Result<(), DbErr>;
+pub(crate) trait Upsert: Sized {
+    /// Upserts the rows of `rows` (each with the index of its record).
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr>;
 }
 
 /// Upserts `rows` chunk by chunk; a chunk the database refuses is split until the refused rows stand alone,
@@ -105,10 +107,10 @@ async fn write_isolating<R: Upsert>(
     rows: &[(usize, R)],
     refused: &mut Vec<(usize, String)>,
 ) -> Result<(), DbErr> {
-    let mut pending: Vec<&[(usize, R)]> = rows.chunks(MAX_BIND_PARAMETERS / R::COLUMNS).rev().collect();
+    let mut pending: Vec<&[(usize, R)]> = rows.chunks(ROWS_PER_STATEMENT).rev().collect();
     while let Some(slice) = pending.pop() {
         let savepoint = txn.begin().await?;
-        match R::upsert(&savepoint, slice.iter().map(|(_, row)| row.clone()).collect()).await {
+        match R::upsert(&savepoint, slice).await {
             Ok(()) => savepoint.commit().await?,
             Err(error) if is_refused_row(&error) => {
                 savepoint.rollback().await?;
@@ -164,9 +166,7 @@ fn guarded_upsert<C: ColumnTrait + IdenStatic>(
 }
 
 impl Upsert for twitter_data::ActiveModel {
-    const COLUMNS: usize = 24;
-
-    async fn upsert(txn: &DatabaseTransaction, rows: Vec<Self>) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         use twitter_data::Column as C;
         let on_conflict = guarded_upsert(
             "twitter_data",
@@ -191,14 +191,12 @@ impl Upsert for twitter_data::ActiveModel {
             &[C::Text, C::Hashtags, C::Mentions, C::Urls],
             &[C::Source, C::Raw, C::ScrapedAt],
         );
-        twitter_data::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(txn).await.map(drop)
+        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
     }
 }
 
 impl Upsert for twitter_users::ActiveModel {
-    const COLUMNS: usize = 19;
-
-    async fn upsert(txn: &DatabaseTransaction, rows: Vec<Self>) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         use twitter_users::Column as C;
         let on_conflict = guarded_upsert(
             "twitter_users",
@@ -222,6 +220,6 @@ impl Upsert for twitter_users::ActiveModel {
             &[C::Username],
             &[C::Raw, C::ScrapedAt],
         );
-        twitter_users::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(txn).await.map(drop)
+        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
     }
 }

@@ -1,53 +1,56 @@
-//! The inserter's start-up: with `--run-migrations` it brings an empty database to the current schema, a
-//! second start finds nothing to do, and a wrong database URL fails with a message that hides the password.
+//! The inserter's start-up: with `--run-migrations` it brings an empty database to the current schema and a
+//! second start finds nothing to do; without it, a database that lacks migrations stops it with a message
+//! naming what to run (and is left untouched); a wrong database URL fails with a message that hides the password.
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::Database;
-use testkit::Postgres;
+use support::{Rig, Schema};
+use testkit::unique_name;
 
-fn inserter(database_url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_inserter"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap()
-}
+const EXIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn run_migrations_brings_an_empty_database_to_the_current_schema() {
-    let pg = Postgres::start().await.unwrap();
-    let (_, url) = pg.create_database().await.unwrap();
+    let rig = Rig::start_with(1, Schema::Empty).await;
 
-    let first = inserter(&url, &["--run-migrations"]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    let db = Database::connect(&url).await.unwrap();
-    assert!(Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
-    assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), Migrator::migrations().len());
+    let mut first = rig.inserter(&unique_name("group"), &["--run-migrations", "--exit-when-idle", "1s"]);
+    assert!(first.wait(EXIT).await.unwrap().success(), "{}", first.log());
+    assert!(Migrator::get_pending_migrations(rig.conn()).await.unwrap().is_empty());
+    assert_eq!(Migrator::get_applied_migrations(rig.conn()).await.unwrap().len(), Migrator::migrations().len());
 
-    let second = inserter(&url, &["--run-migrations"]);
-    assert!(second.status.success());
-    assert!(String::from_utf8_lossy(&second.stderr).contains("schema is up to date"));
+    let mut second = rig.inserter(&unique_name("group"), &["--run-migrations", "--exit-when-idle", "1s"]);
+    assert!(second.wait(EXIT).await.unwrap().success(), "{}", second.log());
+    assert!(second.log().contains("schema is up to date"), "{}", second.log());
 }
 
 #[tokio::test]
-async fn without_the_flag_the_schema_is_left_alone() {
-    let pg = Postgres::start().await.unwrap();
-    let (_, url) = pg.create_database().await.unwrap();
+async fn without_the_flag_a_database_behind_the_schema_stops_it_and_is_left_alone() {
+    let rig = Rig::start_with(1, Schema::Empty).await;
 
-    assert!(inserter(&url, &[]).status.success());
-    let db = Database::connect(&url).await.unwrap();
-    assert_eq!(Migrator::get_pending_migrations(&db).await.unwrap().len(), Migrator::migrations().len());
+    let mut inserter = rig.inserter(&unique_name("group"), &["--exit-when-idle", "1s"]);
+    let status = inserter.wait(EXIT).await.unwrap();
+    let log = inserter.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("migration(s) behind") && log.contains("--run-migrations"), "{log}");
+    let tables = support::count(rig.conn(), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").await;
+    assert_eq!(tables, 0, "not even the migrations table is created");
 }
 
 #[tokio::test]
 async fn an_unreachable_database_fails_clearly_without_printing_the_password() {
-    let pg = Postgres::start().await.unwrap();
-    let url = format!("postgres://inserter:hunter2@127.0.0.1:{}/no_such_database", pg.port());
+    let rig = Rig::start(0).await;
+    let url = format!("postgres://inserter:hunter2@127.0.0.1:{}/no_such_database", rig.pg.port());
 
-    let output = inserter(&url, &["--run-migrations"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_inserter"))
+        .args(["--run-migrations", "--metrics-addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("connect to Postgres at postgres://inserter@127.0.0.1"), "{stderr}");

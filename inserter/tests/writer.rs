@@ -1,7 +1,7 @@
 //! The batch writer against a real Postgres: rows, dead letters and offsets land together; every bad
 //! record lands in `ingest_errors` with a readable reason while the records around it land; a row the
-//! database refuses is isolated; replays and older scrapes change nothing (not even for CDC); and a batch
-//! past Postgres's bind-parameter limit is chunked.
+//! database refuses is isolated; replays and older scrapes change nothing (not even for CDC); and a batch of
+//! 50,000 posts (far past Postgres's 65,535 bind parameters, had each value been bound alone) is written.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{ingest_errors, twitter_data, twitter_users};
@@ -157,11 +157,39 @@ async fn duplicates_within_a_batch_keep_the_newest_scrape() {
 }
 
 #[tokio::test]
-async fn a_batch_past_the_bind_parameter_limit_is_chunked() {
+async fn a_batch_of_50_000_posts_is_written_whole() {
     let (_pg, db) = setup().await;
     let records: Vec<ConsumedRecord> = (0..50_000).map(|i| record(i, &tweet(1 + i as u64, Some(i)), at(0))).collect();
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!(written.dead_letters, 0);
     assert_eq!(twitter_data::Entity::find().all(&db).await.unwrap().len(), 50_000);
     assert_eq!(stored_offsets(&db, "g").await.unwrap()[&(TOPIC.to_owned(), 0)], 50_000);
+}
+
+/// The upsert passes each column as one array: text that array syntax treats specially (quotes, backslashes,
+/// braces, commas, `NULL`), multi-byte characters and NULLs among values must all arrive exactly.
+#[tokio::test]
+async fn values_that_array_syntax_treats_specially_arrive_exactly() {
+    let (_pg, db) = setup().await;
+    let text = r#"a "quoted" \back\slash\ {brace}, NULL 🦀 日本 \\"#;
+    let tag = r#"t"a,g{}\"#;
+    let hostile = serde_json::json!({
+        "data": {"id": "1", "text": text, "lang": "NULL", "possibly_sensitive": true,
+                 "entities": {"hashtags": [{"start": 0, "end": 3, "tag": tag}, {"start": 4, "end": 5, "tag": "NULL"}]}}
+    });
+    let records = vec![
+        record(0, hostile.to_string().as_bytes(), at(0)),
+        // Its neighbour leaves the optional columns NULL, so those columns travel with NULLs among values.
+        record(1, &tweet(2, None), at(0)),
+    ];
+    write(&db, "g", &mut batch(records)).await.unwrap();
+
+    let stored = twitter_data::Entity::find_by_id(1).one(&db).await.unwrap().unwrap();
+    assert_eq!(stored.text, text);
+    assert_eq!(stored.lang.as_deref(), Some("NULL"));
+    assert_eq!(stored.hashtags, vec![tag.to_owned(), "NULL".to_owned()]);
+    assert_eq!(stored.possibly_sensitive, Some(true));
+    assert_eq!(stored.raw, hostile);
+    let neighbour = twitter_data::Entity::find_by_id(2).one(&db).await.unwrap().unwrap();
+    assert_eq!((neighbour.possibly_sensitive, neighbour.hashtags.len()), (None, 0));
 }

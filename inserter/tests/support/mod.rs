@@ -7,8 +7,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use migration::Migrator;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use testkit::{Broker, BrokerStorage, Postgres, Process, TestDatabase, TestMessage, unique_name};
+
+/// The state the rig's database starts in.
+pub enum Schema {
+    Migrated,
+    Empty,
+}
 
 pub struct Rig {
     pub pg: Postgres,
@@ -20,8 +26,18 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start(partitions: i32) -> Self {
+        Self::start_with(partitions, Schema::Migrated).await
+    }
+
+    pub async fn start_with(partitions: i32, schema: Schema) -> Self {
         let pg = Postgres::start().await.unwrap();
-        let db = pg.migrated_database::<Migrator>().await.unwrap();
+        let db = match schema {
+            Schema::Migrated => pg.migrated_database::<Migrator>().await.unwrap(),
+            Schema::Empty => {
+                let (name, url) = pg.create_database().await.unwrap();
+                TestDatabase { name, conn: Database::connect(&url).await.unwrap(), url }
+            }
+        };
         let broker = Broker::start_with(BrokerStorage::Memory).await.unwrap();
         let topic = unique_name("tweets");
         if partitions > 0 {

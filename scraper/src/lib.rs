@@ -4,3 +4,4 @@ pub mod kafka_sink;
 pub mod record;
 pub mod settings;
 pub mod topics;
+pub mod x;

@@ -1,0 +1,139 @@
+//! What one line of an X API v2 stream is: a post to produce (keyed by its id), an error line from X (logged
+//! and acted on, not produced), or a line that cannot be a post (bound for the rejects topic, with why).
+//! Accepts the old and the new field spellings; only `data.id` is required, because the raw line goes to
+//! Kafka unmodified and the inserter maps the rest.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A post: produce the line as it is, keyed by `id`.
+    Post { id: String },
+    /// `{"errors":[...]}` without `data`: X telling the client something.
+    Errors(Vec<StreamError>),
+    /// Not a post; the reason goes into the reject record's `error` header.
+    Invalid(String),
+}
+
+/// One entry of an error line, e.g. `{"title":"operational-disconnect","disconnect_type":"UpstreamOperationalDisconnect","detail":"..."}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct StreamError {
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub disconnect_type: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+impl StreamError {
+    /// X ended the stream on its side: reconnect at once, as X documents.
+    pub fn is_disconnect(&self) -> bool {
+        self.title == "operational-disconnect" || self.disconnect_type.is_some()
+    }
+}
+
+impl Line {
+    pub fn classify(bytes: &[u8]) -> Self {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => return Self::Invalid(format!("not UTF-8: {e}")),
+        };
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(e) => return Self::Invalid(format!("not JSON: {e}")),
+        };
+        let Value::Object(object) = value else {
+            return Self::Invalid(format!("not a JSON object but {}", kind_of(&value)));
+        };
+        match (object.get("data"), object.get("errors")) {
+            (Some(data), _) => match data.get("id") {
+                Some(Value::String(id)) if is_post_id(id) => Self::Post { id: id.clone() },
+                Some(Value::String(id)) => Self::Invalid(format!("data.id `{id}` is not a positive 64-bit integer")),
+                Some(other) => Self::Invalid(format!("data.id is {}, not a string", kind_of(other))),
+                None => Self::Invalid("no data.id".into()),
+            },
+            (None, Some(errors)) => match Vec::<StreamError>::deserialize(errors) {
+                Ok(errors) => Self::Errors(errors),
+                Err(e) => Self::Invalid(format!("an `errors` line of unknown shape: {e}")),
+            },
+            (None, None) => Self::Invalid("neither `data` nor `errors`".into()),
+        }
+    }
+}
+
+/// X ids are decimal strings of positive 64-bit integers (the inserter stores them as `bigint > 0`).
+fn is_post_id(id: &str) -> bool {
+    id.parse::<i64>().is_ok_and(|n| n > 0) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Line, StreamError};
+
+    fn invalid(bytes: &[u8]) -> String {
+        match Line::classify(bytes) {
+            Line::Invalid(reason) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_post_is_keyed_by_its_id_in_either_spelling() {
+        let old =
+            br#"{"data":{"id":"1460323737035677698","text":"hi","referenced_tweets":[]},"includes":{"tweets":[]}}"#;
+        let new = br#"{"data":{"id":"1460323737035677698","text":"hi","referenced_posts":[]},"includes":{"posts":[]}}"#;
+        for line in [&old[..], &new[..]] {
+            assert_eq!(Line::classify(line), Line::Post { id: "1460323737035677698".into() });
+        }
+    }
+
+    #[test]
+    fn error_lines_are_recognised_by_their_fields() {
+        let line = br#"{"errors":[{"title":"operational-disconnect","disconnect_type":"UpstreamOperationalDisconnect","detail":"This stream has been disconnected upstream for operational reasons.","type":"https://api.twitter.com/2/problems/operational-disconnect"}]}"#;
+        let Line::Errors(errors) = Line::classify(line) else { panic!() };
+        assert!(errors[0].is_disconnect());
+        let other = br#"{"errors":[{"title":"ConnectionException","detail":"This stream is currently at the maximum allowed connection limit."}]}"#;
+        let Line::Errors(errors) = Line::classify(other) else { panic!() };
+        assert_eq!(
+            errors,
+            vec![StreamError {
+                title: "ConnectionException".into(),
+                detail: "This stream is currently at the maximum allowed connection limit.".into(),
+                ..Default::default()
+            }]
+        );
+        assert!(!errors[0].is_disconnect());
+    }
+
+    #[test]
+    fn every_line_that_cannot_be_a_post_says_why() {
+        assert!(invalid(b"Hello, Kafka").starts_with("not JSON"));
+        assert!(invalid(b"{\"data\":{\"id\":\"1\"").starts_with("not JSON"), "a truncated line");
+        assert!(invalid(b"\xff\xfe{}").starts_with("not UTF-8"));
+        assert_eq!(invalid(b"[1,2]"), "not a JSON object but an array");
+        assert_eq!(invalid(br#"{"data":{"text":"no id"}}"#), "no data.id");
+        assert_eq!(invalid(br#"{"data":{"id":12}}"#), "data.id is a number, not a string");
+        assert_eq!(invalid(br#"{"data":{"id":"-5"}}"#), "data.id `-5` is not a positive 64-bit integer");
+        assert_eq!(
+            invalid(br#"{"data":{"id":"99999999999999999999"}}"#),
+            "data.id `99999999999999999999` is not a positive 64-bit integer"
+        );
+        assert_eq!(invalid(br#"{"meta":{}}"#), "neither `data` nor `errors`");
+        assert!(invalid(br#"{"errors":"boom"}"#).starts_with("an `errors` line of unknown shape"));
+    }
+}

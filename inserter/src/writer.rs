@@ -1,8 +1,9 @@
 //! Writes a batch in one transaction: rows upserted from their SeaORM entities (`ON CONFLICT`, one array
-//! parameter per column: see `unnest`), dead letters (`insert_many`, chunked under Postgres's bind-parameter
-//! limit), and the batch's next offsets, so that rows and offsets become durable together. A row the database refuses (a CHECK, a bad value) is isolated by
-//! splitting its chunk under savepoints, and its record alone is dead-lettered; any other database error
-//! aborts the whole batch, so that nothing is committed and the caller retries.
+//! parameter per column: see `unnest`), dead letters (`insert_many`, chunked under Postgres's
+//! bind-parameter limit), and the batch's next offsets, so that rows and offsets become durable together.
+//! A row the database refuses (a CHECK, a bad value) is isolated by splitting its chunk under savepoints,
+//! and its record alone is dead-lettered; any other database error aborts the whole batch, so that nothing
+//! is committed and the caller retries.
 
 use std::collections::HashMap;
 

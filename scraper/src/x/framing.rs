@@ -41,19 +41,17 @@ impl LineFramer {
                 None => (chunk, &[][..], false),
             };
             chunk = rest;
+            if self.skipping.is_none() && self.buffer.len() + part.len() > self.max_line + 1 {
+                // (+1: a `\r` before the `\n` does not count against the limit.) What is buffered so far
+                // starts the overlong line's prefix; the rest of the line is only counted.
+                self.prefix = std::mem::take(&mut self.buffer);
+                self.skipping = Some(self.prefix.len());
+                self.prefix.truncate(OVERLONG_PREFIX);
+            }
             if let Some(length) = self.skipping.as_mut() {
                 *length += part.len();
                 let room = OVERLONG_PREFIX.saturating_sub(self.prefix.len());
                 self.prefix.extend_from_slice(&part[..part.len().min(room)]);
-            } else if self.buffer.len() + part.len() > self.max_line + 1 {
-                // (+1: a `\r` before the `\n` does not count against the limit.)
-                let mut prefix = std::mem::take(&mut self.buffer);
-                let length = prefix.len() + part.len();
-                let room = OVERLONG_PREFIX.saturating_sub(prefix.len());
-                prefix.extend_from_slice(&part[..part.len().min(room)]);
-                prefix.truncate(OVERLONG_PREFIX);
-                self.prefix = prefix;
-                self.skipping = Some(length);
             } else {
                 self.buffer.extend_from_slice(part);
             }

@@ -65,10 +65,9 @@ pub async fn upsert<T, A: ActiveModelTrait>(
 /// How one column's values travel: as an array of `element_type`, each element cast by `per_row_cast`.
 struct Transport {
     element_type: &'static str,
+    /// Empty for scalars. Arrays and JSON travel as text and are cast row by row: Postgres arrays cannot be
+    /// ragged, and a JSON tree would otherwise be deep-copied on its way through sea-query and sqlx.
     per_row_cast: String,
-    /// Arrays and JSON travel as text: Postgres arrays cannot be ragged, and a JSON tree would otherwise be
-    /// deep-copied on its way through sea-query and sqlx.
-    as_text: bool,
 }
 
 impl Transport {
@@ -78,23 +77,21 @@ impl Transport {
             ColumnType::Array(inner) => Self::text(format!("::{}[]", scalar_type(&inner, column)?)),
             ColumnType::Json => Self::text("::json".into()),
             ColumnType::JsonBinary => Self::text("::jsonb".into()),
-            scalar => Self { element_type: scalar_type(&scalar, column)?, per_row_cast: String::new(), as_text: false },
+            scalar => Self { element_type: scalar_type(&scalar, column)?, per_row_cast: String::new() },
         })
     }
 
     fn text(per_row_cast: String) -> Self {
-        Self { element_type: "text", per_row_cast, as_text: true }
+        Self { element_type: "text", per_row_cast }
     }
 
     fn element(&self, value: Value, column: &str) -> Result<Value, DbErr> {
-        if !self.as_text {
+        if self.per_row_cast.is_empty() {
             return Ok(value);
         }
         let mut text = Vec::new();
         write_text(&mut text, &value, column)?;
-        let text =
-            String::from_utf8(text).map_err(|e| DbErr::Custom(format!("bulk upsert: column `{column}`: {e}")))?;
-        Ok(Value::String(Some(text)))
+        Ok(Value::String(Some(String::from_utf8(text).map_err(|e| column_error(column, e))?)))
     }
 }
 
@@ -132,7 +129,11 @@ fn typed_array(values: Vec<Option<Value>>) -> Value {
 fn array_literal(values: &[Option<Value>], column: &str) -> Result<String, DbErr> {
     let mut out = Vec::with_capacity(16 * values.len());
     push_array(&mut out, values.iter().map(Option::as_ref), column)?;
-    String::from_utf8(out).map_err(|e| DbErr::Custom(format!("bulk upsert: column `{column}`: {e}")))
+    String::from_utf8(out).map_err(|e| column_error(column, e))
+}
+
+fn column_error(column: &str, error: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("bulk upsert: column `{column}`: {error}"))
 }
 
 fn push_array<'a>(
@@ -160,7 +161,7 @@ fn push_array<'a>(
 
 /// `value` in Postgres's text input format.
 fn write_text(out: &mut impl Write, value: &Value, column: &str) -> Result<(), DbErr> {
-    let io = |e: std::io::Error| DbErr::Custom(format!("bulk upsert: column `{column}`: {e}"));
+    let io = |e: std::io::Error| column_error(column, e);
     match value {
         Value::Bool(Some(b)) => out.write_all(if *b { b"t" } else { b"f" }).map_err(io),
         Value::TinyInt(Some(n)) => write!(out, "{n}").map_err(io),
@@ -181,7 +182,7 @@ fn write_text(out: &mut impl Write, value: &Value, column: &str) -> Result<(), D
             push_array(&mut array, items.iter().map(Some), column)?;
             out.write_all(&array).map_err(io)
         }
-        other => Err(DbErr::Custom(format!("bulk upsert: column `{column}`: cannot pass {other:?}"))),
+        other => Err(column_error(column, format!("cannot pass {other:?}"))),
     }
 }
 

@@ -40,6 +40,12 @@ impl KafkaSink {
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "20");
+        // A broker that is away makes records wait, not fail: retries go on until it is back (infinite
+        // delivery timeout), while the scraper's byte budget keeps memory bounded. KAFKA_MESSAGE_TIMEOUT_MS
+        // overrides it.
+        if config.get("message.timeout.ms").is_none() {
+            config.set("message.timeout.ms", "0");
+        }
         Ok(Self { producer: config.create()?, config: base })
     }
 

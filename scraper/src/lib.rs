@@ -1,7 +1,21 @@
-//! The scraper: sources that read social-media payloads, and the Kafka sink they all write to.
+//! The scraper: sources that read social-media payloads, a bounded queue, and the Kafka sink they all write to.
+//!
+//! ```text
+//! source (X stream, SSE, replay) ─► Emitter ─► queue (byte budget) ─► forward ─► KafkaSink ─► broker
+//! ```
 
+pub mod forward;
+pub mod http;
 pub mod kafka_sink;
+pub mod metrics;
+pub mod queue;
 pub mod record;
+pub mod replay;
+pub mod run;
+pub mod secret;
 pub mod settings;
+pub mod source;
+pub mod sse;
+pub mod synthetic;
 pub mod topics;
 pub mod x;

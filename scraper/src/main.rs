@@ -1,11 +1,18 @@
 //! `scraper`: see `scraper --help`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
+use common::ops::{self, Health};
+use prometheus_client::registry::Registry;
 use scraper::kafka_sink::KafkaSink;
+use scraper::metrics::Metrics;
+use scraper::run::{self, Options};
 use scraper::settings::Settings;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,12 +23,52 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    let sources = settings.sources()?;
+    let shutdown = common::shutdown::on_signal()?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let health = Health::default();
+    ops::serve(settings.metrics_addr, Arc::new(registry), health.clone(), shutdown.child_token()).await?;
+
     let config = common::kafka::client_config(&settings.bootstrap_servers, std::env::vars());
-    let sink = KafkaSink::new(config).context("create the Kafka producer")?;
-    sink.ensure_topics(&settings.topics.all(), settings.partitions)
-        .await
-        .with_context(|| format!("create the topics on {}", settings.bootstrap_servers))?;
-    // The sources (X streams, SSE, replay) are issue #5; until then the scraper provisions the topics.
-    tracing::warn!("no source is built yet (issue #5): topics are in place, exiting");
+    let sink = Arc::new(KafkaSink::new(config).context("create the Kafka producer")?);
+    if !ensure_topics(&sink, &settings, &health, &shutdown).await {
+        return Ok(());
+    }
+    health.clear();
+
+    let options = Options {
+        queue_bytes: settings.queue_bytes,
+        rejects_topic: settings.topics.rejects.clone(),
+        flush_timeout: settings.flush_timeout,
+        progress_interval: settings.progress_interval,
+    };
+    let outcome = run::run(sources, sink.clone(), metrics, &options, shutdown).await;
+    sink.flush(Duration::from_secs(1)).ok();
+    if outcome.forwarded.unacknowledged > 0 {
+        bail!("{} records were read but never acknowledged by the broker", outcome.forwarded.unacknowledged);
+    }
+    if let Some((source, error)) = outcome.failed_sources.into_iter().next() {
+        return Err(error.context(format!("source {source}")));
+    }
     Ok(())
+}
+
+/// Creates the contract's topics, waiting for the broker while it is unreachable. `false` on shutdown.
+async fn ensure_topics(sink: &KafkaSink, settings: &Settings, health: &Health, shutdown: &CancellationToken) -> bool {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match sink.ensure_topics(&settings.topics.all(), settings.partitions).await {
+            Ok(()) => return true,
+            Err(e) => {
+                let problem = format!("cannot create the topics on {}: {e}", settings.bootstrap_servers);
+                tracing::warn!(error = %problem, retry_in = ?delay, "waiting for the broker");
+                health.set_problem(problem);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(30)),
+            _ = shutdown.cancelled() => return false,
+        }
+    }
 }

@@ -1,9 +1,22 @@
-//! The scraper's configuration: flags, each also read from the environment (and `.env`).
+//! The scraper's configuration: flags, each also read from the environment (and `.env`), validated into the
+//! sources to run before anything connects.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, ValueEnum};
 use common::telemetry::LogFormat;
 
+use crate::replay::{Replay, ReplayConfig};
+use crate::secret::Secret;
+use crate::source::{Source, Waiter};
+use crate::sse::{SseConfig, SseSource};
 use crate::topics::Topics;
+use crate::x::rules::{self, Rule};
+use crate::x::stream::{self, Endpoint, XStream, XStreamConfig};
 
 #[derive(Clone, Debug, Parser)]
 #[command(name = "scraper", version, about = "Scrapes social-media sources into Kafka.")]
@@ -19,7 +32,242 @@ pub struct Settings {
     #[command(flatten)]
     pub topics: Topics,
 
+    /// Sources to run, comma-separated [default: x when X_BEARER_TOKEN is set, else replay; plus sse when
+    /// SSE_URL is set]
+    #[arg(long = "source", env = "SCRAPER_SOURCES", value_enum, value_delimiter = ',')]
+    pub sources: Vec<SourceKind>,
+
+    #[command(flatten)]
+    pub x: XArgs,
+
+    #[command(flatten)]
+    pub sse: SseArgs,
+
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+
+    /// Longest line or event accepted, in bytes; a longer one goes to the rejects topic (its first KiB)
+    #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 1_000_000)]
+    pub max_record_bytes: usize,
+
+    /// Bytes of records held between reading and the broker's acknowledgement; when spent, reading waits
+    #[arg(long, env = "QUEUE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u32).range(1 << 20..))]
+    pub queue_bytes: u32,
+
+    /// After SIGTERM, how long the broker gets to acknowledge what was read before the scraper gives up
+    #[arg(long, env = "FLUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub flush_timeout: Duration,
+
+    /// Where to serve /metrics and /healthz
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
+    pub metrics_addr: SocketAddr,
+
+    /// How often to log a progress line
+    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+
     /// Log format
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// The X API v2 stream chosen by X_STREAM
+    X,
+    /// A server-sent-event stream (SSE_URL), e.g. Mastodon's public timeline
+    Sse,
+    /// An NDJSON file of X stream lines (REPLAY_FILE), or the synthetic generator
+    Replay,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XStreamKind {
+    /// /2/tweets/sample/stream (1 %)
+    Sample,
+    /// /2/tweets/sample10/stream (10 %, one partition per connection)
+    Sample10,
+    /// /2/tweets/search/stream (the filtered stream; rules from X_STREAM_RULES)
+    Search,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct XArgs {
+    /// X API bearer token (app-only)
+    #[arg(long, env = "X_BEARER_TOKEN", hide_env_values = true)]
+    pub x_bearer_token: Option<Secret>,
+
+    /// X API base URL
+    #[arg(long, env = "X_API_BASE_URL", default_value = "https://api.x.com")]
+    pub x_api_base_url: String,
+
+    /// Which X stream to read
+    #[arg(long, env = "X_STREAM", value_enum, default_value_t = XStreamKind::Sample)]
+    pub x_stream: XStreamKind,
+
+    /// The sample10 partition to read (1-20)
+    #[arg(long, env = "X_STREAM_PARTITION", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub x_stream_partition: u8,
+
+    /// tweet.fields to request
+    #[arg(long, env = "X_TWEET_FIELDS", default_value = stream::DEFAULT_TWEET_FIELDS)]
+    pub x_tweet_fields: String,
+
+    /// expansions to request
+    #[arg(long, env = "X_EXPANSIONS", default_value = stream::DEFAULT_EXPANSIONS)]
+    pub x_expansions: String,
+
+    /// user.fields to request
+    #[arg(long, env = "X_USER_FIELDS", default_value = stream::DEFAULT_USER_FIELDS)]
+    pub x_user_fields: String,
+
+    /// Filtered-stream rules as X's JSON, e.g. '[{"value":"cat has:images","tag":"cats"}]'; the stream's rules
+    /// are made exactly these before connecting (unset: the rules are left as they are)
+    #[arg(long, env = "X_STREAM_RULES")]
+    pub x_stream_rules: Option<String>,
+
+    /// Validate the rules with X (dry_run) and log the difference, without changing them
+    #[arg(long, env = "X_STREAM_RULES_DRY_RUN", default_value_t = false)]
+    pub x_stream_rules_dry_run: bool,
+
+    /// Reconnect when nothing, not even a heartbeat, arrived for this long
+    #[arg(long, env = "X_STALL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub x_stall_timeout: Duration,
+
+    /// Connection attempts allowed per 15 minutes
+    #[arg(long, env = "X_CONNECTIONS_PER_15_MIN", default_value_t = NonZeroU32::new(50).expect("non-zero"))]
+    pub x_connections_per_15_min: NonZeroU32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SseArgs {
+    /// Server-sent-event stream URL, e.g. https://mastodon.social/api/v1/streaming/public
+    #[arg(long, env = "SSE_URL")]
+    pub sse_url: Option<String>,
+
+    /// Bearer token for the SSE stream, if it needs one
+    #[arg(long, env = "SSE_BEARER_TOKEN", hide_env_values = true)]
+    pub sse_bearer_token: Option<Secret>,
+
+    /// Event types to keep, comma-separated (Mastodon: update)
+    #[arg(long, env = "SSE_EVENT_TYPES", value_delimiter = ',', default_value = "update")]
+    pub sse_event_types: Vec<String>,
+
+    /// Topic for kept events [default: the Mastodon statuses topic]
+    #[arg(long, env = "SSE_TOPIC")]
+    pub sse_topic: Option<String>,
+
+    /// The `source` header of SSE records (the inserter maps `sse*` sources on the Mastodon topic)
+    #[arg(long, env = "SSE_SOURCE_NAME", default_value = "sse.mastodon")]
+    pub sse_source_name: String,
+
+    /// Reconnect when nothing, not even a comment, arrived for this long
+    #[arg(long, env = "SSE_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub sse_stall_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ReplayArgs {
+    /// NDJSON file of X stream lines to replay (unset: the synthetic generator)
+    #[arg(long, env = "REPLAY_FILE")]
+    pub replay_file: Option<PathBuf>,
+
+    /// Records a second; 0 = as fast as the broker takes them
+    #[arg(long, env = "REPLAY_RATE", default_value_t = 20)]
+    pub replay_rate: u32,
+
+    /// Stop after this many records (unset: the whole file, or forever for the generator)
+    #[arg(long, env = "REPLAY_COUNT")]
+    pub replay_count: Option<u64>,
+
+    /// Seed of the synthetic generator: the same seed gives the same posts
+    #[arg(long, env = "REPLAY_SEED", default_value_t = 1)]
+    pub replay_seed: u64,
+}
+
+impl Settings {
+    /// The sources to run, validated: a source that is asked for but not configured is an error here, before
+    /// anything connects.
+    pub fn sources(&self) -> anyhow::Result<Vec<Box<dyn Source>>> {
+        let token = self.x.x_bearer_token.clone().filter(|t| !t.is_empty());
+        let kinds = if self.sources.is_empty() {
+            let mut kinds = vec![if token.is_some() { SourceKind::X } else { SourceKind::Replay }];
+            if self.sse.sse_url.is_some() {
+                kinds.push(SourceKind::Sse);
+            }
+            kinds
+        } else {
+            self.sources.clone()
+        };
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        for kind in kinds {
+            sources.push(match kind {
+                SourceKind::X => {
+                    let Some(token) = token.clone() else {
+                        bail!("the x source needs X_BEARER_TOKEN (without it, the replay source runs by default)")
+                    };
+                    Box::new(XStream::new(self.x_config(token)?, Waiter::sleeping()))
+                }
+                SourceKind::Sse => Box::new(SseSource::new(self.sse_config()?, Waiter::sleeping())),
+                SourceKind::Replay => Box::new(Replay::new(self.replay_config())),
+            });
+        }
+        Ok(sources)
+    }
+
+    fn x_config(&self, token: Secret) -> anyhow::Result<XStreamConfig> {
+        let x = &self.x;
+        let rules: Option<Vec<Rule>> = x
+            .x_stream_rules
+            .as_deref()
+            .map(rules::parse_rules_json)
+            .transpose()
+            .context("X_STREAM_RULES must be a JSON array of {\"value\": ..., \"tag\": ...}")?;
+        if rules.is_some() && x.x_stream != XStreamKind::Search {
+            bail!("X_STREAM_RULES apply to the filtered stream only: set X_STREAM=search");
+        }
+        Ok(XStreamConfig {
+            base_url: x.x_api_base_url.clone(),
+            token,
+            endpoint: match x.x_stream {
+                XStreamKind::Sample => Endpoint::Sample,
+                XStreamKind::Sample10 => Endpoint::Sample10 { partition: x.x_stream_partition },
+                XStreamKind::Search => Endpoint::Search,
+            },
+            tweet_fields: x.x_tweet_fields.clone(),
+            expansions: x.x_expansions.clone(),
+            user_fields: x.x_user_fields.clone(),
+            topic: self.topics.tweets.clone(),
+            stall_timeout: x.x_stall_timeout,
+            max_line_bytes: self.max_record_bytes,
+            connections_per_15_min: x.x_connections_per_15_min,
+            rules,
+            rules_dry_run: x.x_stream_rules_dry_run,
+        })
+    }
+
+    fn sse_config(&self) -> anyhow::Result<SseConfig> {
+        let sse = &self.sse;
+        let Some(url) = sse.sse_url.clone() else { bail!("the sse source needs SSE_URL") };
+        Ok(SseConfig {
+            name: sse.sse_source_name.clone(),
+            url,
+            token: sse.sse_bearer_token.clone().filter(|t| !t.is_empty()),
+            event_types: sse.sse_event_types.clone(),
+            topic: sse.sse_topic.clone().unwrap_or_else(|| self.topics.mastodon_statuses.clone()),
+            max_event_bytes: self.max_record_bytes,
+            stall_timeout: sse.sse_stall_timeout,
+        })
+    }
+
+    fn replay_config(&self) -> ReplayConfig {
+        ReplayConfig {
+            file: self.replay.replay_file.clone(),
+            rate: NonZeroU32::new(self.replay.replay_rate),
+            count: self.replay.replay_count,
+            seed: self.replay.replay_seed,
+            topic: self.topics.tweets.clone(),
+            max_line_bytes: self.max_record_bytes,
+        }
+    }
 }

@@ -5,6 +5,8 @@
 //! - [`cdc`]: a pgoutput logical replication slot, read the way Debezium reads it.
 //! - [`Broker`]: a real Kafka-protocol broker (tansu) as a separate process on a free loopback port, which a
 //!   test can stop and restart, and produce to.
+//! - [`http::HttpServer`]: a scripted HTTP/1.1 server that sends exactly the bytes a test gives it, chunk by
+//!   chunk, and records every request.
 //! - [`Process`]: a binary under test, run as a process that a test can signal or kill.
 //!
 //! Both run as child processes that die with the test process, even when it is killed, and live in temporary
@@ -13,6 +15,7 @@
 mod broker;
 pub mod cdc;
 mod child;
+pub mod http;
 mod names;
 mod postgres;
 mod process;

@@ -2,6 +2,7 @@
 //! many chunks, a chunk may hold many lines. Works on bytes, so that a line that is not UTF-8 still reaches
 //! validation (and the rejects topic) instead of breaking the stream. An empty line (`\r\n`) is X's
 //! keep-alive heartbeat. A line longer than the maximum is reported and skipped without being buffered.
+//! Also used for replay files, which have the same format.
 
 /// What the stream carried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,11 +68,15 @@ impl LineFramer {
         self.buffer.len() + self.skipping.unwrap_or(0)
     }
 
-    /// Forgets an unfinished line, e.g. when the connection dropped and a new one starts.
-    pub fn reset(&mut self) {
+    /// Takes an unfinished line (its first bytes, if it was overlong) so that a new connection starts clean;
+    /// `None` when the last line was complete.
+    pub fn take_unfinished(&mut self) -> Option<Vec<u8>> {
+        let unfinished = match self.skipping.take() {
+            Some(_) => std::mem::take(&mut self.prefix),
+            None => std::mem::take(&mut self.buffer),
+        };
         self.buffer.clear();
-        self.skipping = None;
-        self.prefix.clear();
+        (!unfinished.is_empty()).then_some(unfinished)
     }
 
     fn end_line(&mut self) -> Frame {
@@ -156,11 +161,12 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_cut_mid_line_leaves_an_unfinished_line_that_reset_forgets() {
+    fn a_connection_cut_mid_line_leaves_an_unfinished_line_to_take() {
         let mut framer = LineFramer::new(100);
         assert_eq!(framer.push(b"{\"id\":\"1\"}\r\n{\"id\":"), vec![line("{\"id\":\"1\"}")]);
         assert_eq!(framer.unfinished(), 6);
-        framer.reset();
+        assert_eq!(framer.take_unfinished(), Some(b"{\"id\":".to_vec()));
+        assert_eq!(framer.take_unfinished(), None);
         assert_eq!(framer.push(b"{\"id\":\"2\"}\r\n"), vec![line("{\"id\":\"2\"}")]);
     }
 }

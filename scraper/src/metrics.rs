@@ -1,0 +1,121 @@
+//! The scraper's Prometheus metrics. Labels have small fixed value sets: `source` (the configured sources),
+//! `outcome` (`accepted`, `rejected`) and `reason` (why a source reconnected).
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Why a streaming source reconnected: the values of the `reason` label.
+pub const RECONNECT_REASONS: &[&str] = &["disconnected", "network", "stalled", "http_error", "rate_limited"];
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// Lines (or events) read from a source, heartbeats excluded.
+    pub lines_read: Family<Labels, Counter>,
+    pub heartbeats: Family<Labels, Counter>,
+    /// Records the broker acknowledged, by outcome: `accepted` (to a data topic) or `rejected` (to rejects).
+    pub produced: Family<Labels, Counter>,
+    /// Deliveries that failed with a retriable error and were queued again.
+    pub delivery_retries: Counter,
+    /// Records Kafka refused for good (e.g. larger than the broker accepts); logged with their key.
+    pub delivery_failures: Counter,
+    pub reconnects: Family<Labels, Counter>,
+    /// Times a source found the queue to Kafka full and had to wait for room.
+    pub queue_full: Counter,
+    /// Bytes of records read but not yet acknowledged by the broker.
+    pub queued_bytes: Gauge<i64, AtomicI64>,
+    /// Unix time of the last bytes (data or heartbeat) received from any streaming source.
+    pub last_receive: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        let scraper = registry.sub_registry_with_prefix("scraper");
+        scraper.register(
+            "lines_read",
+            "Lines or events read from sources, heartbeats excluded",
+            metrics.lines_read.clone(),
+        );
+        scraper.register("heartbeats", "Keep-alive heartbeats received", metrics.heartbeats.clone());
+        scraper.register("records_produced", "Records acknowledged by Kafka, by outcome", metrics.produced.clone());
+        scraper.register(
+            "delivery_retries",
+            "Deliveries retried after a retriable error",
+            metrics.delivery_retries.clone(),
+        );
+        scraper.register("delivery_failures", "Records Kafka refused for good", metrics.delivery_failures.clone());
+        scraper.register("reconnects", "Reconnections of streaming sources, by reason", metrics.reconnects.clone());
+        scraper.register(
+            "queue_full",
+            "Times a source waited for room in the queue to Kafka",
+            metrics.queue_full.clone(),
+        );
+        scraper.register("queued_bytes", "Bytes read but not yet acknowledged by Kafka", metrics.queued_bytes.clone());
+        scraper.register(
+            "last_receive_timestamp_seconds",
+            "Unix time of the last bytes received from a streaming source",
+            metrics.last_receive.clone(),
+        );
+        metrics
+    }
+
+    pub fn line_read(&self, source: &str) {
+        self.lines_read.get_or_create(&labels("source", source)).inc();
+    }
+
+    pub fn heartbeat(&self, source: &str) {
+        self.heartbeats.get_or_create(&labels("source", source)).inc();
+    }
+
+    /// `reason` is one of [`RECONNECT_REASONS`].
+    pub fn reconnect(&self, source: &str, reason: &'static str) {
+        self.reconnects.get_or_create(&vec![("source", source.to_owned()), ("reason", reason.to_owned())]).inc();
+    }
+
+    pub fn received_now(&self) {
+        self.last_receive.set(unix_now());
+    }
+
+    /// Records acknowledged with `outcome` (`accepted` or `rejected`).
+    pub fn produced_count(&self, outcome: &str) -> u64 {
+        self.produced.get_or_create(&labels("outcome", outcome)).get()
+    }
+
+    /// Lines read by `source` so far.
+    pub fn lines_of(&self, source: &str) -> u64 {
+        self.lines_read.get_or_create(&labels("source", source)).get()
+    }
+
+    /// Reconnects of `source` so far, whatever the reason.
+    pub fn reconnects_of(&self, source: &str) -> u64 {
+        RECONNECT_REASONS
+            .iter()
+            .map(|reason| {
+                self.reconnects
+                    .get_or_create(&vec![("source", source.to_owned()), ("reason", (*reason).to_owned())])
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Seconds since anything arrived from a streaming source; `None` before the first bytes.
+    pub fn receive_age(&self) -> Option<f64> {
+        let last = self.last_receive.get();
+        (last > 0.0).then(|| (unix_now() - last).max(0.0))
+    }
+}
+
+fn labels(name: &'static str, value: &str) -> Labels {
+    vec![(name, value.to_owned())]
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}

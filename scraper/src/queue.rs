@@ -1,0 +1,116 @@
+//! The bounded queue between the sources and Kafka. Sources never wait on the broker directly: they hand
+//! records to an [`Emitter`], which only waits when the queue's byte budget is spent (a broker that is slow
+//! or away), and says so in the logs and the `scraper_queue_full_total` metric. A record's share of the
+//! budget is returned only when the broker acknowledged it, so the budget bounds everything the scraper holds:
+//! queued, in librdkafka, and in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::metrics::Metrics;
+use crate::record::Record;
+
+/// A record in the queue, holding its share of the byte budget until the broker acknowledged it.
+pub struct Queued {
+    pub record: Record,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The queue is closed: the forwarder stopped, so nothing more can be delivered.
+#[derive(Debug, thiserror::Error)]
+#[error("the queue to Kafka is closed")]
+pub struct Closed;
+
+/// What sources write to. Cheap to clone; each clone can name its own source (the `source` header).
+#[derive(Clone)]
+pub struct Emitter {
+    tx: mpsc::UnboundedSender<Queued>,
+    budget: Arc<Semaphore>,
+    budget_bytes: u32,
+    rejects_topic: Arc<str>,
+    source: Arc<str>,
+    metrics: Metrics,
+    /// When the last "queue full" warning was logged: once every 10 s is enough to tell the story.
+    last_warning: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Creates the queue: an emitter for the sources and the receiving end for the forwarder.
+pub fn bounded(budget_bytes: u32, rejects_topic: &str, metrics: Metrics) -> (Emitter, mpsc::UnboundedReceiver<Queued>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let emitter = Emitter {
+        tx,
+        budget: Arc::new(Semaphore::new(budget_bytes as usize)),
+        budget_bytes,
+        rejects_topic: rejects_topic.into(),
+        source: "unknown".into(),
+        metrics,
+        last_warning: Arc::default(),
+    };
+    (emitter, rx)
+}
+
+impl Emitter {
+    /// The same queue, with records labelled as coming from `source` (e.g. `x.sample`).
+    pub fn for_source(&self, source: &str) -> Self {
+        Self { source: source.into(), ..self.clone() }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Queues a valid payload for `topic`, keyed by the source's natural id.
+    pub async fn accept(&self, topic: &str, key: String, payload: Vec<u8>) -> Result<(), Closed> {
+        self.send(Record::accepted(topic, key, payload, &self.source, Utc::now())).await
+    }
+
+    /// Queues a payload that failed validation for the rejects topic, with `error` saying why.
+    pub async fn reject(&self, payload: Vec<u8>, error: &str) -> Result<(), Closed> {
+        tracing::warn!(source = %self.source, error, bytes = payload.len(), "rejected a payload");
+        self.send(Record::rejected(&self.rejects_topic, payload, &self.source, Utc::now(), error)).await
+    }
+
+    /// Queues `record`, waiting while the byte budget is spent.
+    pub async fn send(&self, record: Record) -> Result<(), Closed> {
+        // A record larger than the whole budget takes all of it rather than waiting forever.
+        let cost = (record.payload.len() + record.key.as_ref().map_or(0, String::len))
+            .clamp(1, self.budget_bytes as usize) as u32;
+        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                self.metrics.queue_full.inc();
+                self.warn_full().await;
+                self.budget.clone().acquire_many_owned(cost).await.map_err(|_| Closed)?
+            }
+        };
+        self.metrics.queued_bytes.inc_by(i64::from(cost));
+        self.tx.send(Queued { record, _permit: permit }).map_err(|_| Closed)
+    }
+
+    async fn warn_full(&self) {
+        let mut last = self.last_warning.lock().await;
+        if last.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                source = %self.source,
+                budget_bytes = self.budget_bytes,
+                "the queue to Kafka is full (the broker is slower than the sources, or away): reading waits for room"
+            );
+        }
+    }
+}
+
+impl Queued {
+    /// The budget this record holds, for the `queued_bytes` gauge when it is released.
+    pub fn cost(&self) -> i64 {
+        i64::from(self._permit.num_permits() as u32)
+    }
+}

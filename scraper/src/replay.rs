@@ -1,0 +1,154 @@
+//! The replay source: an NDJSON file in X's stream format, or the deterministic synthetic generator, produced
+//! like a live X stream (same validation, same rejects) at a chosen rate, up to a chosen count. It is the
+//! default source when no X credentials are configured, so the pipeline runs out of the box.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::Emitter;
+use crate::source::Source;
+use crate::synthetic;
+use crate::x::framing::{Frame, LineFramer};
+use crate::x::line::Line;
+
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// An NDJSON file of X stream lines; `None` replays the synthetic generator.
+    pub file: Option<PathBuf>,
+    /// Records a second; `None` as fast as the broker takes them.
+    pub rate: Option<NonZeroU32>,
+    /// Stop after this many lines; `None`: the whole file, or forever for the generator.
+    pub count: Option<u64>,
+    /// The generator's seed: the same seed replays the same posts.
+    pub seed: u64,
+    pub topic: String,
+    pub max_line_bytes: usize,
+}
+
+pub struct Replay {
+    config: ReplayConfig,
+}
+
+impl Replay {
+    pub fn new(config: ReplayConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl Source for Replay {
+    fn name(&self) -> String {
+        "replay".into()
+    }
+
+    fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut pace = Pace::new(self.config.rate, self.config.count, shutdown);
+            match &self.config.file {
+                Some(path) => self.replay_file(path, &out, &mut pace).await,
+                None => self.generate(&out, &mut pace).await,
+            }?;
+            tracing::info!(lines = pace.done, "replay finished");
+            Ok(())
+        })
+    }
+}
+
+impl Replay {
+    async fn generate(&self, out: &Emitter, pace: &mut Pace) -> anyhow::Result<()> {
+        for n in 0.. {
+            if !pace.next().await {
+                break;
+            }
+            self.produce(Frame::Line(synthetic::line(self.config.seed, n)), out).await?;
+        }
+        Ok(())
+    }
+
+    async fn replay_file(&self, path: &PathBuf, out: &Emitter, pace: &mut Pace) -> anyhow::Result<()> {
+        let mut file =
+            tokio::fs::File::open(path).await.with_context(|| format!("open the replay file {}", path.display()))?;
+        let mut framer = LineFramer::new(self.config.max_line_bytes);
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut chunk).await.with_context(|| format!("read {}", path.display()))?;
+            // The end of the file ends its last line, newline or not.
+            let frames = if n == 0 { framer.push(b"\n") } else { framer.push(&chunk[..n]) };
+            for frame in frames {
+                if frame == Frame::Heartbeat {
+                    continue;
+                }
+                if !pace.next().await {
+                    return Ok(());
+                }
+                self.produce(frame, out).await?;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn produce(&self, frame: Frame, out: &Emitter) -> anyhow::Result<()> {
+        out.metrics().line_read("replay");
+        match frame {
+            Frame::Line(bytes) => match Line::classify(&bytes) {
+                Line::Post { id } => out.accept(&self.config.topic, id, bytes).await?,
+                Line::Invalid(reason) => out.reject(bytes, &reason).await?,
+                Line::Errors(errors) => {
+                    tracing::warn!(?errors, "the replay file holds an X error line: skipped, as a live stream would")
+                }
+            },
+            Frame::Overlong { length, prefix } => {
+                let reason = format!(
+                    "line of {length} bytes exceeds the maximum of {} bytes; its first {} bytes are kept",
+                    self.config.max_line_bytes,
+                    prefix.len()
+                );
+                out.reject(prefix, &reason).await?;
+            }
+            Frame::Heartbeat => {}
+        }
+        Ok(())
+    }
+}
+
+/// The rate limit and the count limit, and shutdown.
+struct Pace {
+    limiter: Option<DefaultDirectRateLimiter>,
+    count: Option<u64>,
+    done: u64,
+    shutdown: CancellationToken,
+}
+
+impl Pace {
+    fn new(rate: Option<NonZeroU32>, count: Option<u64>, shutdown: CancellationToken) -> Self {
+        // A burst of a tenth of a second's worth keeps the rate smooth without a timer per record.
+        let limiter = rate.map(|rate| {
+            RateLimiter::direct(
+                Quota::per_second(rate).allow_burst(NonZeroU32::new((rate.get() / 10).max(1)).unwrap_or(rate)),
+            )
+        });
+        Self { limiter, count, done: 0, shutdown }
+    }
+
+    /// Whether another line may go now (after waiting for the rate), or the replay is over.
+    async fn next(&mut self) -> bool {
+        if self.count.is_some_and(|count| self.done >= count) || self.shutdown.is_cancelled() {
+            return false;
+        }
+        if let Some(limiter) = &self.limiter {
+            tokio::select! {
+                _ = limiter.until_ready() => {}
+                _ = self.shutdown.cancelled() => return false,
+            }
+        }
+        self.done += 1;
+        true
+    }
+}

@@ -1,0 +1,134 @@
+//! Runs the configured sources into Kafka until they are exhausted or shutdown is requested, then flushes:
+//! sources stop reading first, the queue drains, and the producer gets a grace period to have every record
+//! acknowledged. A source that fails for good ends alone; the others go on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::forward::{Forwarded, forward};
+use crate::kafka_sink::KafkaSink;
+use crate::metrics::Metrics;
+use crate::queue;
+use crate::source::Source;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Bytes of records the scraper may hold between reading and the broker's acknowledgement.
+    pub queue_bytes: u32,
+    pub rejects_topic: String,
+    /// After shutdown (or the end of the sources), how long the broker gets to acknowledge what is queued.
+    pub flush_timeout: Duration,
+    pub progress_interval: Duration,
+}
+
+/// How the run ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub forwarded: Forwarded,
+    /// Sources that stopped with an error, and the error.
+    pub failed_sources: Vec<(String, anyhow::Error)>,
+}
+
+pub async fn run(
+    sources: Vec<Box<dyn Source>>,
+    sink: Arc<KafkaSink>,
+    metrics: Metrics,
+    options: &Options,
+    shutdown: CancellationToken,
+) -> Outcome {
+    let (emitter, queue) = queue::bounded(options.queue_bytes, &options.rejects_topic, metrics.clone());
+    let give_up = CancellationToken::new();
+    let forwarder = tokio::spawn(forward(queue, sink, metrics.clone(), give_up.clone()));
+
+    let names: Vec<String> = sources.iter().map(|s| s.name()).collect();
+    let tracker = TaskTracker::new();
+    let mut handles = Vec::new();
+    for source in sources {
+        let name = source.name();
+        tracing::info!(source = %name, "source started");
+        let out = emitter.for_source(&name);
+        handles.push((name, tracker.spawn(source.run(out, shutdown.child_token()))));
+    }
+    tracker.close();
+    // Only the sources' clones keep the queue open now: it closes when the last source ends.
+    drop(emitter);
+
+    let progress = tokio::spawn(log_progress(names, metrics.clone(), options.progress_interval));
+    let grace = options.flush_timeout;
+    let deadline = {
+        let (give_up, shutdown) = (give_up.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+            give_up.cancel();
+        })
+    };
+
+    let mut outcome = Outcome::default();
+    for (name, handle) in handles {
+        match handle.await {
+            Ok(Ok(())) => tracing::info!(source = %name, "source finished"),
+            Ok(Err(e)) => {
+                tracing::error!(source = %name, error = %format!("{e:#}"), "source stopped");
+                outcome.failed_sources.push((name, e));
+            }
+            Err(e) => outcome.failed_sources.push((name, anyhow::anyhow!("the source task panicked: {e}"))),
+        }
+    }
+    tracing::info!("sources stopped: waiting for the broker to acknowledge what is queued");
+    // The sources are done; bound the flush even when no shutdown was requested (e.g. a replay that ended).
+    let flush_deadline = {
+        let give_up = give_up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            give_up.cancel();
+        })
+    };
+    outcome.forwarded = forwarder.await.unwrap_or_default();
+    for task in [progress, deadline, flush_deadline] {
+        task.abort();
+    }
+    log_summary(&outcome, &metrics);
+    outcome
+}
+
+async fn log_progress(sources: Vec<String>, metrics: Metrics, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let lines: u64 = sources.iter().map(|s| metrics.lines_of(s)).sum();
+        let reconnects: u64 = sources.iter().map(|s| metrics.reconnects_of(s)).sum();
+        tracing::info!(
+            lines_read = lines,
+            produced = metrics.produced_count("accepted"),
+            rejected = metrics.produced_count("rejected"),
+            reconnects,
+            queue_full = metrics.queue_full.get(),
+            queued_bytes = metrics.queued_bytes.get(),
+            heartbeat_age_s = metrics.receive_age().map(|age| format!("{age:.1}")).unwrap_or_else(|| "-".into()),
+            "progress"
+        );
+    }
+}
+
+fn log_summary(outcome: &Outcome, metrics: &Metrics) {
+    let forwarded = &outcome.forwarded;
+    if forwarded.unacknowledged > 0 {
+        tracing::error!(
+            unacknowledged = forwarded.unacknowledged,
+            "records were read but the broker did not acknowledge them within the flush timeout"
+        );
+    }
+    tracing::info!(
+        produced = forwarded.accepted,
+        rejected = forwarded.rejected,
+        failed = forwarded.failed,
+        unacknowledged = forwarded.unacknowledged,
+        delivery_retries = metrics.delivery_retries.get(),
+        "scraper stopped"
+    );
+}

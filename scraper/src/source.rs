@@ -1,0 +1,62 @@
+//! What every source is: a task that reads payloads from somewhere and hands them to an [`Emitter`] until it
+//! runs out, fails for good, or is told to stop. Waiting (backoff, rate limits) goes through a [`Waiter`], so
+//! that tests can see which delay a source chose without sleeping through it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::Emitter;
+
+pub trait Source: Send + 'static {
+    /// The `source` header of its records, e.g. `x.sample`, `sse.mastodon`, `replay`.
+    fn name(&self) -> String;
+
+    /// Reads until the source is exhausted (`Ok`), `shutdown` is cancelled (`Ok`), or it cannot go on
+    /// (`Err`, with a message that tells the operator what to fix).
+    fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// One delay a source chose, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub reason: String,
+    pub delay: Duration,
+}
+
+/// Where sources wait. Returns `false` when `shutdown` interrupted the wait.
+#[derive(Clone, Default)]
+pub struct Waiter {
+    /// `Some` in tests: delays are recorded and not slept.
+    recorded: Option<Arc<Mutex<Vec<Wait>>>>,
+}
+
+impl Waiter {
+    /// A waiter that really sleeps.
+    pub fn sleeping() -> Self {
+        Self::default()
+    }
+
+    /// A waiter that records each delay and returns at once; the list is shared with the caller.
+    pub fn recording() -> (Self, Arc<Mutex<Vec<Wait>>>) {
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        (Self { recorded: Some(waits.clone()) }, waits)
+    }
+
+    pub async fn wait(&self, delay: Duration, reason: &str, shutdown: &CancellationToken) -> bool {
+        if let Some(waits) = &self.recorded {
+            waits.lock().unwrap_or_else(|e| e.into_inner()).push(Wait { reason: reason.to_owned(), delay });
+            tokio::task::yield_now().await;
+            return !shutdown.is_cancelled();
+        }
+        if delay.is_zero() {
+            return !shutdown.is_cancelled();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = shutdown.cancelled() => false,
+        }
+    }
+}

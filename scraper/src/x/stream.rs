@@ -1,0 +1,371 @@
+//! The X API v2 stream source: connects to the sample, sample10 or filtered stream, frames the never-ending
+//! response into lines, produces each post keyed by its id (bad lines to the rejects topic, with why), and
+//! reconnects as X documents. Connection attempts also pass a governor quota, so that a flapping connection
+//! never exceeds X's per-15-minutes connection limit; a bad token stops the source with a clear message.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use anyhow::bail;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Backoff, Disconnect};
+use super::framing::{Frame, LineFramer};
+use super::line::Line;
+use super::rules::{self, Rule};
+use crate::queue::{Closed, Emitter};
+use crate::secret::Secret;
+use crate::source::{Source, Waiter};
+
+/// Which stream to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/2/tweets/sample/stream`: about 1 % of all posts.
+    Sample,
+    /// `/2/tweets/sample10/stream`: about 10 %, in 20 partitions (1-based), one connection each.
+    Sample10 { partition: u8 },
+    /// `/2/tweets/search/stream`: posts matching the rules.
+    Search,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Sample => "/2/tweets/sample/stream",
+            Self::Sample10 { .. } => "/2/tweets/sample10/stream",
+            Self::Search => "/2/tweets/search/stream",
+        }
+    }
+
+    /// The `source` header of its records.
+    pub fn source_name(self) -> &'static str {
+        match self {
+            Self::Sample => "x.sample",
+            Self::Sample10 { .. } => "x.sample10",
+            Self::Search => "x.search",
+        }
+    }
+}
+
+/// Field selections that fill every column of `twitter_data` and `twitter_users`.
+pub const DEFAULT_TWEET_FIELDS: &str = "author_id,conversation_id,created_at,entities,in_reply_to_user_id,lang,possibly_sensitive,public_metrics,referenced_tweets";
+pub const DEFAULT_EXPANSIONS: &str = "author_id";
+pub const DEFAULT_USER_FIELDS: &str =
+    "created_at,description,location,profile_image_url,protected,public_metrics,url,verified,verified_type";
+
+#[derive(Clone, Debug)]
+pub struct XStreamConfig {
+    /// e.g. `https://api.x.com`
+    pub base_url: String,
+    pub token: Secret,
+    pub endpoint: Endpoint,
+    pub tweet_fields: String,
+    pub expansions: String,
+    pub user_fields: String,
+    pub topic: String,
+    /// Reconnect when nothing, not even a heartbeat, arrived for this long (X sends one every ~20 s).
+    pub stall_timeout: Duration,
+    pub max_line_bytes: usize,
+    /// Connection attempts allowed per 15 minutes (X allows 50 on these endpoints).
+    pub connections_per_15_min: NonZeroU32,
+    /// For the filtered stream: the rules to sync before connecting (`None`: leave the rules as they are).
+    pub rules: Option<Vec<Rule>>,
+    pub rules_dry_run: bool,
+}
+
+pub struct XStream {
+    config: XStreamConfig,
+    waiter: Waiter,
+}
+
+impl XStream {
+    pub fn new(config: XStreamConfig, waiter: Waiter) -> Self {
+        Self { config, waiter }
+    }
+
+    fn url(&self) -> String {
+        let config = &self.config;
+        let mut url = format!("{}{}", config.base_url.trim_end_matches('/'), config.endpoint.path());
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Endpoint::Sample10 { partition } = config.endpoint {
+            query.push(("partition", partition.to_string()));
+        }
+        for (name, value) in [
+            ("tweet.fields", &config.tweet_fields),
+            ("expansions", &config.expansions),
+            ("user.fields", &config.user_fields),
+        ] {
+            if !value.trim().is_empty() {
+                query.push((name, value.trim().to_owned()));
+            }
+        }
+        for (i, (name, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(name);
+            url.push('=');
+            url.push_str(&value.replace(',', "%2C"));
+        }
+        url
+    }
+}
+
+/// How one connection ended.
+enum Ended {
+    Reconnect(Disconnect),
+    Shutdown,
+    /// Retrying cannot help (a bad token, a wrong URL): the message says what to fix.
+    Fatal(String),
+}
+
+impl From<Closed> for Ended {
+    fn from(_: Closed) -> Self {
+        Self::Fatal("the queue to Kafka closed".into())
+    }
+}
+
+impl Source for XStream {
+    fn name(&self) -> String {
+        self.config.endpoint.source_name().to_owned()
+    }
+
+    fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { self.read_until_stopped(out, shutdown).await })
+    }
+}
+
+impl XStream {
+    async fn read_until_stopped(self, out: Emitter, shutdown: CancellationToken) -> anyhow::Result<()> {
+        if self.config.token.is_empty() {
+            bail!("X_BEARER_TOKEN is empty: set it to the app's bearer token, or use the replay source");
+        }
+        let client = crate::http::client(self.config.stall_timeout)?;
+        if let (Endpoint::Search, Some(desired)) = (self.config.endpoint, &self.config.rules) {
+            let synced =
+                rules::sync(&client, &self.config.base_url, &self.config.token, desired, self.config.rules_dry_run)
+                    .await?;
+            tracing::info!(
+                added = synced.added.len(),
+                deleted = synced.deleted.len(),
+                kept = synced.kept,
+                "stream rules synced"
+            );
+        }
+        let clock = DefaultClock::default();
+        let per_connection = Duration::from_secs(15 * 60) / self.config.connections_per_15_min.get();
+        let quota = Quota::with_period(per_connection)
+            .expect("a positive period")
+            .allow_burst(self.config.connections_per_15_min);
+        let limiter = RateLimiter::direct_with_clock(quota, clock.clone());
+        let mut backoff = Backoff::new();
+        let mut framer = LineFramer::new(self.config.max_line_bytes);
+        let url = self.url();
+        let name = self.name();
+        loop {
+            if let Err(not_until) = limiter.check() {
+                let delay = not_until.wait_time_from(clock.now());
+                tracing::warn!(delay = ?delay, "connection quota spent: waiting before reconnecting");
+                if !self.waiter.wait(delay, "connection_quota", &shutdown).await {
+                    return Ok(());
+                }
+            }
+            let ended = self.connect_and_read(&client, &url, &out, &mut framer, &mut backoff, &shutdown).await;
+            if let Some(partial) = framer.take_unfinished() {
+                let reason = format!("truncated line: the connection ended after {} bytes of it", partial.len());
+                out.reject(partial, &reason).await?;
+            }
+            let why = match ended {
+                Ended::Shutdown => return Ok(()),
+                Ended::Fatal(message) => bail!(message),
+                Ended::Reconnect(why) => why,
+            };
+            out.metrics().reconnect(&name, why.label());
+            let delay = backoff.next_delay(why);
+            tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the X stream");
+            if !self.waiter.wait(delay, why.label(), &shutdown).await {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn connect_and_read(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        out: &Emitter,
+        framer: &mut LineFramer,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let request = client.get(url).bearer_auth(self.config.token.expose()).send();
+        let response = tokio::select! {
+            _ = shutdown.cancelled() => return Ended::Shutdown,
+            response = request => match response {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not connect to the X stream");
+                    return Ended::Reconnect(Disconnect::Network);
+                }
+            },
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return self.refused(status.as_u16(), response).await;
+        }
+        tracing::info!(endpoint = self.config.endpoint.path(), "connected to the X stream");
+        let name = out.source().to_owned();
+        let mut body = response.bytes_stream();
+        let mut received = false;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ended::Shutdown,
+                next = tokio::time::timeout(self.config.stall_timeout, body.next()) => next,
+            };
+            let chunk = match next {
+                Ok(Some(Ok(chunk))) => chunk,
+                Err(_) => return self.stalled(),
+                Ok(Some(Err(e))) if e.is_timeout() => return self.stalled(),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the X stream broke off");
+                    return Ended::Reconnect(if received { Disconnect::Dropped } else { Disconnect::Network });
+                }
+                Ok(None) => {
+                    tracing::warn!("X closed the stream");
+                    return Ended::Reconnect(if received { Disconnect::Dropped } else { Disconnect::Network });
+                }
+            };
+            if !received {
+                received = true;
+                backoff.reset();
+            }
+            out.metrics().received_now();
+            for frame in framer.push(&chunk) {
+                match self.handle(frame, &name, out).await {
+                    Ok(None) => {}
+                    Ok(Some(ended)) => return ended,
+                    Err(closed) => return closed.into(),
+                }
+            }
+        }
+    }
+
+    /// Produces one frame; `Some` when X asked us to reconnect.
+    async fn handle(&self, frame: Frame, name: &str, out: &Emitter) -> Result<Option<Ended>, Closed> {
+        let metrics = out.metrics();
+        match frame {
+            Frame::Heartbeat => metrics.heartbeat(name),
+            Frame::Overlong { length, prefix } => {
+                metrics.line_read(name);
+                let reason = format!(
+                    "line of {length} bytes exceeds the maximum of {} bytes; its first {} bytes are kept",
+                    self.config.max_line_bytes,
+                    prefix.len()
+                );
+                out.reject(prefix, &reason).await?;
+            }
+            Frame::Line(bytes) => {
+                metrics.line_read(name);
+                match Line::classify(&bytes) {
+                    Line::Post { id } => out.accept(&self.config.topic, id, bytes).await?,
+                    Line::Invalid(reason) => out.reject(bytes, &reason).await?,
+                    Line::Errors(errors) => {
+                        for error in &errors {
+                            tracing::warn!(title = %error.title, detail = %error.detail, "X sent an error line");
+                        }
+                        if errors.iter().any(|e| e.is_disconnect()) {
+                            return Ok(Some(Ended::Reconnect(Disconnect::Dropped)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn stalled(&self) -> Ended {
+        tracing::warn!(timeout = ?self.config.stall_timeout, "nothing from the X stream, not even a heartbeat");
+        Ended::Reconnect(Disconnect::Stalled)
+    }
+
+    /// An error status: read X's problem body and decide whether retrying can help.
+    async fn refused(&self, status: u16, response: reqwest::Response) -> Ended {
+        let problem = Problem::read(response).await;
+        match status {
+            401 => {
+                Ended::Fatal(format!("X rejected the bearer token (401 Unauthorized: {problem}): check X_BEARER_TOKEN"))
+            }
+            403 => Ended::Fatal(format!(
+                "X refused access to {} (403 Forbidden: {problem}): the app's access level may not include this endpoint",
+                self.config.endpoint.path()
+            )),
+            429 => {
+                tracing::warn!(%problem, "X says too many requests or connections (429)");
+                Ended::Reconnect(Disconnect::RateLimited)
+            }
+            408 | 500..=599 => {
+                tracing::warn!(status, %problem, "the X stream answered with a server error");
+                Ended::Reconnect(Disconnect::Http)
+            }
+            _ => Ended::Fatal(format!("the X stream answered {status}: {problem}")),
+        }
+    }
+}
+
+/// X's error body (RFC 7807 problem details, or the older `errors` list).
+#[derive(Debug, Default, Deserialize)]
+struct Problem {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    connection_issue: Option<String>,
+    #[serde(default)]
+    errors: Vec<serde_json::Value>,
+    /// The body, when it was not JSON.
+    #[serde(skip)]
+    text: String,
+}
+
+/// Bytes of an error body worth reading: X's are small; anything bigger is not an X error body.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+impl Problem {
+    async fn read(mut response: reqwest::Response) -> Self {
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match tokio::time::timeout(Duration::from_secs(5), response.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        serde_json::from_slice(&body).unwrap_or_else(|_| Self {
+            text: String::from_utf8_lossy(&body).trim().chars().take(300).collect(),
+            ..Self::default()
+        })
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        for part in [&self.title, &self.detail, &self.text] {
+            if !part.is_empty() {
+                parts.push(part.clone());
+            }
+        }
+        if let Some(issue) = &self.connection_issue {
+            parts.push(format!("connection_issue={issue}"));
+        }
+        for error in &self.errors {
+            parts.push(error.to_string());
+        }
+        if parts.is_empty() { f.write_str("no error body") } else { f.write_str(&parts.join(": ")) }
+    }
+}

@@ -1,0 +1,125 @@
+//! The scraper binary as an operator runs it: replay by default, SIGTERM flushes and exits, a broker killed
+//! under load and restarted loses nothing the scraper counted as sent, and a bad configuration fails fast.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testkit::{Broker, BrokerStorage, Process, unique_name};
+
+fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scraper"));
+    command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers())
+        .env("TOPIC_TWEETS", topic)
+        .env("TOPIC_REJECTS", rejects)
+        .env("TOPIC_PARTITIONS", "1")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("PROGRESS_INTERVAL", "1s")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// The number in `field=N` of the last log line containing `marker`.
+fn logged_count(log: &str, marker: &str, field: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|line| line.contains(marker))?;
+    let start = line.find(&format!("{field}="))? + field.len() + 1;
+    line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+async fn wait_for_log(process: &Process, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !process.log().contains(needle) {
+        assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", process.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = scraper(&broker, &topic, &rejects, &dir);
+    command.env("REPLAY_RATE", "300");
+    let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
+    wait_for_log(&process, "progress", Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    process.signal(libc::SIGTERM);
+    let status = process.wait(Duration::from_secs(30)).await.unwrap();
+    let log = process.log();
+    assert!(status.success(), "{log}");
+    let produced = logged_count(&log, "scraper stopped", "produced").expect("a summary line");
+    assert!(produced > 100, "{log}");
+    assert_eq!(logged_count(&log, "scraper stopped", "unacknowledged"), Some(0), "{log}");
+
+    let messages = support::consume(&broker, &topic, produced as usize, Duration::from_secs(60)).await;
+    assert_eq!(messages.len() as u64, produced, "every record counted as produced is in the topic, once");
+    assert!(messages.iter().all(|m| m.header("source") == Some("replay")));
+}
+
+#[tokio::test]
+async fn a_broker_killed_under_load_and_restarted_loses_nothing_counted_as_sent() {
+    const RECORDS: u64 = 1_500;
+    let mut broker = Broker::start_with(BrokerStorage::Sqlite).await.unwrap();
+    let (topic, rejects) = support::topics();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = scraper(&broker, &topic, &rejects, &dir);
+    command.env("REPLAY_RATE", "500").env("REPLAY_COUNT", RECORDS.to_string()).env("FLUSH_TIMEOUT", "120s");
+    let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
+    wait_for_log(&process, "progress", Duration::from_secs(60)).await;
+
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart().await.unwrap();
+
+    let status = process.wait(Duration::from_secs(240)).await.unwrap();
+    let log = process.log();
+    assert!(status.success(), "{log}");
+    let produced = logged_count(&log, "scraper stopped", "produced").expect("a summary line");
+    assert_eq!(produced, RECORDS, "every record was eventually acknowledged: {log}");
+
+    let messages = support::consume(&broker, &topic, RECORDS as usize, Duration::from_secs(120)).await;
+    let keys: HashSet<String> = messages.iter().filter_map(|m| m.key.clone()).collect();
+    assert_eq!(keys.len() as u64, RECORDS, "every acknowledged record is in the topic");
+}
+
+#[tokio::test]
+async fn a_source_asked_for_but_not_configured_fails_fast_with_what_to_set() {
+    let broker = Broker::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_name("tweets");
+    let output = scraper(&broker, &topic, "rejects", &dir).env("SCRAPER_SOURCES", "x").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("X_BEARER_TOKEN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_the_logs() {
+    let broker = Broker::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = testkit::http::HttpServer::scripted(
+        vec![testkit::http::Reply::json(401, r#"{"title":"Unauthorized","detail":"Unauthorized","status":401}"#)],
+        testkit::http::Reply::json(401, "{}"),
+    )
+    .await
+    .unwrap();
+    let topic = unique_name("tweets");
+    let output = scraper(&broker, &topic, "rejects", &dir)
+        .env("X_BEARER_TOKEN", "AAAA-secret-token-value")
+        .env("X_API_BASE_URL", server.url())
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a bad token stops the scraper");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("X_BEARER_TOKEN"), "{stderr}");
+    assert!(!stderr.contains("AAAA-secret-token-value"), "{stderr}");
+    assert_eq!(server.requests().len(), 1, "a bad token is not retried");
+}

@@ -74,6 +74,7 @@ async fn every_table_has_an_entity_with_the_same_columns() {
         entity_columns::<instagram_profile_snapshots::Entity>(),
         entity_columns::<instagram_profiles::Entity>(),
         entity_columns::<kafka_offsets::Entity>(),
+        entity_columns::<mastodon_statuses::Entity>(),
         entity_columns::<twitter_data::Entity>(),
         entity_columns::<twitter_users::Entity>(),
     ];
@@ -240,6 +241,35 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         instagram_post_tagged_users::Model { media_id: 3_123_456_789_012_345_678, user_id: 17_841_400_008_460_056 };
     round_trip::<instagram_post_tagged_users::Entity>(&db, tagged, (3_123_456_789_012_345_678, 17_841_400_008_460_056))
         .await;
+
+    let status = mastodon_statuses::Model {
+        id: 113_512_893_421_773_000,
+        url: Some("https://mastodon.social/@Gargron/113512893421773000".into()),
+        uri: "https://mastodon.social/users/Gargron/statuses/113512893421773000".into(),
+        created_at: at(-60),
+        account_id: 1,
+        account_acct: "Gargron".into(),
+        account_username: "Gargron".into(),
+        content_html: "<p>Hello &amp; welcome <a href=\"https://mastodon.social/tags/rust\">#<span>Rust</span></a></p>"
+            .into(),
+        content_text: "Hello & welcome #Rust".into(),
+        spoiler_text: "food".into(),
+        visibility: "public".into(),
+        language: Some("en".into()),
+        sensitive: Some(true),
+        in_reply_to_id: Some(113_512_893_421_772_000),
+        reblog_of_id: Some(113_512_893_421_771_000),
+        tags: vec!["rust".into(), "ünïcode".into()],
+        mentions: vec!["Gargron".into(), "someone@example.org".into()],
+        reblogs_count: Some(1),
+        favourites_count: Some(2),
+        replies_count: Some(3),
+        edited_at: Some(at(-30)),
+        raw: json!({"id": "113512893421773000", "content": "<p>…</p>"}),
+        scraped_at: at(0),
+        ingested_at: at(1),
+    };
+    round_trip::<mastodon_statuses::Entity>(&db, status, 113_512_893_421_773_000).await;
 
     let offsets = kafka_offsets::Model {
         consumer_group: "inserter".into(),

@@ -8,6 +8,7 @@ mod m20261122_000001_twitter;
 mod m20261122_000002_instagram;
 mod m20261122_000003_ingest_bookkeeping;
 mod m20261122_000004_cdc_publication;
+mod m20261125_000005_mastodon;
 mod sql;
 
 /// The publication Debezium (or any logical-replication client) reads; created by the migrations so that
@@ -26,6 +27,7 @@ pub const PUBLISHED_TABLES: &[&str] = &[
     "instagram_hashtags",
     "instagram_post_hashtags",
     "instagram_post_tagged_users",
+    "mastodon_statuses",
 ];
 
 pub struct Migrator;
@@ -38,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_instagram::Migration),
             Box::new(m20261122_000003_ingest_bookkeeping::Migration),
             Box::new(m20261122_000004_cdc_publication::Migration),
+            Box::new(m20261125_000005_mastodon::Migration),
         ]
     }
 }

@@ -97,7 +97,14 @@ async fn upserted_tables_log_full_before_images() {
             .map(|r| r.try_get_by_index(1).unwrap())
             .unwrap_or_else(|| panic!("no table {table}"))
     };
-    for table in ["twitter_data", "twitter_users", "instagram_profiles", "instagram_posts", "instagram_comments"] {
+    for table in [
+        "twitter_data",
+        "twitter_users",
+        "instagram_profiles",
+        "instagram_posts",
+        "instagram_comments",
+        "mastodon_statuses",
+    ] {
         assert_eq!(identity(table), "f", "{table} must be REPLICA IDENTITY FULL");
     }
     for table in ["instagram_profile_snapshots", "instagram_post_hashtags", "instagram_post_tagged_users"] {

@@ -1,0 +1,109 @@
+//! Mastodon statuses (`mastodon.statuses`: the data of a streaming `update` event, which is the REST API's
+//! Status entity) to a `mastodon_statuses` row. A reblog is one row that points at the reblogged status
+//! (`reblog_of_id`); the reblogged status itself stays in `raw`.
+
+use chrono::{DateTime, Utc};
+use entity::mastodon_statuses;
+use sea_orm::ActiveValue::{NotSet, Set};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::DecodeError;
+use super::html;
+use super::json::{Id, null_as_default, parse_object};
+
+/// Maps one status; `scraped_at` comes from the record's headers.
+pub fn map(payload: &[u8], scraped_at: DateTime<Utc>) -> Result<mastodon_statuses::ActiveModel, DecodeError> {
+    let raw = parse_object(payload)?;
+    let status = Status::deserialize(&raw).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    Ok(status.into_row(raw, scraped_at))
+}
+
+/// The fields stored in typed columns; everything else is kept in `raw` only.
+#[derive(Deserialize)]
+struct Status {
+    id: Id,
+    uri: String,
+    url: Option<String>,
+    created_at: DateTime<Utc>,
+    account: Account,
+    content: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    spoiler_text: String,
+    visibility: String,
+    language: Option<String>,
+    sensitive: Option<bool>,
+    in_reply_to_id: Option<Id>,
+    reblog: Option<Reblogged>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    tags: Vec<Tag>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    mentions: Vec<Mention>,
+    reblogs_count: Option<i64>,
+    favourites_count: Option<i64>,
+    replies_count: Option<i64>,
+    edited_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct Account {
+    id: Id,
+    username: String,
+    acct: String,
+}
+
+/// Of a reblogged status only its id is a column.
+#[derive(Deserialize)]
+struct Reblogged {
+    id: Id,
+}
+
+#[derive(Deserialize)]
+struct Tag {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Mention {
+    acct: String,
+}
+
+impl Status {
+    fn into_row(self, raw: Value, scraped_at: DateTime<Utc>) -> mastodon_statuses::ActiveModel {
+        // Servers send a tag as its author typed it (`#RustLang`); lower-cased, `tags @> '{rustlang}'` finds
+        // every spelling.
+        let mut tags: Vec<String> = Vec::with_capacity(self.tags.len());
+        for tag in self.tags {
+            let name = tag.name.to_lowercase();
+            if !tags.contains(&name) {
+                tags.push(name);
+            }
+        }
+        mastodon_statuses::ActiveModel {
+            id: Set(self.id.0),
+            url: Set(self.url),
+            uri: Set(self.uri),
+            created_at: Set(self.created_at),
+            account_id: Set(self.account.id.0),
+            account_acct: Set(self.account.acct),
+            account_username: Set(self.account.username),
+            content_text: Set(html::to_text(&self.content)),
+            content_html: Set(self.content),
+            spoiler_text: Set(self.spoiler_text),
+            visibility: Set(self.visibility),
+            language: Set(self.language),
+            sensitive: Set(self.sensitive),
+            in_reply_to_id: Set(self.in_reply_to_id.map(|id| id.0)),
+            reblog_of_id: Set(self.reblog.map(|reblog| reblog.id.0)),
+            tags: Set(tags),
+            mentions: Set(self.mentions.into_iter().map(|m| m.acct).collect()),
+            reblogs_count: Set(self.reblogs_count),
+            favourites_count: Set(self.favourites_count),
+            replies_count: Set(self.replies_count),
+            edited_at: Set(self.edited_at),
+            raw: Set(raw),
+            scraped_at: Set(scraped_at),
+            ingested_at: NotSet,
+        }
+    }
+}

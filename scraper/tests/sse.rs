@@ -1,7 +1,7 @@
 //! The SSE source against a scripted server speaking Mastodon's wire format and a real broker: kept events
 //! arrive once, keyed by id, whatever the chunking; bad data lands in the rejects topic with its reason; the
-//! source reconnects (with a visible wait) after a drop, a stall or a server error, and stops on a refused
-//! token or a wrong URL.
+//! source reconnects (with a visible wait, as long as the server asks when it does) after a drop, a stall or
+//! a server error, and stops on a refused token or a wrong URL.
 
 mod support;
 
@@ -339,4 +339,28 @@ async fn a_stream_silent_past_the_stall_timeout_is_reconnected() {
     assert!(outcome.failed_sources.is_empty(), "{:?}", outcome.failed_sources);
     assert_eq!(keys(&records), ["501", "502"]);
     assert_eq!(waits.first(), Some(&wait("stalled", 1)), "{waits:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_on_429_and_the_streams_retry_field_set_the_waits() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let server = HttpServer::scripted(
+        vec![
+            Reply::json(429, r#"{"error":"Too many requests"}"#).header("retry-after", "120"),
+            sse(vec![chunk(format!("retry: 5000\n{}", event("update", &status("601")))), Part::Drop]),
+            sse(vec![chunk(event("update", &status("602"))), Part::Hang]),
+        ],
+        silence(),
+    )
+    .await
+    .unwrap();
+
+    let running = Running::start(&broker, config(&server, &topic), &rejects).await;
+    let records = support::consume(&broker, &topic, 2, PATIENCE).await;
+    let (outcome, _, waits) = running.stop().await;
+
+    assert!(outcome.failed_sources.is_empty(), "{:?}", outcome.failed_sources);
+    assert_eq!(keys(&records), ["601", "602"]);
+    assert_eq!(waits, [wait("rate_limited", 120), wait("disconnected", 5)]);
 }

@@ -110,7 +110,7 @@ async fn drain(rig: &Rig, args: &Args) -> (f64, u64) {
 /// database: what the end-to-end figure would be if the broker and the consumer cost nothing.
 async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
     let db = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
-    let routes = Routes { tweets_topic: rig.topic.clone() };
+    let routes = Routes { tweets_topic: rig.topic.clone(), ..Routes::default() };
     let started = Instant::now();
     let ids: Vec<u64> = (1..=args.records).collect();
     for (n, chunk) in ids.chunks(args.batch_size as usize).enumerate() {

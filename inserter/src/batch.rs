@@ -3,15 +3,32 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use entity::{ingest_errors, twitter_data, twitter_users};
+use entity::{ingest_errors, mastodon_statuses, twitter_data, twitter_users};
 
-use crate::mapping::twitter;
+use crate::mapping::{mastodon, twitter};
 use crate::record::ConsumedRecord;
 
 /// Which mapping reads which topic.
 #[derive(Clone, Debug)]
 pub struct Routes {
+    /// X API v2 stream lines.
     pub tweets_topic: String,
+    /// Mastodon statuses (the REST API's Status entity).
+    pub mastodon_statuses_topic: String,
+}
+
+impl Default for Routes {
+    /// The topics the scraper writes by default.
+    fn default() -> Self {
+        Self { tweets_topic: "twitter.tweets".into(), mastodon_statuses_topic: "mastodon.statuses".into() }
+    }
+}
+
+impl Routes {
+    /// Every topic a mapping reads: what the consumer subscribes to.
+    pub fn topics(&self) -> Vec<&str> {
+        vec![&self.tweets_topic, &self.mastodon_statuses_topic]
+    }
 }
 
 /// Rows ready to write, each with the index of the record it came from (to dead-letter that record alone if
@@ -21,6 +38,7 @@ pub struct Batch {
     pub(crate) records: Vec<ConsumedRecord>,
     pub(crate) tweets: Vec<(usize, twitter_data::ActiveModel)>,
     pub(crate) users: Vec<(usize, twitter_users::ActiveModel)>,
+    pub(crate) statuses: Vec<(usize, mastodon_statuses::ActiveModel)>,
     pub(crate) dead_letters: Vec<ingest_errors::ActiveModel>,
     /// (topic, partition) -> the offset after the last record of the batch.
     pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
@@ -62,17 +80,31 @@ impl Batch {
     }
 
     fn map(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
-        if record.topic != routes.tweets_topic {
-            return Err(format!("no mapping reads topic `{}`", record.topic));
-        }
         let source = record.source();
-        if !(source.starts_with("x.") || source == "replay" || source == "unknown") {
+        let (mapping, live_source) = if record.topic == routes.tweets_topic {
+            (Mapping::Tweet, source.starts_with("x."))
+        } else if record.topic == routes.mastodon_statuses_topic {
+            // `sse` is the scraper's generic SSE source, `sse.mastodon` and the like its named ones.
+            (Mapping::MastodonStatus, source.starts_with("sse"))
+        } else {
+            return Err(format!("no mapping reads topic `{}`", record.topic));
+        };
+        // Records from a replay, or from a producer that sets no `source`, are read like the live source's.
+        if !(live_source || source == "replay" || source == "unknown") {
             return Err(format!("no mapping for source `{source}` on topic `{}`", record.topic));
         }
         let payload = record.payload.as_deref().ok_or("null value (a tombstone): there is nothing to store")?;
-        let rows = twitter::map(payload, source, record.scraped_at()).map_err(|e| e.to_string())?;
-        self.tweets.push((index, rows.tweet));
-        self.users.extend(rows.users.into_iter().map(|user| (index, user)));
+        match mapping {
+            Mapping::Tweet => {
+                let rows = twitter::map(payload, source, record.scraped_at()).map_err(|e| e.to_string())?;
+                self.tweets.push((index, rows.tweet));
+                self.users.extend(rows.users.into_iter().map(|user| (index, user)));
+            }
+            Mapping::MastodonStatus => {
+                let status = mastodon::map(payload, record.scraped_at()).map_err(|e| e.to_string())?;
+                self.statuses.push((index, status));
+            }
+        }
         Ok(())
     }
 
@@ -81,7 +113,14 @@ impl Batch {
     pub(crate) fn deduplicate(&mut self) {
         dedup_newest(&mut self.tweets, |t| (*t.tweet_id.as_ref(), *t.scraped_at.as_ref()));
         dedup_newest(&mut self.users, |u| (*u.user_id.as_ref(), *u.scraped_at.as_ref()));
+        dedup_newest(&mut self.statuses, |s| (*s.id.as_ref(), *s.scraped_at.as_ref()));
     }
+}
+
+/// The payload formats a record can be read as.
+enum Mapping {
+    Tweet,
+    MastodonStatus,
 }
 
 fn dedup_newest<R, K, T>(rows: &mut Vec<(usize, R)>, key_and_time: impl Fn(&R) -> (K, T))

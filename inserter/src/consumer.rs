@@ -3,7 +3,7 @@
 //! needs the database, which a callback cannot wait for). librdkafka's group protocol allows this deferred
 //! assign: the member stays in the group, heartbeating, until it is made.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -128,17 +128,24 @@ pub fn create(bootstrap_servers: &str, group: &str, metrics: Metrics) -> anyhow:
     config.create_with_context(context).context("create the Kafka consumer")
 }
 
-/// Waits until every topic exists (the scraper may not have created them yet), then subscribes.
+/// How often to look for topics that do not exist yet.
+const TOPIC_POLL: Duration = Duration::from_secs(2);
+
+/// Subscribes to `topics` as they come to exist. It waits until at least one does (the scraper creates them),
+/// subscribes to those, and looks for the others in the background, widening the subscription when they
+/// appear: a source nobody scrapes yet must not hold back the others. Subscribing to a missing topic instead
+/// would have librdkafka report it as an error on every metadata refresh, and notice its creation only at
+/// the next refresh (minutes by default).
 pub async fn subscribe_when_ready(
     consumer: &Arc<IngestConsumer>,
     topics: &[&str],
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
     let mut announced = false;
-    loop {
-        let missing = missing_topics(consumer.clone(), topics).await;
-        match missing {
-            Ok(missing) if missing.is_empty() => break,
+    let missing = loop {
+        match missing_topics(consumer.clone(), topics.clone()).await {
+            Ok(missing) if missing.len() < topics.len() => break missing,
             Ok(missing) if !announced => {
                 tracing::info!(?missing, "waiting for topics to be created");
                 announced = true;
@@ -147,17 +154,63 @@ pub async fn subscribe_when_ready(
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the cluster's topics yet; retrying"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(TOPIC_POLL) => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
+    };
+    let existing = existing_topics(&topics, &missing);
+    consumer.subscribe(&existing).context("subscribe")?;
+    if missing.is_empty() {
+        tracing::info!(?topics, "subscribed");
+    } else {
+        tracing::info!(subscribed = ?existing, ?missing, "subscribed; missing topics are added once they exist");
+        // A weak handle: once the pipeline is done with the consumer, dropping it must close it (and leave
+        // the group) without waiting for this watch to notice.
+        tokio::spawn(add_topics_once_created(Arc::downgrade(consumer), topics, missing, shutdown.clone()));
     }
-    consumer.subscribe(topics).context("subscribe")?;
-    tracing::info!(?topics, "subscribed");
     Ok(())
 }
 
-async fn missing_topics(consumer: Arc<IngestConsumer>, topics: &[&str]) -> anyhow::Result<Vec<String>> {
-    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+/// Widens the subscription to `topics` whenever one of `missing` appears, until none is missing, the
+/// consumer is gone, or shutdown. Re-subscribing rebalances the group; the pipeline handles that like any
+/// rebalance (what it held of a revoked partition is read again from the offsets stored with the rows).
+async fn add_topics_once_created(
+    consumer: Weak<IngestConsumer>,
+    topics: Vec<String>,
+    mut missing: Vec<String>,
+    shutdown: CancellationToken,
+) {
+    while !missing.is_empty() {
+        tokio::select! {
+            _ = tokio::time::sleep(TOPIC_POLL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let Some(consumer) = consumer.upgrade() else { return };
+        let now_missing = match missing_topics(consumer.clone(), missing.clone()).await {
+            Ok(now_missing) if now_missing.len() < missing.len() => now_missing,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "cannot read the cluster's topics; retrying");
+                continue;
+            }
+        };
+        let existing = existing_topics(&topics, &now_missing);
+        match consumer.subscribe(&existing) {
+            Ok(()) => {
+                tracing::info!(subscribed = ?existing, missing = ?now_missing, "topics created: subscription widened");
+                missing = now_missing;
+            }
+            Err(e) => tracing::warn!(error = %e, "widening the subscription failed; retrying"),
+        }
+    }
+}
+
+fn existing_topics<'a>(topics: &'a [String], missing: &[String]) -> Vec<&'a str> {
+    topics.iter().filter(|t| !missing.contains(t)).map(String::as_str).collect()
+}
+
+/// Those of `topics` the cluster does not have (or has without partitions yet).
+async fn missing_topics(consumer: Arc<IngestConsumer>, topics: Vec<String>) -> anyhow::Result<Vec<String>> {
     tokio::task::spawn_blocking(move || {
         let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).context("fetch Kafka metadata")?;
         Ok(topics

@@ -20,6 +20,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    let routes = Routes {
+        tweets_topic: settings.tweets_topic.clone(),
+        mastodon_statuses_topic: settings.mastodon_statuses_topic.clone(),
+    };
+    anyhow::ensure!(
+        routes.tweets_topic != routes.mastodon_statuses_topic,
+        "each source needs a topic of its own: --tweets-topic and --topic-mastodon-statuses are both `{}`",
+        routes.tweets_topic
+    );
     let shutdown = common::shutdown::on_signal()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -33,10 +42,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         database::require_current_schema(&db).await?;
     }
     let consumer = Arc::new(consumer::create(&settings.bootstrap_servers, &settings.group, metrics.clone())?);
-    consumer::subscribe_when_ready(&consumer, &[&settings.tweets_topic], &shutdown).await?;
+    consumer::subscribe_when_ready(&consumer, &routes.topics(), &shutdown).await?;
     let options = Options {
         group: settings.group.clone(),
-        routes: Routes { tweets_topic: settings.tweets_topic.clone() },
+        routes,
         batch_size: settings.batch_size as usize,
         batch_timeout: settings.batch_timeout,
         exit_when_idle: settings.exit_when_idle,

@@ -30,6 +30,11 @@ pub struct Settings {
     #[arg(long, env = "TOPIC_TWEETS", default_value = "twitter.tweets")]
     pub tweets_topic: String,
 
+    /// Topic of Mastodon statuses (the Status JSON of streaming `update` events); the inserter starts
+    /// without it and subscribes once it exists
+    #[arg(long = "topic-mastodon-statuses", env = "TOPIC_MASTODON_STATUSES", default_value = "mastodon.statuses")]
+    pub mastodon_statuses_topic: String,
+
     /// A batch closes at this many records...
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
@@ -65,6 +70,7 @@ impl std::fmt::Debug for Settings {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("group", &self.group)
             .field("tweets_topic", &self.tweets_topic)
+            .field("mastodon_statuses_topic", &self.mastodon_statuses_topic)
             .field("batch_size", &self.batch_size)
             .field("batch_timeout", &self.batch_timeout)
             .field("exit_when_idle", &self.exit_when_idle)
@@ -72,5 +78,22 @@ impl std::fmt::Debug for Settings {
             .field("progress_interval", &self.progress_interval)
             .field("log_format", &self.log_format)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Settings;
+
+    #[test]
+    fn the_mastodon_topic_has_a_default_and_a_flag() {
+        let parse = |args: &[&str]| {
+            let base = ["inserter", "--database-url", "postgres://localhost/ingest"];
+            Settings::try_parse_from(base.iter().chain(args)).unwrap().mastodon_statuses_topic
+        };
+        assert_eq!(parse(&[]), "mastodon.statuses");
+        assert_eq!(parse(&["--topic-mastodon-statuses", "fedi.statuses"]), "fedi.statuses");
     }
 }

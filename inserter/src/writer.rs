@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use entity::{ingest_errors, kafka_offsets, twitter_data, twitter_users};
+use entity::{ingest_errors, kafka_offsets, mastodon_statuses, twitter_data, twitter_users};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -40,6 +40,7 @@ pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> R
     let mut refused = Vec::new();
     write_isolating(&txn, &batch.users, &mut refused).await?;
     write_isolating(&txn, &batch.tweets, &mut refused).await?;
+    write_isolating(&txn, &batch.statuses, &mut refused).await?;
 
     let mut dead_letters = batch.dead_letters.clone();
     dead_letters.extend(
@@ -86,7 +87,8 @@ pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> R
             .await?;
     }
     txn.commit().await?;
-    Ok(Written { rows: batch.tweets.len() + batch.users.len(), dead_letters: dead_letters.len() })
+    let rows = batch.tweets.len() + batch.users.len() + batch.statuses.len();
+    Ok(Written { rows, dead_letters: dead_letters.len() })
 }
 
 /// The offsets `group` committed with its rows: where to resume each partition.
@@ -219,6 +221,44 @@ impl Upsert for twitter_users::ActiveModel {
                 C::LikeCount,
             ],
             &[C::Username],
+            &[C::Raw, C::ScrapedAt],
+        );
+        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
+    }
+}
+
+impl Upsert for mastodon_statuses::ActiveModel {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        use mastodon_statuses::Column as C;
+        // What a status always carries is replaced by a newer scrape (an edit changes content, tags,
+        // mentions); what may come as null keeps the known value.
+        let on_conflict = guarded_upsert(
+            "mastodon_statuses",
+            C::Id,
+            &[
+                C::Url,
+                C::Language,
+                C::Sensitive,
+                C::InReplyToId,
+                C::ReblogOfId,
+                C::ReblogsCount,
+                C::FavouritesCount,
+                C::RepliesCount,
+                C::EditedAt,
+            ],
+            &[
+                C::Uri,
+                C::CreatedAt,
+                C::AccountId,
+                C::AccountAcct,
+                C::AccountUsername,
+                C::ContentHtml,
+                C::ContentText,
+                C::SpoilerText,
+                C::Visibility,
+                C::Tags,
+                C::Mentions,
+            ],
             &[C::Raw, C::ScrapedAt],
         );
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await

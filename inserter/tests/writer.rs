@@ -15,7 +15,7 @@ use testkit::{Postgres, cdc};
 const TOPIC: &str = "twitter.tweets";
 
 fn routes() -> Routes {
-    Routes { tweets_topic: TOPIC.into() }
+    Routes { tweets_topic: TOPIC.into(), ..Routes::default() }
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {

@@ -1,5 +1,6 @@
 //! What the inserter's process-level tests share: a rig of real services (Postgres with the schema, a broker
-//! with a topic), X-format records to produce, and the `inserter` binary run as a process against them.
+//! with a topic), X-format and Mastodon-format records to produce, and the `inserter` binary run as a process
+//! against them.
 
 #![allow(dead_code)] // each test file uses its own part of the rig
 
@@ -21,6 +22,8 @@ pub struct Rig {
     pub db: TestDatabase,
     pub broker: Broker,
     pub topic: String,
+    /// The Mastodon statuses topic: named, but created only by the tests that need it.
+    pub statuses_topic: String,
     logs: tempfile::TempDir,
 }
 
@@ -43,7 +46,8 @@ impl Rig {
         if partitions > 0 {
             broker.create_topic(&topic, partitions).await.unwrap();
         }
-        Self { pg, db, broker, topic, logs: tempfile::tempdir().unwrap() }
+        let statuses_topic = unique_name("statuses");
+        Self { pg, db, broker, topic, statuses_topic, logs: tempfile::tempdir().unwrap() }
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -59,6 +63,7 @@ impl Rig {
             .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap_servers())
             .env("INSERTER_GROUP", group)
             .env("TOPIC_TWEETS", &self.topic)
+            .env("TOPIC_MASTODON_STATUSES", &self.statuses_topic)
             .env("METRICS_ADDR", "127.0.0.1:0")
             .env("BATCH_SIZE", "500")
             .env("BATCH_TIMEOUT", "100ms")
@@ -131,4 +136,25 @@ pub fn tweet_message(id: u64) -> TestMessage {
         ],
         partition: None,
     }
+}
+
+/// A Mastodon status record as the scraper produces it: keyed by the status id, with its headers.
+pub fn status_message(status: &serde_json::Value, scraped_at: &str) -> TestMessage {
+    TestMessage {
+        key: status["id"].as_str().map(|id| id.as_bytes().to_vec()),
+        value: Some(status.to_string().into_bytes()),
+        headers: vec![
+            ("source".into(), b"sse.mastodon".to_vec()),
+            ("scraped_at".into(), scraped_at.as_bytes().to_vec()),
+            ("content_type".into(), b"application/json".to_vec()),
+            ("scraper_version".into(), b"0.1.0".to_vec()),
+        ],
+        partition: None,
+    }
+}
+
+/// A JSON fixture from `tests/fixtures/<path>`.
+pub fn fixture_json(path: &str) -> serde_json::Value {
+    let bytes = std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }

@@ -1,0 +1,244 @@
+//! Mastodon statuses through the batch writer into a real Postgres: a status lands with every column; a newer
+//! scrape updates counts and edits, an older one changes nothing, a replay emits no change event; duplicates
+//! in a batch keep the newest scrape; and every unstorable status is dead-lettered with its reason while the
+//! statuses and posts around it land.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use entity::{ingest_errors, mastodon_statuses, twitter_data};
+use inserter::batch::{Batch, Routes};
+use inserter::record::ConsumedRecord;
+use inserter::writer::{Written, stored_offsets, write};
+use migration::{CDC_PUBLICATION, Migrator};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use serde_json::{Value, json};
+use testkit::{Postgres, cdc};
+
+const STATUSES: &str = "mastodon.statuses";
+const TWEETS: &str = "twitter.tweets";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/mastodon/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 11, 21, 14, 15, 0).unwrap() + Duration::seconds(seconds)
+}
+
+fn record(offset: i64, payload: &[u8], source: &str, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+    ConsumedRecord {
+        topic: STATUSES.into(),
+        partition: 0,
+        offset,
+        key: Some(offset.to_string().into_bytes()),
+        payload: Some(payload.to_vec()),
+        headers: vec![
+            ("source".into(), Some(source.as_bytes().to_vec())),
+            ("scraped_at".into(), Some(scraped_at.to_rfc3339().into_bytes())),
+        ],
+        timestamp: None,
+    }
+}
+
+fn status_record(offset: i64, status: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+    record(offset, status.to_string().as_bytes(), "sse.mastodon", scraped_at)
+}
+
+/// The full fixture with other counts: what a later scrape of the same status sends.
+fn with_counts(reblogs: i64, favourites: i64, replies: i64) -> Value {
+    let mut status = fixture("status.json");
+    status["reblogs_count"] = json!(reblogs);
+    status["favourites_count"] = json!(favourites);
+    status["replies_count"] = json!(replies);
+    status
+}
+
+fn batch(records: Vec<ConsumedRecord>) -> Batch {
+    Batch::decode(records, &Routes::default())
+}
+
+async fn stored(db: &DatabaseConnection, id: i64) -> mastodon_statuses::Model {
+    mastodon_statuses::Entity::find_by_id(id).one(db).await.unwrap().expect("the status was stored")
+}
+
+async fn counts(db: &DatabaseConnection, id: i64) -> [Option<i64>; 3] {
+    let row = stored(db, id).await;
+    [row.reblogs_count, row.favourites_count, row.replies_count]
+}
+
+async fn setup() -> (Postgres, DatabaseConnection) {
+    let pg = Postgres::start().await.unwrap();
+    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
+    (pg, db)
+}
+
+const ID: i64 = 113512893421773000;
+
+#[tokio::test]
+async fn a_status_lands_with_every_column() {
+    let (_pg, db) = setup().await;
+    let records = vec![
+        status_record(0, &fixture("status.json"), at(0)),
+        status_record(1, &fixture("reblog.json"), at(0)),
+        record(2, fixture("minimal.json").to_string().as_bytes(), "sse", at(0)),
+    ];
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
+    assert_eq!(written, Written { rows: 3, dead_letters: 0 });
+
+    let row = stored(&db, ID).await;
+    let expected = mastodon_statuses::Model {
+        id: ID,
+        url: Some("https://hachyderm.io/@ferris/113512893400000000".into()),
+        uri: "https://hachyderm.io/users/ferris/statuses/113512893400000000".into(),
+        created_at: Utc.with_ymd_and_hms(2024, 11, 21, 14, 3, 11).unwrap() + Duration::milliseconds(523),
+        account_id: 109301234567890124,
+        account_acct: "ferris@hachyderm.io".into(),
+        account_username: "ferris".into(),
+        content_html: fixture("status.json")["content"].as_str().unwrap().into(),
+        content_text: "@Gargron @rustlang Crabs & coffee <3 it's \"done\"\n\nSecond paragraph, line one\nline two: \
+                       https://blog.rust-lang.org/2024/11/28/Rust-1.83.0.html\n\n#RustLang #Café 🦀"
+            .into(),
+        spoiler_text: "Food & drink".into(),
+        visibility: "public".into(),
+        language: Some("en".into()),
+        sensitive: Some(true),
+        in_reply_to_id: Some(113512880000000001),
+        reblog_of_id: None,
+        tags: vec!["rustlang".into(), "café".into()],
+        mentions: vec!["Gargron@mastodon.social".into(), "rustlang@fosstodon.org".into()],
+        reblogs_count: Some(12),
+        favourites_count: Some(47),
+        replies_count: Some(3),
+        edited_at: Some(Utc.with_ymd_and_hms(2024, 11, 21, 14, 10, 2).unwrap() + Duration::milliseconds(1)),
+        raw: fixture("status.json"),
+        scraped_at: at(0),
+        ingested_at: row.ingested_at,
+    };
+    assert_eq!(row, expected);
+    assert!(row.ingested_at > at(0), "ingested_at is set by the database, at write time");
+    assert_eq!(stored(&db, 113512900000000777).await.reblog_of_id, Some(ID));
+    assert_eq!(stored(&db, 113512950000000001).await.visibility, "unlisted");
+}
+
+#[tokio::test]
+async fn newer_scrapes_update_older_ones_do_not_and_missing_counts_are_kept() {
+    let (_pg, db) = setup().await;
+    write(&db, "g", &mut batch(vec![status_record(0, &with_counts(12, 47, 3), at(10))])).await.unwrap();
+
+    write(&db, "g", &mut batch(vec![status_record(1, &with_counts(99, 99, 99), at(5))])).await.unwrap();
+    assert_eq!(counts(&db, ID).await, [Some(12), Some(47), Some(3)], "an older scrape never overwrites a newer one");
+    assert_eq!(stored(&db, ID).await.scraped_at, at(10));
+
+    write(&db, "g", &mut batch(vec![status_record(2, &with_counts(20, 60, 4), at(20))])).await.unwrap();
+    assert_eq!(counts(&db, ID).await, [Some(20), Some(60), Some(4)], "a newer scrape updates the counts");
+    assert_eq!(stored(&db, ID).await.scraped_at, at(20));
+
+    let mut without_counts = fixture("status.json");
+    for key in ["reblogs_count", "favourites_count", "replies_count"] {
+        without_counts.as_object_mut().unwrap().remove(key);
+    }
+    write(&db, "g", &mut batch(vec![status_record(3, &without_counts, at(30))])).await.unwrap();
+    assert_eq!(counts(&db, ID).await, [Some(20), Some(60), Some(4)], "counts not sent keep the known ones");
+    assert_eq!(stored(&db, ID).await.scraped_at, at(20), "a scrape that changes no value rewrites nothing");
+}
+
+#[tokio::test]
+async fn a_newer_scrape_of_an_edited_status_replaces_its_content() {
+    let (_pg, db) = setup().await;
+    write(&db, "g", &mut batch(vec![status_record(0, &fixture("status.json"), at(0))])).await.unwrap();
+
+    let mut edited = fixture("status.json");
+    edited["content"] =
+        json!("<p>Edited: tea &amp; <a href=\"https://x/tags/Tea\" rel=\"tag\">#<span>Tea</span></a></p>");
+    edited["tags"] = json!([{"name": "Tea", "url": "https://x/tags/tea"}]);
+    edited["mentions"] = json!([]);
+    edited["edited_at"] = json!("2024-11-21T14:12:00.000Z");
+    write(&db, "g", &mut batch(vec![status_record(1, &edited, at(60))])).await.unwrap();
+
+    let row = stored(&db, ID).await;
+    assert_eq!(row.content_text, "Edited: tea & #Tea");
+    assert_eq!((row.tags, row.mentions), (vec!["tea".to_owned()], vec![]));
+    assert_eq!(row.edited_at, Some(Utc.with_ymd_and_hms(2024, 11, 21, 14, 12, 0).unwrap()));
+}
+
+#[tokio::test]
+async fn a_replay_changes_no_row_and_emits_no_change_event() {
+    let (_pg, db) = setup().await;
+    let records = vec![
+        status_record(0, &fixture("status.json"), at(0)),
+        status_record(1, &fixture("reblog.json"), at(0)),
+        status_record(2, &fixture("minimal.json"), at(0)),
+    ];
+    write(&db, "g", &mut batch(records.clone())).await.unwrap();
+    cdc::create_slot(&db, "replay").await.unwrap();
+
+    write(&db, "g", &mut batch(records)).await.unwrap();
+    write(&db, "g", &mut batch(vec![status_record(0, &fixture("status.json"), at(60))])).await.unwrap(); // newer, same
+
+    assert_eq!(cdc::peek_changes(&db, "replay", CDC_PUBLICATION).await.unwrap(), vec![]);
+    write(&db, "g", &mut batch(vec![status_record(0, &with_counts(13, 47, 3), at(90))])).await.unwrap();
+    let changes = cdc::peek_changes(&db, "replay", CDC_PUBLICATION).await.unwrap();
+    assert_eq!(changes.len(), 1, "a real change is published: {changes:?}");
+}
+
+#[tokio::test]
+async fn duplicates_within_a_batch_keep_the_newest_scrape() {
+    let (_pg, db) = setup().await;
+    let records = vec![
+        status_record(0, &with_counts(1, 1, 1), at(0)),
+        status_record(1, &with_counts(3, 3, 3), at(30)),
+        status_record(2, &with_counts(2, 2, 2), at(20)),
+    ];
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
+    assert_eq!(written.dead_letters, 0);
+    assert_eq!(counts(&db, ID).await, [Some(3), Some(3), Some(3)]);
+}
+
+#[tokio::test]
+async fn every_unstorable_status_is_dead_lettered_with_its_reason_and_the_rest_lands() {
+    let (_pg, db) = setup().await;
+    let mut no_id = fixture("minimal.json");
+    no_id.as_object_mut().unwrap().remove("id");
+    let mut negative = fixture("minimal.json");
+    negative["id"] = json!("113512950000000002");
+    negative["favourites_count"] = json!(-1);
+    let mut own_reblog = fixture("reblog.json");
+    own_reblog["reblog"]["id"] = own_reblog["id"].clone();
+    let tweet = br#"{"data":{"id":"7","text":"a post"}}"#;
+    let records = vec![
+        status_record(0, &fixture("status.json"), at(0)),
+        record(1, br#""113512893421773000""#, "sse.mastodon", at(0)), // a delete event's data
+        record(2, b"{\"id\":\"1\",\"content\":\"\xff\"}", "sse.mastodon", at(0)),
+        status_record(3, &no_id, at(0)),
+        status_record(4, &negative, at(0)), // valid JSON, refused by a CHECK
+        status_record(5, &own_reblog, at(0)),
+        record(6, fixture("minimal.json").to_string().as_bytes(), "x.sample", at(0)),
+        ConsumedRecord { payload: None, ..record(7, b"", "sse.mastodon", at(0)) },
+        status_record(8, &fixture("minimal.json"), at(0)),
+        ConsumedRecord { topic: TWEETS.into(), ..record(0, tweet, "x.sample", at(0)) },
+    ];
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
+    assert_eq!(written, Written { rows: 5, dead_letters: 7 }, "rows offered, refused ones included");
+
+    let ids: Vec<i64> = mastodon_statuses::Entity::find().all(&db).await.unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&ID) && ids.contains(&113512950000000001));
+    assert_eq!(twitter_data::Entity::find().all(&db).await.unwrap().len(), 1, "a post in the same batch lands");
+
+    let errors = ingest_errors::Entity::find().all(&db).await.unwrap();
+    let reason = |offset: i64| errors.iter().find(|e| e.topic == STATUSES && e.offset == offset).unwrap().error.clone();
+    assert!(reason(1).contains("not an object"));
+    assert!(reason(2).contains("not valid UTF-8"));
+    assert!(reason(3).contains("missing field `id`"));
+    assert!(reason(4).contains("database refused") && reason(4).contains("favourites_count"), "{}", reason(4));
+    assert!(reason(5).contains("database refused") && reason(5).contains("not_own_reblog"), "{}", reason(5));
+    assert!(reason(6).contains("no mapping for source `x.sample` on topic `mastodon.statuses`"));
+    assert!(reason(7).contains("tombstone"));
+    let dead = errors.iter().find(|e| e.offset == 2).unwrap();
+    assert_eq!(dead.payload.as_deref(), Some(&b"{\"id\":\"1\",\"content\":\"\xff\"}"[..]), "bytes kept as consumed");
+    assert_eq!(dead.headers.as_ref().unwrap()["source"], "sse.mastodon");
+
+    let offsets = stored_offsets(&db, "g").await.unwrap();
+    assert_eq!(offsets.get(&(STATUSES.to_owned(), 0)), Some(&9));
+    assert_eq!(offsets.get(&(TWEETS.to_owned(), 0)), Some(&1));
+}

@@ -1,6 +1,7 @@
 //! The inserter's start-up: with `--run-migrations` it brings an empty database to the current schema and a
 //! second start finds nothing to do; without it, a database that lacks migrations stops it with a message
-//! naming what to run (and is left untouched); a wrong database URL fails with a message that hides the password.
+//! naming what to run (and is left untouched); a wrong database URL fails with a message that hides the password;
+//! two sources configured onto one topic stop it before it connects to anything.
 
 mod support;
 
@@ -55,4 +56,19 @@ async fn an_unreachable_database_fails_clearly_without_printing_the_password() {
     assert!(!output.status.success());
     assert!(stderr.contains("connect to Postgres at postgres://inserter@127.0.0.1"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn two_sources_on_one_topic_stop_it_before_it_connects() {
+    let output = Command::new(env!("CARGO_BIN_EXE_inserter"))
+        .args(["--tweets-topic", "everything", "--topic-mastodon-statuses", "everything"])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", "postgres://inserter@127.0.0.1:1/nowhere")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("each source needs a topic of its own"), "{stderr}");
+    assert!(!stderr.contains("connect to Postgres"), "{stderr}");
 }

@@ -19,7 +19,7 @@ fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir)
         .env("TOPIC_TWEETS", topic)
         .env("TOPIC_REJECTS", rejects)
         .env("TOPIC_PARTITIONS", "1")
-        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("SCRAPER_METRICS_ADDR", "127.0.0.1:0")
         .env("PROGRESS_INTERVAL", "1s")
         .env("RUST_LOG", "info");
     command
@@ -73,6 +73,8 @@ async fn a_broker_killed_under_load_and_restarted_loses_nothing_counted_as_sent(
     command.env("REPLAY_RATE", "500").env("REPLAY_COUNT", RECORDS.to_string()).env("FLUSH_TIMEOUT", "120s");
     let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
     wait_for_log(&process, "progress", Duration::from_secs(60)).await;
+    let before = logged_count(&process.log(), "progress", "produced").unwrap();
+    assert!(before < RECORDS, "the broker goes away while the replay is still producing");
 
     broker.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -111,12 +113,13 @@ async fn the_token_never_appears_in_the_logs() {
     .await
     .unwrap();
     let topic = unique_name("tweets");
-    let output = scraper(&broker, &topic, "rejects", &dir)
+    let mut command = scraper(&broker, &topic, "rejects", &dir);
+    command
         .env("X_BEARER_TOKEN", "AAAA-secret-token-value")
         .env("X_API_BASE_URL", server.url())
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap();
+        .env("RUST_LOG", "debug");
+    // Off the runtime's thread: the test server answers on it.
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
     assert!(!output.status.success(), "a bad token stops the scraper");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("X_BEARER_TOKEN"), "{stderr}");

@@ -14,6 +14,9 @@ async fn the_scraper_creates_the_contract_topics_once() {
         let output = Command::new(env!("CARGO_BIN_EXE_scraper"))
             .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers())
             .env("TOPIC_PARTITIONS", "3")
+            // Replay nothing: the run only provisions the topics.
+            .env("REPLAY_COUNT", "0")
+            .env("SCRAPER_METRICS_ADDR", "127.0.0.1:0")
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -114,3 +114,39 @@ impl Queued {
         i64::from(self._permit.num_permits() as u32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::bounded;
+    use crate::metrics::Metrics;
+
+    #[tokio::test]
+    async fn a_source_waits_when_the_budget_is_spent_and_that_is_counted() {
+        let metrics = Metrics::default();
+        let (emitter, mut queue) = bounded(100, "rejects", metrics.clone());
+        emitter.accept("t", "1".into(), vec![b'x'; 60]).await.unwrap();
+        assert_eq!(metrics.queued_bytes.get(), 61);
+
+        let blocked = tokio::spawn({
+            let emitter = emitter.clone();
+            async move { emitter.accept("t", "2".into(), vec![b'y'; 60]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!blocked.is_finished(), "no room: the second record waits");
+        assert_eq!(metrics.queue_full.get(), 1);
+
+        // The broker acknowledged the first record: its share of the budget comes back.
+        drop(queue.recv().await.unwrap());
+        blocked.await.unwrap().unwrap();
+        assert_eq!(queue.recv().await.unwrap().record.key.as_deref(), Some("2"));
+    }
+
+    #[tokio::test]
+    async fn a_record_larger_than_the_whole_budget_takes_all_of_it_instead_of_waiting_forever() {
+        let (emitter, mut queue) = bounded(100, "rejects", Metrics::default());
+        emitter.accept("t", "1".into(), vec![b'x'; 1000]).await.unwrap();
+        assert_eq!(queue.recv().await.unwrap().cost(), 100);
+    }
+}

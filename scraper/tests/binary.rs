@@ -1,5 +1,6 @@
-//! The scraper binary as an operator runs it: replay by default, SIGTERM flushes and exits, a broker killed
-//! under load and restarted loses nothing the scraper counted as sent, and a bad configuration fails fast.
+//! The scraper binary as an operator runs it: replay by default, /metrics and /healthz, SIGTERM flushes and
+//! exits, a broker killed under load and restarted loses nothing the scraper counted as sent, and a bad
+//! configuration fails fast.
 
 mod support;
 
@@ -40,16 +41,47 @@ async fn wait_for_log(process: &Process, needle: &str, timeout: Duration) {
     }
 }
 
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
 #[tokio::test]
 async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
     let broker = Broker::start().await.unwrap();
     let (topic, rejects) = support::topics();
     let dir = tempfile::tempdir().unwrap();
     let mut command = scraper(&broker, &topic, &rejects, &dir);
-    command.env("REPLAY_RATE", "300");
+    let ops = free_addr();
+    command.env("REPLAY_RATE", "300").env("SCRAPER_METRICS_ADDR", ops.to_string());
     let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
     wait_for_log(&process, "progress", Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (status, health) = get(ops, "/healthz").await;
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+    let (status, metrics) = get(ops, "/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "scraper_records_produced_total{outcome=\"accepted\"}",
+        "scraper_lines_read_total{source=\"replay\"}",
+        "scraper_queued_bytes",
+        "scraper_queue_full_total",
+    ] {
+        assert!(metrics.contains(series), "no {series} in\n{metrics}");
+    }
+
     process.signal(libc::SIGTERM);
     let status = process.wait(Duration::from_secs(30)).await.unwrap();
     let log = process.log();

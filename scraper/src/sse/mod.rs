@@ -5,30 +5,29 @@
 //! eventsource-client 0.18 brings no HTTP client of its own: [`ReqwestTransport`] lends it the scraper's
 //! (rustls on ring), and watches the body for stalls and for an event too large to buffer.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use eventsource_client::{Client, ClientBuilder, Error as SseError, Event, ReconnectOptions, SSE};
+use futures::StreamExt;
 use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
-use launchdarkly_sdk_transport::{ByteStream, HttpTransport, Request, Response, ResponseFuture, TransportError};
-use serde::Deserialize;
-use tokio::time::{Instant, Sleep};
+use launchdarkly_sdk_transport::ByteStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{Closed, Emitter};
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
 
+mod record;
+mod transport;
+
+pub use record::{Invalid, record_id};
+use transport::{ReqwestTransport, RunawayEvent, Stalled};
+
 /// The environment variable operators set the token with; named in the error when the server refuses it.
 pub const TOKEN_VARIABLE: &str = "SSE_BEARER_TOKEN";
 
 /// How much of an oversize event the rejects topic keeps: enough to tell what it was.
-const REJECT_PREFIX_BYTES: usize = 1024;
+pub(super) const REJECT_PREFIX_BYTES: usize = 1024;
 /// The first reconnect delay when the server gave no `retry:`; it doubles per failed attempt.
 const FIRST_DELAY: Duration = Duration::from_secs(1);
 /// A server's `retry:` below this would let a server that drops every connection make us spin.
@@ -357,51 +356,6 @@ impl SseSource {
     }
 }
 
-/// Why a kept event's data is not a record.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
-    #[error("event data is {len} bytes, over the {max}-byte limit (only its first 1 KiB is kept here)")]
-    TooLarge { len: usize, max: usize },
-    #[error("event data is not JSON: {0}")]
-    NotJson(String),
-    #[error("event data is JSON but not an object: {0}")]
-    NotAnObject(String),
-    #[error("event data has no `id`")]
-    NoId,
-    #[error("event data has an `id` that is neither a string of digits nor a non-negative integer: {0}")]
-    BadId(String),
-}
-
-/// The record id of an event's data: a JSON object whose `id` is a string of digits or a number.
-pub fn record_id(data: &str, max_bytes: usize) -> Result<String, Invalid> {
-    /// Only the id is read: the other fields are skipped, not built.
-    #[derive(Deserialize)]
-    struct Keyed {
-        id: Option<serde_json::Value>,
-    }
-    if data.len() > max_bytes {
-        return Err(Invalid::TooLarge { len: data.len(), max: max_bytes });
-    }
-    // Checked first because serde would also read a struct from an array (`["113"]`).
-    if !data.trim_start().starts_with('{') {
-        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(data) {
-            Ok(_) => Invalid::NotAnObject(data.chars().take(100).collect()),
-            Err(e) => Invalid::NotJson(e.to_string()),
-        });
-    }
-    let keyed: Keyed = serde_json::from_str(data).map_err(|e| match e.classify() {
-        // In an object, only a duplicate `id` is a type error.
-        serde_json::error::Category::Data => Invalid::BadId(e.to_string()),
-        _ => Invalid::NotJson(e.to_string()),
-    })?;
-    match keyed.id {
-        None | Some(serde_json::Value::Null) => Err(Invalid::NoId),
-        Some(serde_json::Value::String(id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
-        Some(serde_json::Value::Number(id)) if id.is_u64() => Ok(id.to_string()),
-        Some(other) => Err(Invalid::BadId(other.to_string().chars().take(100).collect())),
-    }
-}
-
 /// The URL without its query, which may hold a token (Mastodon accepts `?access_token=`).
 fn without_query(url: &str) -> &str {
     url.split('?').next().unwrap_or_default()
@@ -421,216 +375,9 @@ async fn read_error_body(mut body: ByteStream) -> String {
     if text.is_empty() { "no body".into() } else { text }
 }
 
-/// Lends eventsource-client the scraper's reqwest client, and watches each response body.
-#[derive(Clone)]
-struct ReqwestTransport {
-    client: reqwest::Client,
-    stall_timeout: Duration,
-    /// Bytes one event may take on the wire before the connection is dropped.
-    event_limit: usize,
-}
-
-impl HttpTransport for ReqwestTransport {
-    fn request(&self, request: Request<Option<Bytes>>) -> ResponseFuture {
-        let (parts, body) = request.into_parts();
-        let mut builder = self.client.request(parts.method, parts.uri.to_string()).headers(parts.headers);
-        if let Some(body) = body {
-            builder = builder.body(body);
-        }
-        let (stall_timeout, event_limit) = (self.stall_timeout, self.event_limit);
-        let pending = builder.send();
-        Box::pin(Exclusive::new(async move {
-            let response = pending.await.map_err(TransportError::new)?;
-            let (status, headers) = (response.status(), response.headers().clone());
-            let watched = Watched {
-                inner: Box::pin(response.bytes_stream()),
-                stall_timeout,
-                deadline: Box::pin(tokio::time::sleep(stall_timeout)),
-                bound: EventBound::new(event_limit),
-            };
-            let body: ByteStream = Box::pin(Exclusive::new(watched));
-            let mut response = Response::new(body);
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
-            Ok(response)
-        }))
-    }
-}
-
-/// Nothing arrived on a response body for the stall timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("nothing arrived for {0:?}")]
-struct Stalled(Duration);
-
-/// An event grew past the limit on the wire before it ended.
-#[derive(Debug, thiserror::Error)]
-#[error("an event exceeded {limit} bytes")]
-struct RunawayEvent {
-    limit: usize,
-    /// Its first bytes on the wire, for the rejects topic.
-    prefix: Vec<u8>,
-}
-
-/// A response body that fails when it stalls or when one event grows past the limit.
-struct Watched {
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    stall_timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
-    bound: EventBound,
-}
-
-impl Stream for Watched {
-    type Item = Result<Bytes, TransportError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(bytes))) => {
-                this.deadline.as_mut().reset(Instant::now() + this.stall_timeout);
-                match this.bound.feed(&bytes) {
-                    Ok(()) => Poll::Ready(Some(Ok(bytes))),
-                    Err(runaway) => Poll::Ready(Some(Err(TransportError::new(runaway)))),
-                }
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(TransportError::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(TransportError::new(Stalled(this.stall_timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-/// Counts the bytes of the event being received, from the raw stream: an event ends at an empty line, and
-/// comment lines do not count (the parser hands them out at once instead of buffering them), though a
-/// single endless line of any kind does.
-struct EventBound {
-    limit: usize,
-    /// Bytes of the current event so far, terminators included.
-    event: usize,
-    /// Bytes of the current line so far.
-    line: usize,
-    line_is_comment: bool,
-    at_line_start: bool,
-    /// The last byte was `\r`, so a `\n` now completes the same terminator.
-    after_cr: bool,
-    /// Whether that `\n` belongs to the event (it does not after a comment or an empty line).
-    lf_counts: bool,
-    prefix: Vec<u8>,
-}
-
-impl EventBound {
-    fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            event: 0,
-            line: 0,
-            line_is_comment: false,
-            at_line_start: true,
-            after_cr: false,
-            lf_counts: false,
-            prefix: Vec::new(),
-        }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) -> Result<(), RunawayEvent> {
-        for &byte in bytes {
-            if byte == b'\n' && self.after_cr {
-                self.after_cr = false;
-                if self.lf_counts {
-                    self.record(byte);
-                }
-                continue;
-            }
-            let terminator = byte == b'\n' || byte == b'\r';
-            self.after_cr = byte == b'\r';
-            if terminator && self.at_line_start {
-                // An empty line: the event is complete.
-                self.event = 0;
-                self.prefix.clear();
-                self.lf_counts = false;
-                continue;
-            }
-            if self.at_line_start {
-                self.line_is_comment = byte == b':';
-                self.line = 0;
-            }
-            self.line += 1;
-            if !self.line_is_comment {
-                self.record(byte);
-            }
-            self.at_line_start = terminator;
-            self.lf_counts = !self.line_is_comment;
-            if self.event > self.limit || self.line > self.limit {
-                let prefix = std::mem::take(&mut self.prefix);
-                return Err(RunawayEvent { limit: self.limit, prefix });
-            }
-        }
-        Ok(())
-    }
-
-    fn record(&mut self, byte: u8) {
-        self.event += 1;
-        if self.prefix.len() < REJECT_PREFIX_BYTES {
-            self.prefix.push(byte);
-        }
-    }
-}
-
-/// Makes a `Send` future or stream `Sync` too, as eventsource-client requires of its transport: it is only
-/// ever polled through `&mut`, so the lock is never taken, let alone contended.
-struct Exclusive<T>(Mutex<Pin<Box<T>>>);
-
-impl<T> Exclusive<T> {
-    fn new(inner: T) -> Self {
-        Self(Mutex::new(Box::pin(inner)))
-    }
-
-    fn get(self: Pin<&mut Self>) -> Pin<&mut T> {
-        self.get_mut().0.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut()
-    }
-}
-
-impl<T: Future> Future for Exclusive<T> {
-    type Output = T::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get().poll(cx)
-    }
-}
-
-impl<T: Stream> Stream for Exclusive<T> {
-    type Item = T::Item;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get().poll_next(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_id_is_a_string_of_digits_or_a_number() {
-        assert_eq!(record_id(r#"{"id":"113","content":"hi"}"#, 1000), Ok("113".into()));
-        assert_eq!(record_id(r#"{"content":"hi","id":42}"#, 1000), Ok("42".into()));
-        assert_eq!(record_id(r#"{"id":"abc"}"#, 1000), Err(Invalid::BadId("\"abc\"".into())));
-        assert_eq!(record_id(r#"{"id":-1}"#, 1000), Err(Invalid::BadId("-1".into())));
-        assert_eq!(record_id(r#"{"id":null}"#, 1000), Err(Invalid::NoId));
-        assert_eq!(record_id(r#"{"content":"hi"}"#, 1000), Err(Invalid::NoId));
-        assert!(matches!(record_id(r#"{"id":"1","id":"2"}"#, 1000), Err(Invalid::BadId(_))));
-    }
-
-    #[test]
-    fn data_that_is_not_a_json_object_says_which_it_is() {
-        assert!(matches!(record_id("113", 1000), Err(Invalid::NotAnObject(_))));
-        assert!(matches!(record_id(r#"["113"]"#, 1000), Err(Invalid::NotAnObject(_))));
-        assert!(matches!(record_id("<html>", 1000), Err(Invalid::NotJson(_))));
-        assert!(matches!(record_id(r#"{"id":"1""#, 1000), Err(Invalid::NotJson(_))));
-        assert_eq!(record_id(r#"{"id":"1"}"#, 5), Err(Invalid::TooLarge { len: 10, max: 5 }));
-    }
 
     #[test]
     fn backoff_doubles_from_the_first_delay_up_to_a_minute_and_honours_a_floor() {
@@ -641,17 +388,5 @@ mod tests {
         backoff.server_retry(5);
         backoff.attempts = 0;
         assert_eq!(backoff.next(Duration::ZERO), MIN_DELAY);
-    }
-
-    #[test]
-    fn the_event_bound_counts_one_event_at_a_time_and_not_comments() {
-        let mut bound = EventBound::new(24);
-        for _ in 0..100 {
-            bound.feed(b":thump\n:thump\r\n").unwrap();
-        }
-        bound.feed(b"event: update\r\ndata: 1\r\n\r\n").unwrap();
-        bound.feed(b"data: 0123456789\n\ndata: 0123").unwrap();
-        let runaway = bound.feed(b"456789abcdefghij").unwrap_err();
-        assert_eq!(runaway.prefix, b"data: 0123456789abcdefghi");
     }
 }

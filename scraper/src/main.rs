@@ -58,7 +58,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 async fn ensure_topics(sink: &KafkaSink, settings: &Settings, health: &Health, shutdown: &CancellationToken) -> bool {
     let mut delay = Duration::from_secs(1);
     loop {
-        match sink.ensure_topics(&settings.topics.all(), settings.partitions).await {
+        let mut topics = settings.topics.all().to_vec();
+        if let Some(sse_topic) = settings.sse.sse_topic.as_deref().filter(|t| !topics.contains(t)) {
+            topics.push(sse_topic);
+        }
+        match sink.ensure_topics(&topics, settings.partitions).await {
             Ok(()) => return true,
             Err(e) => {
                 let problem = format!("cannot create the topics on {}: {e}", settings.bootstrap_servers);

@@ -17,6 +17,8 @@ use crate::synthetic;
 use crate::x::framing::{Frame, LineFramer};
 use crate::x::line::Line;
 
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
     /// An NDJSON file of X stream lines; `None` replays the synthetic generator.
@@ -75,10 +77,17 @@ impl Replay {
             tokio::fs::File::open(path).await.with_context(|| format!("open the replay file {}", path.display()))?;
         let mut framer = LineFramer::new(self.config.max_line_bytes);
         let mut chunk = vec![0u8; 256 * 1024];
+        let mut first = true;
         loop {
             let n = file.read(&mut chunk).await.with_context(|| format!("read {}", path.display()))?;
             // The end of the file ends its last line, newline or not.
-            let frames = if n == 0 { framer.push(b"\n") } else { framer.push(&chunk[..n]) };
+            let mut bytes = &chunk[..n];
+            if first && bytes.starts_with(UTF8_BOM) {
+                // Editors on some systems start a text file with a byte-order mark; it is not part of the line.
+                bytes = &bytes[UTF8_BOM.len()..];
+            }
+            first = false;
+            let frames = if n == 0 { framer.push(b"\n") } else { framer.push(bytes) };
             for frame in frames {
                 if frame == Frame::Heartbeat {
                     continue;

@@ -28,7 +28,8 @@ async fn a_file_replays_like_a_live_stream() {
         "Hello, Kafka",
         r#"{"errors":[{"title":"operational-disconnect","disconnect_type":"UpstreamOperationalDisconnect"}]}"#,
     ];
-    let mut text = lines.join("\r\n");
+    // A byte-order mark, as some editors write one.
+    let mut text = format!("\u{feff}{}", lines.join("\r\n"));
     text.push_str("\r\n{\"data\":{\"id\":\"13\",\"text\":\"no newline at the end\"}}");
     std::fs::write(&path, &text).unwrap();
 

@@ -4,22 +4,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use scraper::kafka_sink::{KafkaSink, SendError};
 use scraper::record::{Record, header};
 use testkit::{Broker, unique_name};
 
-fn consumer(broker: &Broker, topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = common::kafka::client_config(&broker.bootstrap_servers(), [])
-        .set("group.id", unique_name("group"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    consumer
-}
+mod support;
 
 #[tokio::test]
 async fn a_keyed_record_with_headers_round_trips_through_the_broker() {
@@ -36,17 +25,12 @@ async fn a_keyed_record_with_headers_round_trips_through_the_broker() {
     assert_eq!(first.partition, second.partition, "one key, one partition");
     assert_eq!(second.offset, first.offset + 1);
 
-    let consumer = consumer(&broker, &topic);
-    let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.unwrap().unwrap();
-    assert_eq!(message.key(), Some(&b"1460323737035677698"[..]));
-    assert_eq!(message.payload(), Some(&payload[..]));
-    assert_eq!((message.partition(), message.offset()), (first.partition, first.offset));
-    let headers: Vec<(String, String)> = message
-        .headers()
-        .unwrap()
-        .iter()
-        .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
-        .collect();
+    let messages = support::consume(&broker, &topic, 2, Duration::from_secs(30)).await;
+    let message = &messages[0];
+    assert_eq!(message.key.as_deref(), Some("1460323737035677698"));
+    assert_eq!(message.payload, payload);
+    assert_eq!((message.partition, message.offset), (first.partition, first.offset));
+    let headers = message.headers.clone();
     let expected: Vec<(String, String)> = record.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     assert_eq!(headers, expected);
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();

@@ -231,3 +231,71 @@ async fn connection_attempts_stay_inside_the_quota() {
     );
     assert!(between(&waits[2], "connection_quota", 400.0, 450.0), "{waits:#?}");
 }
+
+#[tokio::test]
+async fn the_filtered_stream_syncs_its_rules_before_connecting() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let line =
+        format!(r#"{{"data":{{"id":"77","text":"cat"}},"matching_rules":[{{"id":"1","tag":"cats"}}]}}{}"#, "\r\n");
+    let mut streamed = false;
+    let server = HttpServer::with(move |request| match (request.method.as_str(), request.path()) {
+        ("GET", "/2/tweets/search/stream/rules") => Reply::json(200, r#"{"meta":{"sent":"2025-06-01T00:00:00.000Z","result_count":0}}"#),
+        ("POST", "/2/tweets/search/stream/rules") => Reply::json(
+            201,
+            r#"{"data":[{"value":"cat has:images","tag":"cats","id":"1"}],"meta":{"sent":"2025-06-01T00:00:00.000Z","summary":{"created":1,"not_created":0,"valid":1,"invalid":0}}}"#,
+        ),
+        ("GET", "/2/tweets/search/stream") if !streamed => {
+            streamed = true;
+            Reply::stream(vec![Part::Chunk(line.clone().into_bytes())])
+        }
+        _ => Reply::json(401, r#"{"title":"Unauthorized","detail":"Unauthorized","status":401}"#),
+    })
+    .await
+    .unwrap();
+    let mut config = config(&server, &topic);
+    config.endpoint = Endpoint::Search;
+    config.rules = Some(vec![scraper::x::rules::Rule { value: "cat has:images".into(), tag: Some("cats".into()) }]);
+    let (waiter, _) = Waiter::recording();
+    let source: Box<dyn Source> = Box::new(XStream::new(config, waiter));
+    let run = support::run_sources(vec![source], sink, &rejects, CancellationToken::new());
+    let (outcome, _) = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap();
+    assert_eq!(outcome.forwarded.accepted, 1);
+
+    let requests = server.requests();
+    let calls: Vec<(String, String)> = requests.iter().map(|r| (r.method.clone(), r.path().to_owned())).collect();
+    assert_eq!(
+        calls[..3],
+        [
+            ("GET".to_owned(), "/2/tweets/search/stream/rules".to_owned()),
+            ("POST".to_owned(), "/2/tweets/search/stream/rules".to_owned()),
+            ("GET".to_owned(), "/2/tweets/search/stream".to_owned()),
+        ]
+    );
+    let added: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert_eq!(added, serde_json::json!({"add": [{"value": "cat has:images", "tag": "cats"}]}));
+    let produced = support::consume(&broker, &topic, 1, Duration::from_secs(30)).await;
+    assert_eq!(produced[0].header("source"), Some("x.search"));
+}
+
+#[tokio::test]
+async fn sample10_asks_for_its_partition() {
+    let server = HttpServer::scripted(
+        vec![Reply::json(401, r#"{"title":"Unauthorized","detail":"Unauthorized","status":401}"#)],
+        Reply::stream(vec![Part::Hang]),
+    )
+    .await
+    .unwrap();
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let mut config = config(&server, &topic);
+    config.endpoint = Endpoint::Sample10 { partition: 7 };
+    let (waiter, _) = Waiter::recording();
+    let source: Box<dyn Source> = Box::new(XStream::new(config, waiter));
+    support::run_sources(vec![source], sink, &rejects, CancellationToken::new()).await;
+    let request = &server.requests()[0];
+    assert_eq!(request.path(), "/2/tweets/sample10/stream");
+    assert_eq!(request.query("partition").as_deref(), Some("7"));
+}

@@ -35,6 +35,8 @@ pub struct Emitter {
     metrics: Metrics,
     /// When the last "queue full" warning was logged: once every 10 s is enough to tell the story.
     last_warning: Arc<Mutex<Option<Instant>>>,
+    /// When the last reject was logged, and how many were not logged since.
+    reject_warnings: Arc<Mutex<(Option<Instant>, u64)>>,
 }
 
 /// Creates the queue: an emitter for the sources and the receiving end for the forwarder.
@@ -48,6 +50,7 @@ pub fn bounded(budget_bytes: u32, rejects_topic: &str, metrics: Metrics) -> (Emi
         source: "unknown".into(),
         metrics,
         last_warning: Arc::default(),
+        reject_warnings: Arc::default(),
     };
     (emitter, rx)
 }
@@ -73,7 +76,7 @@ impl Emitter {
 
     /// Queues a payload that failed validation for the rejects topic, with `error` saying why.
     pub async fn reject(&self, payload: Vec<u8>, error: &str) -> Result<(), Closed> {
-        tracing::warn!(source = %self.source, error, bytes = payload.len(), "rejected a payload");
+        self.warn_rejected(error, payload.len()).await;
         self.send(Record::rejected(&self.rejects_topic, payload, &self.source, Utc::now(), error)).await
     }
 
@@ -93,6 +96,20 @@ impl Emitter {
         };
         self.metrics.queued_bytes.inc_by(i64::from(cost));
         self.tx.send(Queued { record, _permit: permit }).map_err(|_| Closed)
+    }
+
+    /// One warning a second at most: a stream of garbage must not turn into a flood of log lines (every
+    /// reject is counted in the metrics and kept in the rejects topic anyway).
+    async fn warn_rejected(&self, error: &str, bytes: usize) {
+        let mut state = self.reject_warnings.lock().await;
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            *suppressed += 1;
+            return;
+        }
+        *last = Some(Instant::now());
+        let not_logged = std::mem::take(suppressed);
+        tracing::warn!(source = %self.source, error, bytes, not_logged, "rejected a payload (to the rejects topic)");
     }
 
     async fn warn_full(&self) {

@@ -55,14 +55,24 @@ impl Broker {
         Self::start_with(BrokerStorage::Memory).await
     }
 
+    /// Starts a broker with `storage` on a free port.
     pub async fn start_with(storage: BrokerStorage) -> Result<Self> {
+        Self::start_on_port(storage, 0).await
+    }
+
+    /// Starts a broker with `storage` on 127.0.0.1:`port`, or on a free port when `port` is 0.
+    pub async fn start_on_port(storage: BrokerStorage, port: u16) -> Result<Self> {
         let dir = child::service_dir("broker")?;
-        let mut broker = Self { dir, port: 0, storage, process: None };
-        child::on_free_port("the broker", async |port| {
-            broker.port = port;
-            broker.restart().await
-        })
-        .await?;
+        let mut broker = Self { dir, port, storage, process: None };
+        if port == 0 {
+            child::on_free_port("the broker", async |port| {
+                broker.port = port;
+                broker.restart().await
+            })
+            .await?;
+        } else {
+            broker.restart().await.with_context(|| format!("start the broker on port {port}"))?;
+        }
         Ok(broker)
     }
 
@@ -80,6 +90,13 @@ impl Broker {
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
             child::stop(&mut process, libc::SIGKILL, Duration::from_secs(5));
+        }
+    }
+
+    /// Stops the broker the way an operator would (SIGTERM, then SIGKILL after 10 s).
+    pub fn shutdown(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            child::stop(&mut process, libc::SIGTERM, Duration::from_secs(10));
         }
     }
 

@@ -43,8 +43,10 @@ impl RunAs {
     }
 }
 
-/// Makes `command` die with this process (SIGKILL of the test included) and run as `run_as`.
+/// Makes `command` die with this process (SIGKILL of the test included) and run as `run_as`, in a process
+/// group of its own: a Ctrl-C at the terminal then reaches only the parent, which stops its children in order.
 pub(crate) fn bind_to_parent(command: &mut Command, run_as: Option<RunAs>, death_signal: libc::c_int) {
+    command.process_group(0);
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions.
     unsafe {
         command.pre_exec(move || {

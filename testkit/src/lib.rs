@@ -8,6 +8,8 @@
 //! - [`http::HttpServer`]: a scripted HTTP/1.1 server that sends exactly the bytes a test gives it, chunk by
 //!   chunk, and records every request.
 //! - [`Process`]: a binary under test, run as a process that a test can signal or kill.
+//! - [`stack`]: the compose stack without containers (roles, migrated `ingest` database, broker, the
+//!   pipeline's binaries), for the end-to-end test and the `local-pipeline` runner.
 //!
 //! Both run as child processes that die with the test process, even when it is killed, and live in temporary
 //! directories that are removed on drop (and swept at the next start if a run crashed).
@@ -19,6 +21,7 @@ pub mod http;
 mod names;
 mod postgres;
 mod process;
+pub mod stack;
 
 pub use broker::{Broker, BrokerStorage, TestMessage};
 pub use names::unique_name;

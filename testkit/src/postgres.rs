@@ -34,20 +34,29 @@ pub struct TestDatabase {
 }
 
 impl Postgres {
-    /// Creates and starts a new cluster; returns once it accepts connections.
+    /// Creates and starts a new cluster on a free port; returns once it accepts connections.
     pub async fn start() -> Result<Self> {
+        Self::start_on_port(0).await
+    }
+
+    /// Creates and starts a new cluster on 127.0.0.1:`port`, or on a free port when `port` is 0.
+    pub async fn start_on_port(port: u16) -> Result<Self> {
         let run_as = RunAs::for_postgres()?;
         let dir = child::service_dir("pg")?;
         if let Some(run_as) = run_as {
             run_as.chown(dir.path())?;
         }
-        let mut pg = Self { dir, port: 0, run_as, server: None };
+        let mut pg = Self { dir, port, run_as, server: None };
         pg.initdb()?;
-        child::on_free_port("postgres", async |port| {
-            pg.port = port;
-            pg.restart().await
-        })
-        .await?;
+        if port == 0 {
+            child::on_free_port("postgres", async |port| {
+                pg.port = port;
+                pg.restart().await
+            })
+            .await?;
+        } else {
+            pg.restart().await.with_context(|| format!("start postgres on port {port}"))?;
+        }
         Ok(pg)
     }
 
@@ -60,6 +69,23 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The URL of database `database` as `user` with `password` (which trust authentication does not check);
+    /// both must be URL-safe.
+    pub fn url_as(&self, user: &str, password: &str, database: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// `psql` connected to `database` as the superuser, stopping at the first error (`ON_ERROR_STOP`) and
+    /// reading no `~/.psqlrc`: add `-v name=value`, `-f FILE` or `-c SQL` and run it.
+    pub fn psql(&self, database: &str) -> Command {
+        let mut command = Command::new(pg_bin("psql"));
+        command
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", database])
+            .stdin(Stdio::null());
+        command
+    }
+
     /// Creates an empty database with a unique name.
     pub async fn create_database(&self) -> Result<(String, String)> {
         let name = unique_name("test");
@@ -68,6 +94,17 @@ impl Postgres {
         admin.close().await?;
         let url = self.url(&name);
         Ok((name, url))
+    }
+
+    /// Creates the empty database `name`.
+    pub async fn create_named_database(&self, name: &str) -> Result<()> {
+        let admin = Database::connect(self.url("postgres")).await.context("connect as postgres")?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .with_context(|| format!("create database {name}"))?;
+        admin.close().await?;
+        Ok(())
     }
 
     /// Creates a database with a unique name and applies every migration of `M`.

@@ -41,6 +41,16 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// The file its output goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Waits up to `timeout` for the process to exit by itself.
     pub async fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = Instant::now() + timeout;

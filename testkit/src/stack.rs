@@ -1,0 +1,206 @@
+//! The compose stack without containers: a Postgres cluster with the compose file's roles
+//! (`docker/postgres/roles.sql`) and the `ingest` database migrated by `ingest_owner`, a broker, and the
+//! pipeline's binaries (`scraper`, `inserter`) as commands pointed at them, each as the role compose gives it.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sea_orm::{Database, DatabaseConnection};
+
+use crate::{Broker, BrokerStorage, Postgres};
+
+/// The database compose creates and the pipeline writes to.
+pub const DATABASE: &str = "ingest";
+
+/// The roles `roles.sql` creates, each with the least privilege its process needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the migrations and owns the tables.
+    Owner,
+    /// SELECT, INSERT, UPDATE on the tables (default privileges of the owner).
+    Inserter,
+    /// LOGIN REPLICATION and SELECT: what the Debezium connector needs.
+    Debezium,
+    /// Read-only, for people.
+    Analyst,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Inserter, Role::Debezium, Role::Analyst];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Owner => "ingest_owner",
+            Role::Inserter => "inserter",
+            Role::Debezium => "debezium",
+            Role::Analyst => "analyst",
+        }
+    }
+
+    /// The psql variable `roles.sql` reads the role's password from.
+    fn password_variable(self) -> &'static str {
+        match self {
+            Role::Owner => "owner_password",
+            Role::Inserter => "inserter_password",
+            Role::Debezium => "debezium_password",
+            Role::Analyst => "analyst_password",
+        }
+    }
+}
+
+/// Where and how to start the stack.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Postgres's port on 127.0.0.1; 0 for a free one.
+    pub pg_port: u16,
+    /// The broker's port on 127.0.0.1; 0 for a free one.
+    pub kafka_port: u16,
+    pub storage: BrokerStorage,
+    /// The roles script compose runs at the database's first start.
+    pub roles_sql: PathBuf,
+    /// Where the `migration`, `scraper` and `inserter` binaries are.
+    pub bin_dir: PathBuf,
+}
+
+impl StackOptions {
+    /// Free ports, the repository's `roles.sql`, and the binaries next to the running executable.
+    pub fn new(storage: BrokerStorage) -> Result<Self> {
+        Ok(Self {
+            pg_port: 0,
+            kafka_port: 0,
+            storage,
+            roles_sql: repository_root().join("docker/postgres/roles.sql"),
+            bin_dir: binaries_dir()?,
+        })
+    }
+}
+
+/// The running services. Dropping it stops them and removes their files.
+pub struct Stack {
+    pub pg: Postgres,
+    pub broker: Broker,
+    /// One per [`Role::ALL`], made up at start: trust authentication does not check them, but `roles.sql`
+    /// sets them and the URLs carry them, as in compose.
+    passwords: [String; 4],
+    bin_dir: PathBuf,
+}
+
+impl Stack {
+    /// Starts Postgres and the broker, creates the `ingest` database and applies `roles.sql` to it as the
+    /// superuser. The schema is [`Stack::migrate`]'s job, as in compose.
+    pub async fn start(options: &StackOptions) -> Result<Self> {
+        for binary in ["migration", "scraper", "inserter"] {
+            let path = options.bin_dir.join(binary);
+            if !path.is_file() {
+                bail!(
+                    "no `{binary}` binary at {}: build the workspace first (`cargo build --workspace`, or \
+                     `cargo build --release -p scraper -p inserter -p migration -p testkit`)",
+                    path.display()
+                );
+            }
+        }
+        if !options.roles_sql.is_file() {
+            bail!("no roles script at {}", options.roles_sql.display());
+        }
+        let pg = Postgres::start_on_port(options.pg_port).await?;
+        let broker = Broker::start_on_port(options.storage, options.kafka_port).await?;
+        let passwords = Role::ALL.map(|role| made_up_password(role.name()));
+        let stack = Self { pg, broker, passwords, bin_dir: options.bin_dir.clone() };
+        stack.pg.create_named_database(DATABASE).await?;
+        stack.apply_roles(&options.roles_sql)?;
+        Ok(stack)
+    }
+
+    fn apply_roles(&self, roles_sql: &Path) -> Result<()> {
+        let mut psql = self.pg.psql(DATABASE);
+        for role in Role::ALL {
+            psql.arg("-v").arg(format!("{}={}", role.password_variable(), self.password(role)));
+        }
+        psql.arg("-f").arg(roles_sql);
+        let output = psql.output().context("run psql")?;
+        if !output.status.success() {
+            bail!(
+                "psql -f {} failed ({}): {}",
+                roles_sql.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn password(&self, role: Role) -> &str {
+        let index = Role::ALL.iter().position(|r| *r == role).expect("every role is in ALL");
+        &self.passwords[index]
+    }
+
+    /// `postgres://ROLE:PASSWORD@127.0.0.1:PORT/ingest`.
+    pub fn url(&self, role: Role) -> String {
+        self.pg.url_as(role.name(), self.password(role), DATABASE)
+    }
+
+    /// Connects to `ingest` as `role`.
+    pub async fn connect(&self, role: Role) -> Result<DatabaseConnection> {
+        Database::connect(self.url(role)).await.with_context(|| format!("connect as {}", role.name()))
+    }
+
+    /// Runs `migration up` as `ingest_owner`, as compose's migrate service does; returns its output.
+    pub fn migrate(&self) -> Result<String> {
+        let output = self
+            .command("migration")
+            .arg("up")
+            .env("DATABASE_URL", self.url(Role::Owner))
+            .output()
+            .context("run the migration binary")?;
+        let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            bail!("`migration up` as {} failed ({}):\n{log}", Role::Owner.name(), output.status);
+        }
+        Ok(log)
+    }
+
+    /// The `scraper` binary, producing to the broker; the rest of its configuration comes from the
+    /// environment (replay by default).
+    pub fn scraper(&self) -> Command {
+        let mut command = self.command("scraper");
+        command.env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap_servers());
+        command
+    }
+
+    /// The `inserter` binary, consuming from the broker and writing as the `inserter` role.
+    pub fn inserter(&self) -> Command {
+        let mut command = self.command("inserter");
+        command
+            .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap_servers())
+            .env("DATABASE_URL", self.url(Role::Inserter))
+            .env("RUN_MIGRATIONS", "false");
+        command
+    }
+
+    fn command(&self, binary: &str) -> Command {
+        Command::new(self.bin_dir.join(binary))
+    }
+}
+
+/// The repository the testkit crate was built from.
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit sits in the workspace").to_owned()
+}
+
+/// The directory of the workspace's binaries for the running executable: `target/<profile>`, both for a
+/// binary there and for a test in `target/<profile>/deps`.
+pub fn binaries_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locate the running executable")?;
+    let dir = exe.parent().context("the executable has no directory")?;
+    Ok(if dir.ends_with("deps") { dir.parent().unwrap_or(dir) } else { dir }.to_owned())
+}
+
+/// 16 hex digits, different at every call: `RandomState` is seeded from the OS.
+fn made_up_password(role: &str) -> String {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write(role.as_bytes());
+    format!("{}_{:016x}", role, hasher.finish())
+}

@@ -1,0 +1,552 @@
+//! The compose setup checked against the workspace, so that renaming a service, a table or a binary fails
+//! here rather than at `docker compose up`: every `depends_on` names a service, every `${VAR}` has a default
+//! or is in `.env.example`, every mounted file exists, the Debezium connector reads the migrations'
+//! publication and exactly its tables, and the Dockerfile builds binaries the workspace has.
+//!
+//! Each check returns the problems it found; the first test runs them on the repository's files, the others
+//! show on small fixtures that each check catches what it is for.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use migration::{CDC_PUBLICATION, PUBLISHED_TABLES};
+use serde_norway::Value;
+
+const COMPOSE_FILE: &str = "docker-compose.yml";
+const CONNECTOR_FILE: &str = "docker/debezium/ingest-postgres.json";
+
+fn repository_root() -> PathBuf {
+    testkit::stack::repository_root()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The compose file with its `<<: *anchor` merge keys applied, as compose reads it.
+fn parse_compose(text: &str) -> Value {
+    let mut compose: Value = serde_norway::from_str(text).unwrap_or_else(|e| panic!("{COMPOSE_FILE} is not YAML: {e}"));
+    compose.apply_merge().unwrap_or_else(|e| panic!("{COMPOSE_FILE}: a merge key: {e}"));
+    compose
+}
+
+fn services(compose: &Value) -> Vec<(String, &Value)> {
+    let services = compose.get("services").and_then(Value::as_mapping).expect("a `services:` mapping");
+    services.iter().map(|(name, service)| (name.as_str().expect("a service name").to_owned(), service)).collect()
+}
+
+/// A `depends_on` list (`[a, b]`) or mapping (`a: {condition: ...}`) as names.
+fn depends_on(service: &Value) -> Vec<String> {
+    match service.get("depends_on") {
+        Some(Value::Sequence(names)) => names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+        Some(Value::Mapping(map)) => map.keys().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn check_depends_on(compose: &Value) -> Vec<String> {
+    let services = services(compose);
+    let names: BTreeSet<&str> = services.iter().map(|(name, _)| name.as_str()).collect();
+    let mut problems = Vec::new();
+    for (name, service) in &services {
+        for target in depends_on(service) {
+            if !names.contains(target.as_str()) {
+                problems.push(format!("service `{name}` depends on `{target}`, which is not a service"));
+            }
+        }
+    }
+    problems
+}
+
+/// Every string in the document, keys included: compose interpolates both, after parsing (so comments are
+/// not looked at).
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(items) => items.iter().for_each(|item| strings(item, out)),
+        Value::Mapping(map) => {
+            for (key, value) in map {
+                strings(key, out);
+                strings(value, out);
+            }
+        }
+        Value::Tagged(tagged) => strings(&tagged.value, out),
+        _ => {}
+    }
+}
+
+/// The variables `text` interpolates that have no default: `$VAR`, `${VAR}`, `${VAR:?err}`, `${VAR?err}`.
+/// `${VAR:-x}`, `${VAR-x}`, `${VAR:+x}` and `${VAR+x}` have one; `$$` is a literal dollar.
+fn variables_without_default(text: &str, out: &mut BTreeSet<String>) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                // The matching brace, counting nested `${...}` in the default.
+                let (mut depth, mut end) = (1, i + 2);
+                while end < bytes.len() && depth > 0 {
+                    match bytes[end] {
+                        b'{' => depth += 1,
+                        b'}' => depth -= 1,
+                        _ => {}
+                    }
+                    end += 1;
+                }
+                let inner = &text[i + 2..end.saturating_sub(1).max(i + 2)];
+                let name_len = inner.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+                let (name, rest) = inner.split_at(name_len);
+                let rest = rest.strip_prefix(':').unwrap_or(rest);
+                if rest.starts_with('-') || rest.starts_with('+') {
+                    variables_without_default(&rest[1..], out);
+                } else {
+                    out.insert(name.to_owned());
+                }
+                i = end;
+            }
+            Some(b) if b.is_ascii_alphabetic() || *b == b'_' => {
+                let len = bytes[i + 1..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+                out.insert(text[i + 1..i + 1 + len].to_owned());
+                i += 1 + len;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// The names `.env.example` sets or shows commented out (`NAME=...`, `#NAME=...`).
+fn example_names(env_example: &str) -> BTreeSet<String> {
+    env_example
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start().trim_start_matches('#').trim_start();
+            let (name, _) = line.split_once('=')?;
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            valid.then(|| name.to_owned())
+        })
+        .collect()
+}
+
+fn check_variables(compose: &Value, env_example: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    strings(compose, &mut texts);
+    let mut needed = BTreeSet::new();
+    for text in &texts {
+        variables_without_default(text, &mut needed);
+    }
+    let documented = example_names(env_example);
+    needed
+        .difference(&documented)
+        .map(|name| format!("${{{name}}} has no default and is not in .env.example"))
+        .collect()
+}
+
+/// Host paths the compose file needs: bind mounts (short `./a:/b` and long `source:`), `env_file`s that are
+/// required, build contexts and Dockerfiles, `configs`/`secrets` files.
+fn host_paths(compose: &Value) -> Vec<(String, String)> {
+    let mut paths = Vec::new();
+    let is_host_path = |s: &str| s.starts_with('.') || s.starts_with('/') || s.starts_with('~');
+    for (name, service) in services(compose) {
+        for volume in service.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
+            let source = match volume {
+                Value::String(short) => short.split(':').next().map(str::to_owned),
+                long => long.get("source").and_then(Value::as_str).map(str::to_owned),
+            };
+            if let Some(source) = source.filter(|s| is_host_path(s)) {
+                paths.push((format!("service `{name}` mounts"), source));
+            }
+        }
+        let env_files = match service.get("env_file") {
+            Some(Value::String(file)) => vec![file.clone()],
+            Some(Value::Sequence(files)) => files
+                .iter()
+                .filter_map(|f| match f {
+                    Value::String(file) => Some(file.clone()),
+                    long if long.get("required").and_then(Value::as_bool) == Some(false) => None,
+                    long => long.get("path").and_then(Value::as_str).map(str::to_owned),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        paths.extend(env_files.into_iter().map(|file| (format!("service `{name}` reads env_file"), file)));
+        match service.get("build") {
+            Some(Value::String(context)) => {
+                paths.push((format!("service `{name}` builds"), format!("{context}/Dockerfile")));
+            }
+            Some(build) => {
+                let context = build.get("context").and_then(Value::as_str).unwrap_or(".");
+                let dockerfile = build.get("dockerfile").and_then(Value::as_str).unwrap_or("Dockerfile");
+                paths.push((format!("service `{name}` builds"), format!("{context}/{dockerfile}")));
+            }
+            None => {}
+        }
+    }
+    for section in ["configs", "secrets"] {
+        for (key, item) in compose.get(section).and_then(Value::as_mapping).into_iter().flatten() {
+            if let Some(file) = item.get("file").and_then(Value::as_str) {
+                paths.push((format!("{section} `{}`", key.as_str().unwrap_or("?")), file.to_owned()));
+            }
+        }
+    }
+    paths
+}
+
+fn check_host_paths(compose: &Value, dir: &Path) -> Vec<String> {
+    host_paths(compose)
+        .into_iter()
+        .filter(|(_, path)| !path.contains('$') && !dir.join(path).exists())
+        .map(|(what, path)| format!("{what} `{path}`, which does not exist"))
+        .collect()
+}
+
+/// The connector's settings: the `config` object of a `POST /connectors` body, or the flat object of a
+/// `PUT /connectors/NAME/config` body.
+fn connector_config(connector: &serde_json::Value) -> &serde_json::Value {
+    connector.get("config").unwrap_or(connector)
+}
+
+fn check_connector(connector: &serde_json::Value) -> Vec<String> {
+    let config = connector_config(connector);
+    let setting = |key: &str| config.get(key).and_then(serde_json::Value::as_str);
+    let mut problems = Vec::new();
+    if setting("publication.name") != Some(CDC_PUBLICATION) {
+        problems.push(format!(
+            "publication.name is {:?}, but the migrations create `{CDC_PUBLICATION}`",
+            setting("publication.name")
+        ));
+    }
+    if setting("plugin.name") != Some("pgoutput") {
+        problems
+            .push(format!("plugin.name is {:?}, but the publication is read with pgoutput", setting("plugin.name")));
+    }
+    let listed: Vec<String> = setting("table.include.list")
+        .unwrap_or_default()
+        .split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
+    let published: BTreeSet<String> = PUBLISHED_TABLES.iter().map(|t| format!("public.{t}")).collect();
+    if listed_set != published || listed.len() != listed_set.len() {
+        problems.push(format!(
+            "table.include.list differs from migration::PUBLISHED_TABLES: missing {:?}, not published {:?}",
+            published.difference(&listed_set).collect::<Vec<_>>(),
+            listed_set.difference(&published).collect::<Vec<_>>(),
+        ));
+    }
+    problems
+}
+
+/// The binaries a Dockerfile builds (`--bin X`, `--bin=X`) or copies out of `target/<profile>/`.
+fn dockerfile_binaries(dockerfile: &str) -> BTreeSet<String> {
+    let mut binaries = BTreeSet::new();
+    // Joined continuation lines, so that a `--bin` on the next line of a RUN still counts.
+    let text = dockerfile.replace("\\\n", " ");
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, word) in words.iter().enumerate() {
+            if *word == "--bin" {
+                if let Some(name) = words.get(i + 1) {
+                    binaries.insert(name.to_string());
+                }
+            } else if let Some(name) = word.strip_prefix("--bin=") {
+                binaries.insert(name.to_owned());
+            }
+        }
+        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("COPY")) {
+            for word in &words[1..] {
+                let word = word.trim_matches(|c| matches!(c, '[' | ']' | '"' | ','));
+                let mut parts = word.rsplit('/');
+                let (Some(name), Some(profile), Some(target)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                if target == "target" && !name.is_empty() && !name.contains(['*', '$', '.']) && profile != "deps" {
+                    binaries.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    binaries
+}
+
+/// Every binary target of the workspace's packages, from `cargo metadata`.
+fn workspace_binaries(root: &Path) -> BTreeSet<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(root)
+        .output()
+        .expect("run cargo metadata");
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut binaries = BTreeSet::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        for target in package["targets"].as_array().unwrap() {
+            if target["kind"].as_array().unwrap().iter().any(|kind| kind == "bin") {
+                binaries.insert(target["name"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    binaries
+}
+
+fn check_dockerfile(dockerfile: &str, workspace: &BTreeSet<String>) -> Vec<String> {
+    let built = dockerfile_binaries(dockerfile);
+    if built.is_empty() {
+        return vec!["the Dockerfile names no binary (`--bin X`, or `COPY ... target/release/X`)".to_owned()];
+    }
+    built
+        .difference(workspace)
+        .map(|name| format!("the Dockerfile builds or copies `{name}`, which is not a binary of the workspace"))
+        .collect()
+}
+
+/// A service's `command` (or else `entrypoint`) as words.
+fn command_words(service: &Value) -> Vec<String> {
+    match service.get("command").or_else(|| service.get("entrypoint")) {
+        Some(Value::String(line)) => line.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Sequence(words)) => words.iter().filter_map(|w| w.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The services built from the Dockerfile run a binary the image has; Postgres runs with logical WAL.
+fn check_commands(compose: &Value, image_binaries: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut logical_wal = false;
+    for (name, service) in services(compose) {
+        let words = command_words(service);
+        if service.get("build").is_some()
+            && let Some(program) = words.first()
+            && !image_binaries.contains(program)
+        {
+            problems.push(format!("service `{name}` runs `{program}`, which the Dockerfile does not build"));
+        }
+        let image = service.get("image").and_then(Value::as_str).unwrap_or_default();
+        logical_wal |= image.starts_with("postgres") && words.iter().any(|w| w.contains("wal_level=logical"));
+    }
+    if !logical_wal {
+        problems.push("no postgres service runs with `-c wal_level=logical` (Debezium needs it)".to_owned());
+    }
+    problems
+}
+
+/// The host in an address: `scheme://user:password@HOST:port/path`, `id@HOST:port`, `HOST:port`; `None` for
+/// a value that is not an address.
+fn address_host(value: &str) -> Option<&str> {
+    let (rest, url) = match value.split_once("://") {
+        Some((_, rest)) => (rest, true),
+        None => (value, false),
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let (host, port) = rest.split_once(':').unwrap_or((rest.split('/').next()?, ""));
+    let port = port.split('/').next().unwrap_or_default();
+    let looks_like_port = !port.is_empty() && (port.bytes().all(|b| b.is_ascii_digit()) || port.starts_with("${"));
+    let looks_like_host = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (looks_like_host && (url || looks_like_port)).then_some(host)
+}
+
+/// Every host a service's environment or the connector points at is a service (or a name the services
+/// answer to, or not one of ours: an address with a dot, `localhost`).
+fn check_hosts(compose: &Value, connector: &serde_json::Value) -> Vec<String> {
+    let services = services(compose);
+    let mut known: BTreeSet<&str> = services.iter().map(|(name, _)| name.as_str()).collect();
+    known.extend(services.iter().filter_map(|(_, service)| service.get("hostname").and_then(Value::as_str)));
+    known.insert("localhost");
+    let unknown = |host: &str| !host.contains('.') && !known.contains(host);
+    let mut problems = Vec::new();
+    for (name, service) in &services {
+        let values: Vec<(String, String)> = match service.get("environment") {
+            Some(Value::Mapping(map)) => {
+                map.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned()))).collect()
+            }
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .filter_map(|item| item.as_str()?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (variable, value) in values {
+            for host in value.split(',').filter_map(address_host).filter(|host| unknown(host)) {
+                problems.push(format!("service `{name}`: {variable} points at `{host}`, which is not a service"));
+            }
+        }
+    }
+    let config = connector_config(connector);
+    if let Some(host) = config.get("database.hostname").and_then(serde_json::Value::as_str)
+        && unknown(host)
+    {
+        problems.push(format!("the connector's database.hostname is `{host}`, which is not a service"));
+    }
+    problems
+}
+
+#[test]
+fn the_compose_setup_matches_the_workspace() {
+    let root = repository_root();
+    let compose = parse_compose(&read(&root.join(COMPOSE_FILE)));
+    let connector: serde_json::Value = serde_json::from_str(&read(&root.join(CONNECTOR_FILE)))
+        .unwrap_or_else(|e| panic!("{CONNECTOR_FILE} is not JSON: {e}"));
+    let mut problems = check_depends_on(&compose);
+    problems.extend(check_variables(&compose, &read(&root.join(".env.example"))));
+    problems.extend(check_host_paths(&compose, &root));
+    problems.extend(check_connector(&connector));
+    problems.extend(check_hosts(&compose, &connector));
+    let dockerfile = read(&root.join("Dockerfile"));
+    problems.extend(check_dockerfile(&dockerfile, &workspace_binaries(&root)));
+    problems.extend(check_commands(&compose, &dockerfile_binaries(&dockerfile)));
+    assert!(problems.is_empty(), "the compose setup is out of step with the workspace:\n- {}", problems.join("\n- "));
+}
+
+// The checks themselves, on small fixtures.
+
+const FIXTURE: &str = r#"
+services:
+  postgres:
+    image: postgres:15
+    command: ["postgres", "-c", "wal_level=logical"]
+    environment:
+      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-postgres}
+    volumes:
+      - ./roles.sql:/docker-entrypoint-initdb.d/roles.sql:ro
+      - pgdata:/var/lib/postgresql/data
+  inserter:
+    build: .
+    command: inserter --exit-when-idle 30s
+    environment:
+      DATABASE_URL: postgres://inserter:${INSERTER_PASSWORD:-x}@postgres/ingest
+      KAFKA_BOOTSTRAP_SERVERS: ${KAFKA_BOOTSTRAP_SERVERS}
+      LITERAL: "$$NOT_A_VARIABLE"
+    depends_on:
+      postgres:
+        condition: service_healthy
+volumes:
+  pgdata:
+"#;
+
+#[test]
+fn a_depends_on_naming_a_renamed_service_is_caught() {
+    assert!(check_depends_on(&parse_compose(FIXTURE)).is_empty());
+    let renamed = FIXTURE.replace("  postgres:\n    image", "  db:\n    image");
+    assert_eq!(
+        check_depends_on(&parse_compose(&renamed)),
+        ["service `inserter` depends on `postgres`, which is not a service"]
+    );
+}
+
+#[test]
+fn a_variable_without_default_must_be_in_the_env_example() {
+    let compose = parse_compose(FIXTURE);
+    assert!(check_variables(&compose, "KAFKA_BOOTSTRAP_SERVERS=localhost:9092\n").is_empty());
+    assert!(check_variables(&compose, "#KAFKA_BOOTSTRAP_SERVERS=\n").is_empty(), "a commented example counts");
+    assert_eq!(
+        check_variables(&compose, "DATABASE_URL=x\n"),
+        ["${KAFKA_BOOTSTRAP_SERVERS} has no default and is not in .env.example"]
+    );
+    let mut found = BTreeSet::new();
+    variables_without_default("${A:-${B}} $C ${D:?set D} ${E-e} ${F:+f} $$G ${H}", &mut found);
+    assert_eq!(found, ["B", "C", "D", "H"].map(String::from).into());
+}
+
+#[test]
+fn a_mounted_file_that_does_not_exist_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let compose = parse_compose(FIXTURE);
+    assert_eq!(
+        check_host_paths(&compose, dir.path()),
+        ["service `postgres` mounts `./roles.sql`, which does not exist"]
+    );
+    std::fs::write(dir.path().join("roles.sql"), "").unwrap();
+    assert!(check_host_paths(&compose, dir.path()).is_empty(), "named volumes are not files");
+}
+
+#[test]
+fn the_connector_must_read_the_publication_and_exactly_its_tables() {
+    let tables = |tables: &[&str]| tables.iter().map(|t| format!("public.{t}")).collect::<Vec<_>>().join(",");
+    let connector = |publication: &str, list: String| {
+        serde_json::json!({"name": "ingest", "config": {
+            "plugin.name": "pgoutput", "publication.name": publication, "table.include.list": list,
+        }})
+    };
+    assert!(check_connector(&connector(CDC_PUBLICATION, tables(PUBLISHED_TABLES))).is_empty());
+
+    let problems = check_connector(&connector("dbz_publication", tables(PUBLISHED_TABLES)));
+    assert!(problems.len() == 1 && problems[0].contains("publication.name"), "{problems:?}");
+
+    let mut renamed: Vec<&str> = PUBLISHED_TABLES.to_vec();
+    renamed[0] = "tweets";
+    let problems = check_connector(&connector(CDC_PUBLICATION, tables(&renamed)));
+    assert!(problems.len() == 1 && problems[0].contains("public.twitter_data"), "{problems:?}");
+    assert!(problems[0].contains("public.tweets"), "{problems:?}");
+
+    let flat = connector_config(&connector(CDC_PUBLICATION, tables(PUBLISHED_TABLES))).clone();
+    assert!(check_connector(&flat).is_empty(), "a PUT /config body is read too");
+}
+
+#[test]
+fn the_dockerfile_must_build_binaries_the_workspace_has() {
+    let workspace = workspace_binaries(&repository_root());
+    for binary in ["scraper", "inserter", "migration", "local-pipeline"] {
+        assert!(workspace.contains(binary), "{workspace:?}");
+    }
+    let dockerfile = "FROM rust AS build\nRUN cargo build --release --bin scraper \\\n    --bin=inserter\n\
+                      FROM debian\nCOPY --from=build /src/target/release/migration /usr/local/bin/\n";
+    assert_eq!(dockerfile_binaries(dockerfile), ["inserter", "migration", "scraper"].map(String::from).into());
+    assert!(check_dockerfile(dockerfile, &workspace).is_empty());
+
+    let renamed = dockerfile.replace("--bin scraper", "--bin ingest-scraper");
+    assert_eq!(
+        check_dockerfile(&renamed, &workspace),
+        ["the Dockerfile builds or copies `ingest-scraper`, which is not a binary of the workspace"]
+    );
+    assert_eq!(check_dockerfile("FROM scratch\n", &workspace).len(), 1, "a Dockerfile that names none is caught");
+}
+
+#[test]
+fn a_service_running_a_binary_the_image_lacks_is_caught() {
+    let compose = parse_compose(FIXTURE);
+    let image = ["scraper", "inserter", "migration"].map(String::from).into();
+    assert!(check_commands(&compose, &image).is_empty());
+    let renamed = parse_compose(&FIXTURE.replace("command: inserter", "command: ingest-inserter"));
+    assert_eq!(
+        check_commands(&renamed, &image),
+        ["service `inserter` runs `ingest-inserter`, which the Dockerfile does not build"]
+    );
+    let physical = parse_compose(&FIXTURE.replace("wal_level=logical", "wal_level=replica"));
+    assert_eq!(check_commands(&physical, &image).len(), 1);
+}
+
+#[test]
+fn an_address_naming_a_renamed_service_is_caught() {
+    for (value, host) in [
+        ("postgres://inserter:${INSERTER_PASSWORD:-x}@postgres:5432/ingest", Some("postgres")),
+        ("kafka:29092", Some("kafka")),
+        ("1@kafka:9093", Some("kafka")),
+        ("http://connect:8083", Some("connect")),
+        ("0.0.0.0:9101", Some("0.0.0.0")),
+        ("INTERNAL://:29092", None),
+        ("INTERNAL:PLAINTEXT", None),
+        ("broker", None),
+        ("localhost:${BROKER_HOST_PORT:-9092}", Some("localhost")),
+    ] {
+        assert_eq!(address_host(value), host, "{value}");
+    }
+    let connector = serde_json::json!({"database.hostname": "postgres"});
+    assert!(check_hosts(&parse_compose(FIXTURE), &connector).is_empty());
+    let renamed = FIXTURE.replace("  postgres:\n    image", "  db:\n    image");
+    assert_eq!(
+        check_hosts(&parse_compose(&renamed), &connector),
+        [
+            "service `inserter`: DATABASE_URL points at `postgres`, which is not a service",
+            "the connector's database.hostname is `postgres`, which is not a service",
+        ]
+    );
+}

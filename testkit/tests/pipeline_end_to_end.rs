@@ -1,7 +1,8 @@
 //! The pipeline as compose runs it, without containers: the migrations as `ingest_owner`, the scraper
-//! replaying 200 posts, the inserter as `inserter`, Postgres with `docker/postgres/roles.sql` applied, and a
-//! pgoutput slot on the `ingest_cdc` publication read as `debezium`. Every post lands once, the slot carries
-//! an insert for each, and each role can do what its process needs and no more.
+//! replaying 200 posts, the inserter as `inserter`, Postgres with `docker/postgres/roles.sql` applied, and
+//! the Debezium connector's pgoutput slot (`docker/debezium/ingest-postgres.json`) read as `debezium`. Every
+//! post lands once, the slot carries an insert for each, and each role can do what its process needs and no
+//! more.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -10,12 +11,19 @@ use std::time::Duration;
 use migration::CDC_PUBLICATION;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use testkit::cdc::{self, ChangeKind};
-use testkit::stack::{Role, Stack, StackOptions};
+use testkit::stack::{DATABASE, Role, Stack, StackOptions};
 use testkit::{BrokerStorage, Process, TestMessage};
 
 const POSTS: u64 = 200;
-/// The slot Debezium would own is `debezium_ingest`; the test's own slot stands in for it.
-const SLOT: &str = "end_to_end";
+
+/// The Debezium connector's configuration, as compose registers it.
+fn connector_setting(key: &str) -> String {
+    let path = testkit::stack::repository_root().join("docker/debezium/ingest-postgres.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let connector: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let config = connector.get("config").unwrap_or(&connector);
+    config[key].as_str().unwrap_or_else(|| panic!("no {key} in {}", path.display())).to_owned()
+}
 
 /// Only what the binary needs from the environment: no `.env`, no token or SSE URL of the developer's.
 fn isolated(mut command: Command, dir: &tempfile::TempDir) -> Command {
@@ -49,9 +57,14 @@ async fn replayed_posts_reach_postgres_and_the_change_stream_under_least_privile
     stack.migrate().unwrap();
     let dir = tempfile::tempdir().unwrap();
 
-    // Debezium's view, from before the first row: a pgoutput slot, created by the replication role.
+    // Debezium's view, from before the first row: the connector's slot on its publication, as its user.
+    assert_eq!(connector_setting("database.user"), Role::Debezium.name());
+    assert_eq!(connector_setting("database.dbname"), DATABASE);
+    assert_eq!(connector_setting("plugin.name"), "pgoutput");
+    let (slot, publication) = (connector_setting("slot.name"), connector_setting("publication.name"));
+    assert_eq!(publication, CDC_PUBLICATION);
     let debezium = stack.connect(Role::Debezium).await.unwrap();
-    cdc::create_slot(&debezium, SLOT).await.unwrap();
+    cdc::create_slot(&debezium, &slot).await.unwrap();
 
     let mut command = isolated(stack.scraper(), &dir);
     command
@@ -94,7 +107,7 @@ async fn replayed_posts_reach_postgres_and_the_change_stream_under_least_privile
     assert_eq!(count(&owner, "SELECT count(*) FROM ingest_errors").await, 1, "the poison record is dead-lettered");
 
     // The change stream, as Debezium reads it: one insert per stored post, nothing else for twitter_data.
-    let changes = cdc::peek_changes(&debezium, SLOT, CDC_PUBLICATION).await.unwrap();
+    let changes = cdc::peek_changes(&debezium, &slot, &publication).await.unwrap();
     let tweet_changes: Vec<_> = changes.iter().filter(|c| c.table == "twitter_data").collect();
     assert!(tweet_changes.iter().all(|c| c.kind == ChangeKind::Insert), "{tweet_changes:?}");
     let streamed: BTreeSet<String> = tweet_changes.iter().filter_map(|c| c.columns[0].clone()).collect();

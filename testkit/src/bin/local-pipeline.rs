@@ -233,13 +233,18 @@ impl Child {
 
 fn print_where_to_look(stack: &Stack, scraper_metrics: SocketAddr, inserter_metrics: SocketAddr, logs: &Path) {
     let broker = stack.broker.bootstrap_servers();
+    // The scraper's and the inserter's defaults, unless the environment renames them.
+    let topic = |variable: &str, default: &str| std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    let tweets = topic("TOPIC_TWEETS", "twitter.tweets");
+    let statuses = topic("TOPIC_MASTODON_STATUSES", "mastodon.statuses");
+    let rejects = topic("TOPIC_REJECTS", "scraper.rejects");
     println!(
         "\n\
          ─── the pipeline is running; Ctrl-C stops it ───\n\
          rows:       psql '{analyst}' -c 'SELECT tweet_id, text FROM public.twitter_data LIMIT 10'\n\
          superuser:  psql '{superuser}'\n\
-         broker:     {broker}  topics: twitter.tweets, mastodon.statuses, scraper.rejects\n\
-         \x20           kcat -C -b {broker} -t twitter.tweets -c 5\n\
+         broker:     {broker}  topics: {tweets}, {statuses}, {rejects}\n\
+         \x20           kcat -C -b {broker} -t {tweets} -c 5\n\
          metrics:    scraper  http://{scraper_metrics}/metrics  (/healthz)\n\
          \x20           inserter http://{inserter_metrics}/metrics  (/healthz)\n\
          logs:       {logs}/scraper.log, {logs}/inserter.log (also below, prefixed)\n",

@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+#
+# One image with the pipeline's three binaries: `scraper` (the default command), `inserter` and `migration`.
+#
+#   docker build -t social-ingest .
+#   docker run --rm social-ingest scraper --help
+#   docker run --rm -e DATABASE_URL=postgres://... social-ingest migration up
+#
+# Stages: chef (the toolchain and cargo-chef) -> planner (the dependency recipe) -> builder (the dependencies,
+# cached as their own layer while Cargo.toml/Cargo.lock do not change, then the workspace) -> runtime.
+
+ARG RUST_VERSION=1.95
+ARG CARGO_CHEF_VERSION=0.1.78
+
+FROM rust:${RUST_VERSION}-bookworm AS chef
+ARG CARGO_CHEF_VERSION
+# The native parts of the build: rdkafka-sys builds its bundled librdkafka 2.12 with its own ./configure
+# (bash) and make, with only zlib enabled (rdkafka's default `libz` feature: no SSL, SASL, zstd or curl);
+# libz-sys links Debian's zlib, found through pkg-config; ring compiles C and assembly with cc. The rust image
+# (buildpack-deps) ships all of these already; they are named here so that the build does not depend on it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential make pkg-config zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+RUN cargo install cargo-chef --version "${CARGO_CHEF_VERSION}" --locked
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+# The dependencies of exactly the packages built below (the same package set, so the same features).
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p scraper -p inserter -p migration
+COPY . .
+RUN cargo build --release --locked -p scraper -p inserter -p migration \
+        --bin scraper --bin inserter --bin migration
+
+FROM debian:bookworm-slim AS runtime
+# ca-certificates: the roots rustls trusts (the X API, SSE servers, Postgres over TLS); curl: the healthchecks.
+# The binaries need nothing else at run time: librdkafka is linked statically, and libz, libgcc_s and libc are
+# in the base image.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 ingest \
+    && useradd --system --uid 10001 --gid ingest --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin ingest
+COPY --from=builder /app/target/release/scraper /app/target/release/inserter /app/target/release/migration \
+    /usr/local/bin/
+# An empty directory the service user cannot write to (the binaries look for an optional .env here).
+WORKDIR /srv/ingest
+USER 10001:10001
+ENV RUST_LOG=info
+# scraper: SCRAPER_METRICS_ADDR (0.0.0.0:9101); inserter: METRICS_ADDR (0.0.0.0:9102); /metrics and /healthz.
+EXPOSE 9101 9102
+ENTRYPOINT []
+CMD ["scraper"]

@@ -15,11 +15,12 @@ ARG CARGO_CHEF_VERSION=0.1.78
 FROM rust:${RUST_VERSION}-bookworm AS chef
 ARG CARGO_CHEF_VERSION
 # The native parts of the build: rdkafka-sys builds its bundled librdkafka 2.12 with its own ./configure
-# (bash) and make, with only zlib enabled (rdkafka's default `libz` feature: no SSL, SASL, zstd or curl);
-# libz-sys links Debian's zlib, found through pkg-config; ring compiles C and assembly with cc. The rust image
-# (buildpack-deps) ships all of these already; they are named here so that the build does not depend on it.
+# (bash) and make, with zlib and OpenSSL (rdkafka's `libz` and `ssl` features: TLS and SASL PLAIN/SCRAM to
+# brokers); libz-sys and openssl-sys find Debian's libraries through pkg-config; ring compiles C and
+# assembly with cc. The rust image (buildpack-deps) ships all of these already; they are named here so that
+# the build does not depend on it.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential make pkg-config zlib1g-dev \
+    && apt-get install -y --no-install-recommends build-essential make pkg-config zlib1g-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --version "${CARGO_CHEF_VERSION}" --locked
 WORKDIR /app
@@ -37,11 +38,11 @@ RUN cargo build --release --locked -p scraper -p inserter -p migration \
         --bin scraper --bin inserter --bin migration
 
 FROM debian:bookworm-slim AS runtime
-# ca-certificates: the roots rustls trusts (the X API, SSE servers, Postgres over TLS); curl: the healthchecks.
-# The binaries need nothing else at run time: librdkafka is linked statically, and libz, libgcc_s and libc are
-# in the base image.
+# ca-certificates: the roots rustls and librdkafka trust (the X API, SSE servers, Postgres and Kafka over
+# TLS); libssl3: librdkafka's TLS (librdkafka itself is linked statically); curl: the healthchecks. libz,
+# libgcc_s and libc are in the base image.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 ingest \
     && useradd --system --uid 10001 --gid ingest --home-dir /nonexistent --no-create-home \

@@ -30,6 +30,13 @@ for tool in cc make perl; do
     command -v "$tool" >/dev/null || { log "missing $tool: apt-get install build-essential perl"; exit 1; }
 done
 
+# librdkafka's TLS/SASL support (rdkafka's `ssl` feature) links the system's OpenSSL.
+if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+    log "installing libssl-dev and pkg-config (librdkafka's TLS support)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
+fi
+
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 installed_tansu=$(tansu --version 2>/dev/null | awk '{print $2}' || true)

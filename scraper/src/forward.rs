@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::Delivery;
 use tokio::sync::mpsc;
@@ -44,6 +45,11 @@ pub async fn forward(
     give_up: CancellationToken,
 ) -> Forwarded {
     let mut done = Forwarded::default();
+    // One statement each: a label lookup holds the family's lock until the end of its statement, and the
+    // second lookup may need that lock to add its label set.
+    let accepted = metrics.produced.get_or_create(&vec![("outcome", "accepted".to_owned())]).clone();
+    let rejected = metrics.produced.get_or_create(&vec![("outcome", "rejected".to_owned())]).clone();
+    let outcomes = Outcomes { accepted, rejected };
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut open = true;
     while open || !in_flight.is_empty() {
@@ -52,7 +58,7 @@ pub async fn forward(
             _ = give_up.cancelled() => break,
             Some((queued, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
-                    Ok(_) => done.settle(&queued, &metrics),
+                    Ok(_) => done.settle(&queued, &outcomes, &metrics),
                     Err(e) if is_permanent(&e) => {
                         done.failed += 1;
                         metrics.delivery_failures.inc();
@@ -90,16 +96,21 @@ pub async fn forward(
     done
 }
 
+/// The `scraper_records_produced_total` counters, looked up once rather than once a record.
+struct Outcomes {
+    accepted: Counter,
+    rejected: Counter,
+}
+
 impl Forwarded {
-    fn settle(&mut self, queued: &Queued, metrics: &Metrics) {
-        let rejected = queued.record.headers.iter().any(|(name, _)| *name == header::ERROR);
-        let outcome = if rejected { "rejected" } else { "accepted" };
-        if rejected {
+    fn settle(&mut self, queued: &Queued, outcomes: &Outcomes, metrics: &Metrics) {
+        if queued.record.headers.iter().any(|(name, _)| *name == header::ERROR) {
             self.rejected += 1;
+            outcomes.rejected.inc();
         } else {
             self.accepted += 1;
+            outcomes.accepted.inc();
         }
-        metrics.produced.get_or_create(&vec![("outcome", outcome.to_owned())]).inc();
         metrics.queued_bytes.dec_by(queued.cost());
     }
 }

@@ -66,14 +66,6 @@ impl Metrics {
         metrics
     }
 
-    pub fn line_read(&self, source: &str) {
-        self.lines_read.get_or_create(&labels("source", source)).inc();
-    }
-
-    pub fn heartbeat(&self, source: &str) {
-        self.heartbeats.get_or_create(&labels("source", source)).inc();
-    }
-
     /// `reason` is one of [`RECONNECT_REASONS`].
     pub fn reconnect(&self, source: &str, reason: &'static str) {
         self.reconnects.get_or_create(&vec![("source", source.to_owned()), ("reason", reason.to_owned())]).inc();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::metrics::Metrics;
@@ -33,6 +34,9 @@ pub struct Emitter {
     rejects_topic: Arc<str>,
     source: Arc<str>,
     metrics: Metrics,
+    /// This source's counters, looked up once: a label lookup per line would cost more than the line.
+    lines: Counter,
+    heartbeats: Counter,
     /// When the last "queue full" warning was logged: once every 10 s is enough to tell the story.
     last_warning: Arc<Mutex<Option<Instant>>>,
     /// When the last reject was logged, and how many were not logged since.
@@ -48,17 +52,34 @@ pub fn bounded(budget_bytes: u32, rejects_topic: &str, metrics: Metrics) -> (Emi
         budget_bytes,
         rejects_topic: rejects_topic.into(),
         source: "unknown".into(),
+        lines: Counter::default(),
+        heartbeats: Counter::default(),
         metrics,
         last_warning: Arc::default(),
         reject_warnings: Arc::default(),
-    };
+    }
+    .for_source("unknown");
     (emitter, rx)
 }
 
 impl Emitter {
     /// The same queue, with records labelled as coming from `source` (e.g. `x.sample`).
     pub fn for_source(&self, source: &str) -> Self {
-        Self { source: source.into(), ..self.clone() }
+        let labels = vec![("source", source.to_owned())];
+        // One statement each: a label lookup holds its family's lock until the end of its statement.
+        let lines = self.metrics.lines_read.get_or_create(&labels).clone();
+        let heartbeats = self.metrics.heartbeats.get_or_create(&labels).clone();
+        Self { source: source.into(), lines, heartbeats, ..self.clone() }
+    }
+
+    /// Counts a line (or event) read from this source.
+    pub fn line_read(&self) {
+        self.lines.inc();
+    }
+
+    /// Counts a keep-alive heartbeat from this source.
+    pub fn heartbeat(&self) {
+        self.heartbeats.inc();
     }
 
     pub fn source(&self) -> &str {
@@ -82,9 +103,7 @@ impl Emitter {
 
     /// Queues `record`, waiting while the byte budget is spent.
     pub async fn send(&self, record: Record) -> Result<(), Closed> {
-        // A record larger than the whole budget takes all of it rather than waiting forever.
-        let cost = (record.payload.len() + record.key.as_ref().map_or(0, String::len))
-            .clamp(1, self.budget_bytes as usize) as u32;
+        let cost = cost(&record, self.budget_bytes);
         let permit = match self.budget.clone().try_acquire_many_owned(cost) {
             Ok(permit) => permit,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
@@ -125,6 +144,17 @@ impl Emitter {
     }
 }
 
+/// What a record costs the budget: its bytes twice (ours, kept for a retry, and librdkafka's copy) and a
+/// fixed overhead for the record's bookkeeping on both sides, so that the budget tracks the memory really
+/// held. A record larger than the whole budget takes all of it rather than waiting forever.
+fn cost(record: &Record, budget_bytes: u32) -> u32 {
+    let bytes = record.payload.len() + record.key.as_ref().map_or(0, String::len);
+    (2 * bytes + RECORD_OVERHEAD).min(budget_bytes as usize) as u32
+}
+
+/// Bytes of bookkeeping per record: headers, the record itself, and librdkafka's message.
+const RECORD_OVERHEAD: usize = 512;
+
 impl Queued {
     /// The budget this record holds, for the `queued_bytes` gauge when it is released.
     pub fn cost(&self) -> i64 {
@@ -142,9 +172,9 @@ mod tests {
     #[tokio::test]
     async fn a_source_waits_when_the_budget_is_spent_and_that_is_counted() {
         let metrics = Metrics::default();
-        let (emitter, mut queue) = bounded(100, "rejects", metrics.clone());
+        let (emitter, mut queue) = bounded(1000, "rejects", metrics.clone());
         emitter.accept("t", "1".into(), vec![b'x'; 60]).await.unwrap();
-        assert_eq!(metrics.queued_bytes.get(), 61);
+        assert_eq!(metrics.queued_bytes.get(), 2 * 61 + 512, "both copies of the bytes, and the bookkeeping");
 
         let blocked = tokio::spawn({
             let emitter = emitter.clone();

@@ -104,7 +104,7 @@ impl Replay {
     }
 
     async fn produce(&self, frame: Frame, out: &Emitter) -> anyhow::Result<()> {
-        out.metrics().line_read("replay");
+        out.line_read();
         match frame {
             Frame::Line(bytes) => match Line::classify(&bytes) {
                 Line::Post { id } => out.accept(&self.config.topic, id, bytes).await?,

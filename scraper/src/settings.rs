@@ -50,7 +50,8 @@ pub struct Settings {
     #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 1_000_000)]
     pub max_record_bytes: usize,
 
-    /// Bytes of records held between reading and the broker's acknowledgement; when spent, reading waits
+    /// Memory for records between reading and the broker's acknowledgement (each counts twice its size plus
+    /// 512 bytes: our copy and librdkafka's); when spent, reading waits
     #[arg(long, env = "QUEUE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u32).range(1 << 20..))]
     pub queue_bytes: u32,
 

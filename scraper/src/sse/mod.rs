@@ -213,7 +213,7 @@ impl SseSource {
             let event = match item {
                 Some(Ok(SSE::Event(event))) => event,
                 Some(Ok(SSE::Comment(_))) => {
-                    out.metrics().heartbeat(&name);
+                    out.heartbeat();
                     out.metrics().received_now();
                     continue;
                 }
@@ -228,7 +228,7 @@ impl SseSource {
                 }
                 None => return Ended::Reconnect(Why::Disconnected, Duration::ZERO),
             };
-            out.metrics().line_read(&name);
+            out.line_read();
             out.metrics().received_now();
             backoff.reset();
             if let Some(millis) = event.retry {

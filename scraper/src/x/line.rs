@@ -3,7 +3,10 @@
 //! Accepts the old and the new field spellings; only `data.id` is required, because the raw line goes to
 //! Kafka unmodified and the inserter maps the rest.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,14 @@ impl Line {
             Ok(text) => text,
             Err(e) => return Self::Invalid(format!("not UTF-8: {e}")),
         };
+        // Nearly every line is a post: read just its id and skip the rest without building it. Anything
+        // else takes the full reading below, which also says precisely what is wrong.
+        if text.trim_start().starts_with('{')
+            && let Ok(FastLine { id: Some(id) }) = serde_json::from_str::<FastLine<'_>>(text)
+            && is_post_id(&id)
+        {
+            return Self::Post { id: id.into_owned() };
+        }
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(e) => return Self::Invalid(format!("not JSON: {e}")),
@@ -62,6 +73,67 @@ impl Line {
             },
             (None, None) => Self::Invalid("neither `data` nor `errors`".into()),
         }
+    }
+}
+
+/// A line read only as far as `data.id`; the rest is validated as JSON and skipped. The visitors take maps
+/// only (serde would also read a struct from an array), and any surprise is left to the full reading.
+struct FastLine<'a> {
+    id: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for FastLine<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = FastLine<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "data" {
+                        id = map.next_value::<DataId<'de>>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(FastLine { id })
+            }
+        }
+        deserializer.deserialize_map(Top)
+    }
+}
+
+/// `data`'s `id` when it is a string.
+struct DataId<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for DataId<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Data;
+        impl<'de> Visitor<'de> for Data {
+            type Value = DataId<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "id" {
+                        id = Some(map.next_value::<Cow<'de, str>>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(DataId(id))
+            }
+        }
+        deserializer.deserialize_map(Data)
     }
 }
 
@@ -118,6 +190,29 @@ mod tests {
             }]
         );
         assert!(!errors[0].is_disconnect());
+    }
+
+    #[test]
+    fn the_quick_reading_agrees_with_the_full_one() {
+        // Shapes the quick reading must not take for posts, and posts it must not miss.
+        let cases: &[(&[u8], Line)] = &[
+            (br#"[{"data":{"id":"5"}}]"#, Line::Invalid("not a JSON object but an array".into())),
+            (br#"{"data":["5"]}"#, Line::Invalid("no data.id".into())),
+            (br#"{"data":{"id":"5"},"data":{"id":"6"}}"#, Line::Post { id: "6".into() }),
+            (br#"{"data":{"id":"5"}}"#, Line::Post { id: "5".into() }),
+            (
+                br#"{"includes":{},"data":{"text":"x","id":"7"},"errors":[{"title":"partial"}]}"#,
+                Line::Post { id: "7".into() },
+            ),
+            (br#"{"data":{"id":"8"}} trailing"#, Line::Invalid("x".into())),
+            (b"{\"data\":{\"id\":\"9\",\"text\":\"\xff\"}}", Line::Invalid("x".into())),
+        ];
+        for (line, expected) in cases {
+            match (Line::classify(line), expected) {
+                (Line::Invalid(_), Line::Invalid(reason)) if reason == "x" => {}
+                (got, expected) => assert_eq!(&got, expected, "{}", String::from_utf8_lossy(line)),
+            }
+        }
     }
 
     #[test]

@@ -217,7 +217,6 @@ impl XStream {
             return self.refused(status.as_u16(), response).await;
         }
         tracing::info!(endpoint = self.config.endpoint.path(), "connected to the X stream");
-        let name = out.source().to_owned();
         let mut body = response.bytes_stream();
         let mut received = false;
         loop {
@@ -245,7 +244,7 @@ impl XStream {
             }
             out.metrics().received_now();
             for frame in framer.push(&chunk) {
-                match self.handle(frame, &name, out).await {
+                match self.handle(frame, out).await {
                     Ok(None) => {}
                     Ok(Some(ended)) => return ended,
                     Err(closed) => return closed.into(),
@@ -255,12 +254,11 @@ impl XStream {
     }
 
     /// Produces one frame; `Some` when X asked us to reconnect.
-    async fn handle(&self, frame: Frame, name: &str, out: &Emitter) -> Result<Option<Ended>, Closed> {
-        let metrics = out.metrics();
+    async fn handle(&self, frame: Frame, out: &Emitter) -> Result<Option<Ended>, Closed> {
         match frame {
-            Frame::Heartbeat => metrics.heartbeat(name),
+            Frame::Heartbeat => out.heartbeat(),
             Frame::Overlong { length, prefix } => {
-                metrics.line_read(name);
+                out.line_read();
                 let reason = format!(
                     "line of {length} bytes exceeds the maximum of {} bytes; its first {} bytes are kept",
                     self.config.max_line_bytes,
@@ -269,7 +267,7 @@ impl XStream {
                 out.reject(prefix, &reason).await?;
             }
             Frame::Line(bytes) => {
-                metrics.line_read(name);
+                out.line_read();
                 match Line::classify(&bytes) {
                     Line::Post { id } => out.accept(&self.config.topic, id, bytes).await?,
                     Line::Invalid(reason) => out.reject(bytes, &reason).await?,

@@ -57,12 +57,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Creates the contract's topics, waiting for the broker while it is unreachable. `false` on shutdown.
 async fn ensure_topics(sink: &KafkaSink, settings: &Settings, health: &Health, shutdown: &CancellationToken) -> bool {
     let mut delay = Duration::from_secs(1);
+    // Unhealthy until the broker answered: an attempt against an unreachable broker takes a while.
+    health.set_problem(format!("creating the topics on {}", settings.bootstrap_servers));
     loop {
         let mut topics = settings.topics.all().to_vec();
         if let Some(sse_topic) = settings.sse.sse_topic.as_deref().filter(|t| !topics.contains(t)) {
             topics.push(sse_topic);
         }
-        match sink.ensure_topics(&topics, settings.partitions).await {
+        let attempt = tokio::select! {
+            attempt = sink.ensure_topics(&topics, settings.partitions) => attempt,
+            _ = shutdown.cancelled() => return false,
+        };
+        match attempt {
             Ok(()) => return true,
             Err(e) => {
                 let problem = format!("cannot create the topics on {}: {e}", settings.bootstrap_servers);

@@ -299,3 +299,36 @@ async fn sample10_asks_for_its_partition() {
     assert_eq!(request.path(), "/2/tweets/sample10/stream");
     assert_eq!(request.query("partition").as_deref(), Some("7"));
 }
+
+#[tokio::test]
+async fn a_rules_request_that_fails_for_now_is_retried_with_backoff() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let mut failures = 1;
+    let server = HttpServer::with(move |request| match (request.method.as_str(), request.path()) {
+        ("GET", "/2/tweets/search/stream/rules") if failures > 0 => {
+            failures -= 1;
+            Reply::json(503, r#"{"title":"Service Unavailable","status":503}"#)
+        }
+        ("GET", "/2/tweets/search/stream/rules") => {
+            Reply::json(200, r#"{"data":[{"id":"1","value":"cat"}],"meta":{"result_count":1}}"#)
+        }
+        _ => Reply::json(401, r#"{"title":"Unauthorized","detail":"Unauthorized","status":401}"#),
+    })
+    .await
+    .unwrap();
+    let mut config = config(&server, &topic);
+    config.endpoint = Endpoint::Search;
+    config.rules = Some(vec![scraper::x::rules::Rule { value: "cat".into(), tag: None }]);
+    let (waiter, waits) = Waiter::recording();
+    let source: Box<dyn Source> = Box::new(XStream::new(config, waiter));
+    let (outcome, _) = support::run_sources(vec![source], sink, &rejects, CancellationToken::new()).await;
+
+    let waits = waits.lock().unwrap().clone();
+    assert_eq!(waits.len(), 1, "{waits:#?}");
+    assert!(between(&waits[0], "rules_http_error", 5.0, 5.5), "{waits:#?}");
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path().to_owned()).collect();
+    assert_eq!(paths, ["/2/tweets/search/stream/rules", "/2/tweets/search/stream/rules", "/2/tweets/search/stream"]);
+    assert!(format!("{:#}", outcome.failed_sources[0].1).contains("X_BEARER_TOKEN"), "the stream's 401 stops it");
+}

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, Disconnect};
 use super::framing::{Frame, LineFramer};
 use super::line::Line;
-use super::rules::{self, Rule};
+use super::rules::{self, Rule, RulesError};
 use crate::queue::{Closed, Emitter};
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
@@ -144,16 +144,10 @@ impl XStream {
             bail!("X_BEARER_TOKEN is empty: set it to the app's bearer token, or use the replay source");
         }
         let client = crate::http::client(self.config.stall_timeout)?;
-        if let (Endpoint::Search, Some(desired)) = (self.config.endpoint, &self.config.rules) {
-            let synced =
-                rules::sync(&client, &self.config.base_url, &self.config.token, desired, self.config.rules_dry_run)
-                    .await?;
-            tracing::info!(
-                added = synced.added.len(),
-                deleted = synced.deleted.len(),
-                kept = synced.kept,
-                "stream rules synced"
-            );
+        if let (Endpoint::Search, Some(desired)) = (self.config.endpoint, &self.config.rules)
+            && !self.sync_rules(&client, desired, &shutdown).await?
+        {
+            return Ok(());
         }
         let clock = DefaultClock::default();
         let per_connection = Duration::from_secs(15 * 60) / self.config.connections_per_15_min.get();
@@ -188,6 +182,51 @@ impl XStream {
             tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the X stream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Syncs the filtered stream's rules, retrying what X may answer differently later (429, 5xx, the
+    /// network) with X's backoff; a refused token or rule stops the source. `false` on shutdown.
+    async fn sync_rules(
+        &self,
+        client: &reqwest::Client,
+        desired: &[Rule],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let config = &self.config;
+        let mut backoff = Backoff::new();
+        loop {
+            let why = match rules::sync(client, &config.base_url, &config.token, desired, config.rules_dry_run).await {
+                Ok(synced) => {
+                    tracing::info!(
+                        added = synced.added.len(),
+                        deleted = synced.deleted.len(),
+                        kept = synced.kept,
+                        dry_run = config.rules_dry_run,
+                        "stream rules synced"
+                    );
+                    return Ok(true);
+                }
+                Err(e @ (RulesError::Unauthorized { .. } | RulesError::Rejected { .. } | RulesError::Parse(_))) => {
+                    return Err(e.into());
+                }
+                Err(RulesError::Http { status: 429, body }) => {
+                    tracing::warn!(%body, "X rate-limited the rules request (429)");
+                    Disconnect::RateLimited
+                }
+                Err(e @ RulesError::Http { .. }) => {
+                    tracing::warn!(error = %e, "the rules request failed");
+                    Disconnect::Http
+                }
+                Err(e @ RulesError::Network(_)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the rules request failed");
+                    Disconnect::Network
+                }
+            };
+            let delay = backoff.next_delay(why);
+            if !self.waiter.wait(delay, &format!("rules_{}", why.label()), shutdown).await {
+                return Ok(false);
             }
         }
     }

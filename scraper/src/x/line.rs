@@ -4,6 +4,7 @@
 //! Kafka unmodified and the inserter maps the rest.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -48,7 +49,8 @@ impl Line {
         // Nearly every line is a post: read just its id and skip the rest without building it. Anything
         // else takes the full reading below, which also says precisely what is wrong.
         if text.trim_start().starts_with('{')
-            && let Ok(FastLine { id: Some(id) }) = serde_json::from_str::<FastLine<'_>>(text)
+            && let Ok(Field(Some(Field(Some(id), _)), _)) =
+                serde_json::from_str::<Field<Data, Field<Id, Cow<'_, str>>>>(text)
             && is_post_id(&id)
         {
             return Self::Post { id: id.into_owned() };
@@ -76,64 +78,50 @@ impl Line {
     }
 }
 
-/// A line read only as far as `data.id`; the rest is validated as JSON and skipped. The visitors take maps
-/// only (serde would also read a struct from an array), and any surprise is left to the full reading.
-struct FastLine<'a> {
-    id: Option<Cow<'a, str>>,
+/// One field of a JSON object, read as `T`; the object's other fields are validated as JSON and skipped,
+/// not built. It takes objects only (serde would also read a struct from an array), so any surprise fails and
+/// is left to the full reading. A line read only as far as `data.id` is `Field<Data, Field<Id, Cow<str>>>`.
+struct Field<K, T>(Option<T>, PhantomData<K>);
+
+/// Names the field a [`Field`] reads.
+trait Key {
+    const NAME: &'static str;
 }
 
-impl<'de> Deserialize<'de> for FastLine<'de> {
+struct Data;
+impl Key for Data {
+    const NAME: &'static str = "data";
+}
+
+struct Id;
+impl Key for Id {
+    const NAME: &'static str = "id";
+}
+
+impl<'de, K: Key, T: Deserialize<'de>> Deserialize<'de> for Field<K, T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Top;
-        impl<'de> Visitor<'de> for Top {
-            type Value = FastLine<'de>;
+        struct Object<K, T>(PhantomData<(K, T)>);
+        impl<'de, K: Key, T: Deserialize<'de>> Visitor<'de> for Object<K, T> {
+            type Value = Field<K, T>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
+                write!(f, "a JSON object (for its `{}`)", K::NAME)
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut id = None;
+                let mut value = None;
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "data" {
-                        id = map.next_value::<DataId<'de>>()?.0;
+                    if key == K::NAME {
+                        // The last one wins, as in the full reading.
+                        value = Some(map.next_value::<T>()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(FastLine { id })
+                Ok(Field(value, PhantomData))
             }
         }
-        deserializer.deserialize_map(Top)
-    }
-}
-
-/// `data`'s `id` when it is a string.
-struct DataId<'a>(Option<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for DataId<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Data;
-        impl<'de> Visitor<'de> for Data {
-            type Value = DataId<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut id = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "id" {
-                        id = Some(map.next_value::<Cow<'de, str>>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(DataId(id))
-            }
-        }
-        deserializer.deserialize_map(Data)
+        deserializer.deserialize_map(Object(PhantomData))
     }
 }
 

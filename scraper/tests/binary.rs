@@ -1,6 +1,6 @@
 //! The scraper binary as an operator runs it: replay by default, /metrics and /healthz, SIGTERM flushes and
-//! exits, a broker killed under load and restarted loses nothing the scraper counted as sent, and a bad
-//! configuration fails fast.
+//! exits, a broker killed under load and restarted loses nothing the scraper counted as sent, a broker that is
+//! not up yet is waited for, and a bad configuration fails fast.
 
 mod support;
 
@@ -157,4 +157,34 @@ async fn the_token_never_appears_in_the_logs() {
     assert!(stderr.contains("X_BEARER_TOKEN"), "{stderr}");
     assert!(!stderr.contains("AAAA-secret-token-value"), "{stderr}");
     assert_eq!(server.requests().len(), 1, "a bad token is not retried");
+}
+
+#[tokio::test]
+async fn a_scraper_started_before_its_broker_waits_unhealthy_then_produces() {
+    let port = free_addr().port();
+    let (topic, rejects) = support::topics();
+    let dir = tempfile::tempdir().unwrap();
+    let ops = free_addr();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scraper"));
+    command
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{port}"))
+        .env("TOPIC_TWEETS", &topic)
+        .env("TOPIC_REJECTS", &rejects)
+        .env("TOPIC_PARTITIONS", "1")
+        .env("SCRAPER_METRICS_ADDR", ops.to_string())
+        .env("REPLAY_RATE", "0")
+        .env("REPLAY_COUNT", "50");
+    let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
+    wait_for_log(&process, "serving /metrics", Duration::from_secs(30)).await;
+    let (status, problem) = get(ops, "/healthz").await;
+    assert_eq!(status, 503, "no broker yet: {problem}");
+    assert!(problem.contains("topics"), "{problem}");
+
+    let broker = Broker::start_on_port(BrokerStorage::Memory, port).await.unwrap();
+    let status = process.wait(Duration::from_secs(120)).await.unwrap();
+    assert!(status.success(), "{}", process.log());
+    assert_eq!(logged_count(&process.log(), "scraper stopped", "produced"), Some(50), "{}", process.log());
+    let messages = support::consume(&broker, &topic, 50, Duration::from_secs(30)).await;
+    assert_eq!(messages.len(), 50);
 }

@@ -59,18 +59,7 @@ pub async fn forward(
             Some((queued, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
                     Ok(_) => done.settle(&queued, &outcomes, &metrics),
-                    Err(e) if is_permanent(&e) => {
-                        done.failed += 1;
-                        metrics.delivery_failures.inc();
-                        metrics.queued_bytes.dec_by(queued.cost());
-                        tracing::error!(
-                            topic = %queued.record.topic,
-                            key = queued.record.key.as_deref().unwrap_or(""),
-                            bytes = queued.record.payload.len(),
-                            error = %e,
-                            "Kafka refused a record for good"
-                        );
-                    }
+                    Err(e) if is_permanent(&e) => done.fail(&queued, &e, &metrics),
                     Err(e) => {
                         metrics.delivery_retries.inc();
                         tracing::warn!(topic = %queued.record.topic, error = %e, "delivery failed; retrying");
@@ -83,9 +72,13 @@ pub async fn forward(
                     Ok(delivery) => in_flight.push(Box::pin(async move { (queued, await_delivery(delivery).await) })),
                     Err(e) => {
                         let e = SendError::Kafka(e);
-                        metrics.delivery_retries.inc();
-                        tracing::warn!(topic = %queued.record.topic, error = %e, "could not queue a record; retrying");
-                        in_flight.push(Box::pin(deliver_later(sink.clone(), queued)));
+                        if is_permanent(&e) {
+                            done.fail(&queued, &e, &metrics);
+                        } else {
+                            metrics.delivery_retries.inc();
+                            tracing::warn!(topic = %queued.record.topic, error = %e, "could not queue a record; retrying");
+                            in_flight.push(Box::pin(deliver_later(sink.clone(), queued)));
+                        }
                     }
                 },
                 None => open = false,
@@ -112,6 +105,20 @@ impl Forwarded {
             outcomes.accepted.inc();
         }
         metrics.queued_bytes.dec_by(queued.cost());
+    }
+
+    /// Kafka refused the record for good (e.g. larger than the broker accepts): said with its key, counted.
+    fn fail(&mut self, queued: &Queued, error: &SendError, metrics: &Metrics) {
+        self.failed += 1;
+        metrics.delivery_failures.inc();
+        metrics.queued_bytes.dec_by(queued.cost());
+        tracing::error!(
+            topic = %queued.record.topic,
+            key = queued.record.key.as_deref().unwrap_or(""),
+            bytes = queued.record.payload.len(),
+            %error,
+            "Kafka refused a record for good"
+        );
     }
 }
 

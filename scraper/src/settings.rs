@@ -46,8 +46,9 @@ pub struct Settings {
     #[command(flatten)]
     pub replay: ReplayArgs,
 
-    /// Longest line or event accepted, in bytes; a longer one goes to the rejects topic (its first KiB)
-    #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 1_000_000)]
+    /// Longest line or event accepted, in bytes; a longer one goes to the rejects topic (its first KiB). The
+    /// default leaves room for the key and headers under Kafka's default 1 MB message limit
+    #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 900_000)]
     pub max_record_bytes: usize,
 
     /// Memory for records between reading and the broker's acknowledgement (each counts twice its size plus

@@ -63,3 +63,24 @@ async fn the_generator_stops_at_the_count_and_replays_the_same_posts_for_the_sam
         assert_eq!(message.payload, scraper::synthetic::line(3, n as u64), "post {n}");
     }
 }
+
+#[tokio::test]
+async fn a_record_kafka_refuses_for_good_is_counted_as_failed_and_the_rest_goes_on() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let mut config = common::kafka::client_config(&broker.bootstrap_servers(), []);
+    config.set("message.max.bytes", "2000");
+    let sink = scraper::kafka_sink::KafkaSink::new(config).unwrap();
+    sink.ensure_topics(&[&topic, &rejects], 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.ndjson");
+    let big = format!(r#"{{"data":{{"id":"21","text":"{}"}}}}"#, "x".repeat(5000));
+    std::fs::write(&path, format!("{big}\n{{\"data\":{{\"id\":\"22\",\"text\":\"small\"}}}}\n")).unwrap();
+
+    let source: Box<dyn Source> = Box::new(Replay::new(config(Some(path), &topic, None)));
+    let run = support::run_sources(vec![source], std::sync::Arc::new(sink), &rejects, CancellationToken::new());
+    let (outcome, metrics) = tokio::time::timeout(Duration::from_secs(60), run).await.expect("no endless retry");
+    assert_eq!((outcome.forwarded.accepted, outcome.forwarded.failed), (1, 1));
+    assert_eq!(metrics.delivery_failures.get(), 1);
+    assert_eq!(metrics.queued_bytes.get(), 0, "the refused record's budget came back");
+}

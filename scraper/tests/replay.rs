@@ -68,9 +68,9 @@ async fn the_generator_stops_at_the_count_and_replays_the_same_posts_for_the_sam
 async fn a_record_kafka_refuses_for_good_is_counted_as_failed_and_the_rest_goes_on() {
     let broker = Broker::start().await.unwrap();
     let (topic, rejects) = support::topics();
-    let mut config = common::kafka::client_config(&broker.bootstrap_servers(), []);
-    config.set("message.max.bytes", "2000");
-    let sink = scraper::kafka_sink::KafkaSink::new(config).unwrap();
+    let mut kafka = common::kafka::client_config(&broker.bootstrap_servers(), []);
+    kafka.set("message.max.bytes", "2000");
+    let sink = scraper::kafka_sink::KafkaSink::new(kafka).unwrap();
     sink.ensure_topics(&[&topic, &rejects], 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.ndjson");

@@ -68,6 +68,13 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Connects the producer to the cluster (a metadata request for `topic`), so that its broker connections,
+    /// and with them the idempotent producer's id, are in place before the sources start reading: otherwise
+    /// the first second of a stream piles up in the queue. Blocking; call it from `spawn_blocking`.
+    pub fn connect(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.client().fetch_metadata(Some(topic), timeout).map(|_| ())
+    }
+
     /// Queues `record` and returns the future of its delivery report. Waits (without blocking the runtime)
     /// while the producer's queue is full, so memory stays bounded when the broker is slow or away.
     pub async fn enqueue(&self, record: &Record) -> Result<DeliveryFuture, KafkaError> {

@@ -36,6 +36,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         return Ok(());
     }
     health.clear();
+    let warm = (sink.clone(), settings.topics.tweets.clone());
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || warm.0.connect(&warm.1, Duration::from_secs(10))).await {
+        tracing::warn!(error = %e, "the producer is not connected yet; records wait in the queue until it is");
+    }
 
     let options = Options {
         queue_bytes: settings.queue_bytes,

@@ -15,7 +15,7 @@ use crate::queue::Emitter;
 use crate::source::Source;
 use crate::synthetic;
 use crate::x::framing::{Frame, LineFramer};
-use crate::x::line::Line;
+use crate::x::produce::produce;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -104,24 +104,9 @@ impl Replay {
     }
 
     async fn produce(&self, frame: Frame, out: &Emitter) -> anyhow::Result<()> {
-        out.line_read();
-        match frame {
-            Frame::Line(bytes) => match Line::classify(&bytes) {
-                Line::Post { id } => out.accept(&self.config.topic, id, bytes).await?,
-                Line::Invalid(reason) => out.reject(bytes, &reason).await?,
-                Line::Errors(errors) => {
-                    tracing::warn!(?errors, "the replay file holds an X error line: skipped, as a live stream would")
-                }
-            },
-            Frame::Overlong { length, prefix } => {
-                let reason = format!(
-                    "line of {length} bytes exceeds the maximum of {} bytes; its first {} bytes are kept",
-                    self.config.max_line_bytes,
-                    prefix.len()
-                );
-                out.reject(prefix, &reason).await?;
-            }
-            Frame::Heartbeat => {}
+        let errors = produce(frame, &self.config.topic, self.config.max_line_bytes, out).await?;
+        if !errors.is_empty() {
+            tracing::warn!(?errors, "the replay file holds an X error line: skipped, as a live stream would");
         }
         Ok(())
     }

@@ -4,5 +4,6 @@
 pub mod backoff;
 pub mod framing;
 pub mod line;
+pub mod produce;
 pub mod rules;
 pub mod stream;

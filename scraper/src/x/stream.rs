@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, Disconnect};
 use super::framing::{Frame, LineFramer};
-use super::line::Line;
+use super::produce::produce;
 use super::rules::{self, Rule, RulesError};
 use crate::queue::{Closed, Emitter};
 use crate::secret::Secret;
@@ -294,34 +294,11 @@ impl XStream {
 
     /// Produces one frame; `Some` when X asked us to reconnect.
     async fn handle(&self, frame: Frame, out: &Emitter) -> Result<Option<Ended>, Closed> {
-        match frame {
-            Frame::Heartbeat => out.heartbeat(),
-            Frame::Overlong { length, prefix } => {
-                out.line_read();
-                let reason = format!(
-                    "line of {length} bytes exceeds the maximum of {} bytes; its first {} bytes are kept",
-                    self.config.max_line_bytes,
-                    prefix.len()
-                );
-                out.reject(prefix, &reason).await?;
-            }
-            Frame::Line(bytes) => {
-                out.line_read();
-                match Line::classify(&bytes) {
-                    Line::Post { id } => out.accept(&self.config.topic, id, bytes).await?,
-                    Line::Invalid(reason) => out.reject(bytes, &reason).await?,
-                    Line::Errors(errors) => {
-                        for error in &errors {
-                            tracing::warn!(title = %error.title, detail = %error.detail, "X sent an error line");
-                        }
-                        if errors.iter().any(|e| e.is_disconnect()) {
-                            return Ok(Some(Ended::Reconnect(Disconnect::Dropped)));
-                        }
-                    }
-                }
-            }
+        let errors = produce(frame, &self.config.topic, self.config.max_line_bytes, out).await?;
+        for error in &errors {
+            tracing::warn!(title = %error.title, detail = %error.detail, "X sent an error line");
         }
-        Ok(None)
+        Ok(errors.iter().any(|e| e.is_disconnect()).then_some(Ended::Reconnect(Disconnect::Dropped)))
     }
 
     fn stalled(&self) -> Ended {
@@ -373,19 +350,9 @@ struct Problem {
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
 impl Problem {
-    async fn read(mut response: reqwest::Response) -> Self {
-        let mut body = Vec::new();
-        while body.len() < MAX_ERROR_BODY {
-            match tokio::time::timeout(Duration::from_secs(5), response.chunk()).await {
-                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        body.truncate(MAX_ERROR_BODY);
-        serde_json::from_slice(&body).unwrap_or_else(|_| Self {
-            text: String::from_utf8_lossy(&body).trim().chars().take(300).collect(),
-            ..Self::default()
-        })
+    async fn read(response: reqwest::Response) -> Self {
+        let body = crate::http::read_error_body(response.bytes_stream(), MAX_ERROR_BODY).await;
+        serde_json::from_slice(&body).unwrap_or_else(|_| Self { text: crate::http::excerpt(&body), ..Self::default() })
     }
 }
 

@@ -60,26 +60,16 @@ pub async fn forward(
                 match result {
                     Ok(_) => done.settle(&queued, &outcomes, &metrics),
                     Err(e) if is_permanent(&e) => done.fail(&queued, &e, &metrics),
-                    Err(e) => {
-                        metrics.delivery_retries.inc();
-                        tracing::warn!(topic = %queued.record.topic, error = %e, "delivery failed; retrying");
-                        in_flight.push(Box::pin(deliver_later(sink.clone(), queued)));
-                    }
+                    Err(e) => in_flight.push(retry(&sink, queued, &e, &metrics)),
                 }
             }
             next = queue.recv(), if open => match next {
                 Some(queued) => match sink.enqueue(&queued.record).await {
                     Ok(delivery) => in_flight.push(Box::pin(async move { (queued, await_delivery(delivery).await) })),
-                    Err(e) => {
-                        let e = SendError::Kafka(e);
-                        if is_permanent(&e) {
-                            done.fail(&queued, &e, &metrics);
-                        } else {
-                            metrics.delivery_retries.inc();
-                            tracing::warn!(topic = %queued.record.topic, error = %e, "could not queue a record; retrying");
-                            in_flight.push(Box::pin(deliver_later(sink.clone(), queued)));
-                        }
-                    }
+                    Err(e) => match SendError::Kafka(e) {
+                        e if is_permanent(&e) => done.fail(&queued, &e, &metrics),
+                        e => in_flight.push(retry(&sink, queued, &e, &metrics)),
+                    },
                 },
                 None => open = false,
             },
@@ -120,6 +110,13 @@ impl Forwarded {
             "Kafka refused a record for good"
         );
     }
+}
+
+/// Counts and logs a retriable failure, and returns the record's next attempt.
+fn retry(sink: &Arc<KafkaSink>, queued: Queued, error: &SendError, metrics: &Metrics) -> InFlight {
+    metrics.delivery_retries.inc();
+    tracing::warn!(topic = %queued.record.topic, %error, "delivery failed; retrying");
+    Box::pin(deliver_later(sink.clone(), queued))
 }
 
 async fn deliver_later(sink: Arc<KafkaSink>, queued: Queued) -> (Queued, Result<Delivery, SendError>) {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::{Stream, StreamExt};
 
 /// A client whose every read must complete within `read_timeout`.
 pub fn client(read_timeout: Duration) -> anyhow::Result<reqwest::Client> {
@@ -16,4 +17,24 @@ pub fn client(read_timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .read_timeout(read_timeout)
         .build()
         .context("build the HTTP client")
+}
+
+/// The first `max` bytes of an error response's body: enough to log what the server said, without waiting
+/// more than 5 s for any chunk or reading a body that never ends.
+pub async fn read_error_body<B: AsRef<[u8]>, E>(body: impl Stream<Item = Result<B, E>>, max: usize) -> Vec<u8> {
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    while bytes.len() < max {
+        match tokio::time::timeout(Duration::from_secs(5), body.next()).await {
+            Ok(Some(Ok(chunk))) => bytes.extend_from_slice(chunk.as_ref()),
+            _ => break,
+        }
+    }
+    bytes.truncate(max);
+    bytes
+}
+
+/// A body as a short line of text for a log or an error message.
+pub fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).trim().chars().take(300).collect()
 }

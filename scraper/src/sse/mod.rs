@@ -362,16 +362,8 @@ fn without_query(url: &str) -> &str {
 }
 
 /// The start of an error body, as text for a log line or a stop message.
-async fn read_error_body(mut body: ByteStream) -> String {
-    let mut bytes = Vec::new();
-    while bytes.len() < MAX_ERROR_BODY {
-        match tokio::time::timeout(Duration::from_secs(5), body.next()).await {
-            Ok(Some(Ok(chunk))) => bytes.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    bytes.truncate(MAX_ERROR_BODY);
-    let text: String = String::from_utf8_lossy(&bytes).trim().chars().take(300).collect();
+async fn read_error_body(body: ByteStream) -> String {
+    let text = crate::http::excerpt(&crate::http::read_error_body(body, MAX_ERROR_BODY).await);
     if text.is_empty() { "no body".into() } else { text }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod forward;
 pub mod http;
+pub mod instagram;
 pub mod kafka_sink;
 pub mod metrics;
 pub mod queue;

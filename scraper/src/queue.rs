@@ -95,6 +95,20 @@ impl Emitter {
         self.send(Record::accepted(topic, key, payload, &self.source, Utc::now())).await
     }
 
+    /// Queues a valid payload with headers beyond the contract's, for context the payload itself lacks (e.g.
+    /// the account a page of media belongs to).
+    pub async fn accept_with(
+        &self,
+        topic: &str,
+        key: String,
+        payload: Vec<u8>,
+        extra_headers: &[(&'static str, String)],
+    ) -> Result<(), Closed> {
+        let mut record = Record::accepted(topic, key, payload, &self.source, Utc::now());
+        record.headers.extend_from_slice(extra_headers);
+        self.send(record).await
+    }
+
     /// Queues a payload that failed validation for the rejects topic, with `error` saying why.
     pub async fn reject(&self, payload: Vec<u8>, error: &str) -> Result<(), Closed> {
         self.warn_rejected(error, payload.len()).await;

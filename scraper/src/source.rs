@@ -1,11 +1,14 @@
 //! What every source is: a task that reads payloads from somewhere and hands them to an [`Emitter`] until it
 //! runs out, fails for good, or is told to stop. Waiting (backoff, rate limits) goes through a [`Waiter`], so
-//! that tests can see which delay a source chose without sleeping through it.
+//! that tests can see which delay a source chose without sleeping through it. The waiter also carries the
+//! clock that a source's rate limiter reads: in tests a fake one, which moves exactly by the delays waited, so
+//! a test can check a quota over hours of simulated time in milliseconds.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use governor::clock::{Clock, FakeRelativeClock};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::Emitter;
@@ -27,10 +30,36 @@ pub struct Wait {
 }
 
 /// Where sources wait. Returns `false` when `shutdown` interrupted the wait.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Waiter {
     /// `Some` in tests: delays are recorded and not slept.
     recorded: Option<Arc<Mutex<Vec<Wait>>>>,
+    clock: WaitClock,
+}
+
+impl Default for Waiter {
+    fn default() -> Self {
+        Self { recorded: None, clock: WaitClock::Real(Instant::now()) }
+    }
+}
+
+/// The time a source's rate limiter sees: since the waiter was made, real or simulated.
+#[derive(Clone, Debug)]
+pub enum WaitClock {
+    Real(Instant),
+    /// Moves only when the waiter waits, by exactly the delay.
+    Fake(FakeRelativeClock),
+}
+
+impl Clock for WaitClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        match self {
+            Self::Real(start) => start.elapsed(),
+            Self::Fake(clock) => clock.now().into(),
+        }
+    }
 }
 
 impl Waiter {
@@ -39,15 +68,24 @@ impl Waiter {
         Self::default()
     }
 
-    /// A waiter that records each delay and returns at once; the list is shared with the caller.
+    /// A waiter that records each delay and returns at once, moving its fake clock by the delay; the list is
+    /// shared with the caller.
     pub fn recording() -> (Self, Arc<Mutex<Vec<Wait>>>) {
         let waits = Arc::new(Mutex::new(Vec::new()));
-        (Self { recorded: Some(waits.clone()) }, waits)
+        (Self { recorded: Some(waits.clone()), clock: WaitClock::Fake(FakeRelativeClock::default()) }, waits)
+    }
+
+    /// The clock for rate limiters: the real one, or the fake one that moves as this waiter waits.
+    pub fn clock(&self) -> WaitClock {
+        self.clock.clone()
     }
 
     pub async fn wait(&self, delay: Duration, reason: &str, shutdown: &CancellationToken) -> bool {
         if let Some(waits) = &self.recorded {
             waits.lock().unwrap_or_else(|e| e.into_inner()).push(Wait { reason: reason.to_owned(), delay });
+            if let WaitClock::Fake(clock) = &self.clock {
+                clock.advance(delay);
+            }
             tokio::task::yield_now().await;
             return !shutdown.is_cancelled();
         }

@@ -9,7 +9,6 @@ pub mod quota;
 pub mod schedule;
 pub mod throttle;
 
-
 /// Where Instagram records go.
 #[derive(Clone, Debug)]
 pub struct InstagramTopics {
@@ -38,11 +37,54 @@ pub fn numeric_id(value: &serde_json::Value) -> Option<String> {
     text.parse::<i64>().ok().filter(|id| *id > 0).map(|id| id.to_string())
 }
 
+/// Account names as configured (`@Name`, ` name `) made what Instagram accepts: 1 to 30 letters, digits,
+/// `.` and `_`, lower-cased. Anything else is logged and left out: a name goes into a Graph API field
+/// expression and a URL, where a stray `)` or `&` would change the request.
+pub fn usernames(configured: &[String]) -> Vec<String> {
+    valid(configured, '@', "username", |name| {
+        name.len() <= 30 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+    })
+}
+
+/// Hashtags as configured (`#Coffee`) made what the hashtag search takes: letters (any script), digits and
+/// `_`, lower-cased. Anything else is logged and left out.
+pub fn hashtags(configured: &[String]) -> Vec<String> {
+    valid(configured, '#', "hashtag", |tag| tag.chars().all(|c| c.is_alphanumeric() || c == '_'))
+}
+
+fn valid(configured: &[String], prefix: char, what: &str, accept: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for raw in configured {
+        let name = raw.trim().trim_start_matches(prefix).to_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        if !accept(&name) {
+            tracing::warn!(configured = %raw, "not a valid Instagram {what}: left out");
+        } else if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::numeric_id;
+    use super::{hashtags, numeric_id, usernames};
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn configured_names_are_cleaned_and_bad_ones_left_out() {
+        let names =
+            usernames(&list(&["@BlueBottle", " nasa ", "", "bad)name{x}", "a&b", "x".repeat(31).as_str(), "nasa"]));
+        assert_eq!(names, ["bluebottle", "nasa"]);
+        assert_eq!(hashtags(&list(&["#Coffee", "café", "two words", "#", "coffee"])), ["coffee", "café"]);
+    }
 
     #[test]
     fn ids_are_positive_64_bit_integers_given_as_strings_or_numbers() {

@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod batch;
 pub mod consumer;
 pub mod database;
+pub(crate) mod guard;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;

@@ -23,12 +23,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let routes = Routes {
         tweets_topic: settings.tweets_topic.clone(),
         mastodon_statuses_topic: settings.mastodon_statuses_topic.clone(),
+        instagram_profiles_topic: settings.instagram_profiles_topic.clone(),
+        instagram_media_topic: settings.instagram_media_topic.clone(),
     };
-    anyhow::ensure!(
-        routes.tweets_topic != routes.mastodon_statuses_topic,
-        "each source needs a topic of its own: --tweets-topic and --topic-mastodon-statuses are both `{}`",
-        routes.tweets_topic
-    );
+    if let Some(topic) = routes.shared_topic() {
+        anyhow::bail!(
+            "each source needs a topic of its own: `{topic}` is named twice among --tweets-topic, \
+             --topic-mastodon-statuses, --topic-instagram-profiles and --topic-instagram-media"
+        );
+    }
     let shutdown = common::shutdown::on_signal()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);

@@ -35,6 +35,14 @@ pub struct Settings {
     #[arg(long = "topic-mastodon-statuses", env = "TOPIC_MASTODON_STATUSES", default_value = "mastodon.statuses")]
     pub mastodon_statuses_topic: String,
 
+    /// Topic of Instagram profiles (Graph API `business_discovery` objects and web `data.user` objects)
+    #[arg(long = "topic-instagram-profiles", env = "TOPIC_INSTAGRAM_PROFILES", default_value = "instagram.profiles")]
+    pub instagram_profiles_topic: String,
+
+    /// Topic of Instagram media (Graph API media objects and web timeline nodes)
+    #[arg(long = "topic-instagram-media", env = "TOPIC_INSTAGRAM_MEDIA", default_value = "instagram.media")]
+    pub instagram_media_topic: String,
+
     /// A batch closes at this many records...
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
@@ -71,6 +79,8 @@ impl std::fmt::Debug for Settings {
             .field("group", &self.group)
             .field("tweets_topic", &self.tweets_topic)
             .field("mastodon_statuses_topic", &self.mastodon_statuses_topic)
+            .field("instagram_profiles_topic", &self.instagram_profiles_topic)
+            .field("instagram_media_topic", &self.instagram_media_topic)
             .field("batch_size", &self.batch_size)
             .field("batch_timeout", &self.batch_timeout)
             .field("exit_when_idle", &self.exit_when_idle)
@@ -95,5 +105,17 @@ mod tests {
         };
         assert_eq!(parse(&[]), "mastodon.statuses");
         assert_eq!(parse(&["--topic-mastodon-statuses", "fedi.statuses"]), "fedi.statuses");
+    }
+
+    #[test]
+    fn the_instagram_topics_have_defaults_and_flags() {
+        let parse = |args: &[&str]| {
+            let base = ["inserter", "--database-url", "postgres://localhost/ingest"];
+            let settings = Settings::try_parse_from(base.iter().chain(args)).unwrap();
+            (settings.instagram_profiles_topic, settings.instagram_media_topic)
+        };
+        assert_eq!(parse(&[]), ("instagram.profiles".into(), "instagram.media".into()));
+        let flags = ["--topic-instagram-profiles", "ig.p", "--topic-instagram-media", "ig.m"];
+        assert_eq!(parse(&flags), ("ig.p".into(), "ig.m".into()));
     }
 }

@@ -7,16 +7,22 @@
 
 use std::collections::HashMap;
 
-use entity::{ingest_errors, kafka_offsets, mastodon_statuses, twitter_data, twitter_users};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use entity::{
+    ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
+    instagram_posts, instagram_profile_snapshots, instagram_profiles, kafka_offsets, mastodon_statuses, twitter_data,
+    twitter_users,
+};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IdenStatic, QueryFilter, RuntimeErr,
-    TransactionTrait,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, RuntimeErr, TransactionTrait,
 };
 
 use crate::batch::Batch;
-use crate::unnest;
+use crate::{guard, unnest};
 
 /// Rows per upsert statement: bounds the size of one statement's arrays, not a bind-parameter count.
 const ROWS_PER_STATEMENT: usize = 10_000;
@@ -36,15 +42,32 @@ pub struct Written {
 /// same batch can be written again.
 pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> Result<Written, DbErr> {
     batch.deduplicate();
+    let rows = batch.rows();
     let txn = db.begin().await?;
     let mut refused = Vec::new();
     write_isolating(&txn, &batch.users, &mut refused).await?;
     write_isolating(&txn, &batch.tweets, &mut refused).await?;
     write_isolating(&txn, &batch.statuses, &mut refused).await?;
+    // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
+    // then what points at a post. The rows of a record refused in an earlier table are left out of the later
+    // ones: the record is dead-lettered whole, once.
+    let ig = &batch.instagram;
+    write_isolating(&txn, &ig.profiles, &mut refused).await?;
+    write_isolating(&txn, &ig.referenced_profiles, &mut refused).await?;
+    write_isolating(&txn, &without_refused(&ig.snapshots, &refused), &mut refused).await?;
+    write_isolating(&txn, &without_refused(&ig.posts, &refused), &mut refused).await?;
+    write_isolating(&txn, &without_refused(&ig.hashtags, &refused), &mut refused).await?;
+    write_isolating(&txn, &without_refused(&ig.post_hashtags, &refused), &mut refused).await?;
+    write_isolating(&txn, &without_refused(&ig.comments, &refused), &mut refused).await?;
+    write_isolating(&txn, &without_refused(&ig.tagged_users, &refused), &mut refused).await?;
 
     let mut dead_letters = batch.dead_letters.clone();
+    let mut dead_lettered = HashSet::new();
     dead_letters.extend(
-        refused.iter().map(|(index, error)| batch.records[*index].dead_letter(&format!("database refused: {error}"))),
+        refused
+            .iter()
+            .filter(|(index, _)| dead_lettered.insert(*index))
+            .map(|(index, error)| batch.records[*index].dead_letter(&format!("database refused: {error}"))),
     );
     for chunk in dead_letters.chunks(MAX_BIND_PARAMETERS / 8) {
         ingest_errors::Entity::insert_many(chunk.to_vec())
@@ -87,7 +110,6 @@ pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> R
             .await?;
     }
     txn.commit().await?;
-    let rows = batch.tweets.len() + batch.users.len() + batch.statuses.len();
     Ok(Written { rows, dead_letters: dead_letters.len() })
 }
 
@@ -131,6 +153,15 @@ async fn write_isolating<R: Upsert>(
     Ok(())
 }
 
+/// `rows` without those of the records already refused.
+fn without_refused<'a, R: Clone>(rows: &'a [(usize, R)], refused: &[(usize, String)]) -> Cow<'a, [(usize, R)]> {
+    if refused.is_empty() {
+        return Cow::Borrowed(rows);
+    }
+    let refused: HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
+    Cow::Owned(rows.iter().filter(|(index, _)| !refused.contains(index)).cloned().collect())
+}
+
 /// A data exception (class 22) or an integrity violation (class 23): the row's fault, not the database's.
 fn is_refused_row(error: &DbErr) -> bool {
     let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error else {
@@ -140,127 +171,90 @@ fn is_refused_row(error: &DbErr) -> bool {
     db_error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
 }
 
-/// The upsert rule of every data table: a row changes only when a newer scrape brings a different value, and
-/// a value the source did not send (NULL) keeps the known one. So a replay, or an identical re-scrape, writes
-/// nothing and emits no change event.
-fn guarded_upsert<C: ColumnTrait + IdenStatic>(
-    table: &str,
-    key: C,
-    kept_when_missing: &[C],
-    replaced: &[C],
-    metadata: &[C],
-) -> OnConflict {
-    let merged = |column: &C| {
-        let name = column.as_str();
-        if kept_when_missing.iter().any(|c| c.as_str() == name) {
-            format!("COALESCE(EXCLUDED.{name}, {table}.{name})")
-        } else {
-            format!("EXCLUDED.{name}")
-        }
-    };
-    let compared: Vec<&C> = kept_when_missing.iter().chain(replaced).collect();
-    let current = compared.iter().map(|c| format!("{table}.{}", c.as_str())).collect::<Vec<_>>().join(", ");
-    let incoming = compared.iter().map(|c| merged(c)).collect::<Vec<_>>().join(", ");
-    let mut on_conflict = OnConflict::column(key);
-    on_conflict.values(compared.iter().copied().chain(metadata).map(|c| (*c, Expr::cust(merged(c))))).action_and_where(
-        Expr::cust(format!("EXCLUDED.scraped_at > {table}.scraped_at AND ({current}) IS DISTINCT FROM ({incoming})")),
-    );
-    on_conflict
-}
-
 impl Upsert for twitter_data::ActiveModel {
     async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use twitter_data::Column as C;
-        let on_conflict = guarded_upsert(
-            "twitter_data",
-            C::TweetId,
-            &[
-                C::AuthorId,
-                C::CreatedAt,
-                C::Lang,
-                C::ConversationId,
-                C::InReplyToUserId,
-                C::RepliedToId,
-                C::QuotedId,
-                C::RetweetedId,
-                C::RetweetCount,
-                C::ReplyCount,
-                C::LikeCount,
-                C::QuoteCount,
-                C::BookmarkCount,
-                C::ImpressionCount,
-                C::PossiblySensitive,
-            ],
-            &[C::Text, C::Hashtags, C::Mentions, C::Urls],
-            &[C::Source, C::Raw, C::ScrapedAt],
-        );
-        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
+        unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_DATA.on_conflict()).await
     }
 }
 
 impl Upsert for twitter_users::ActiveModel {
     async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use twitter_users::Column as C;
-        let on_conflict = guarded_upsert(
-            "twitter_users",
-            C::UserId,
-            &[
-                C::Name,
-                C::Description,
-                C::Location,
-                C::Url,
-                C::ProfileImageUrl,
-                C::Verified,
-                C::VerifiedType,
-                C::Protected,
-                C::CreatedAt,
-                C::FollowersCount,
-                C::FollowingCount,
-                C::TweetCount,
-                C::ListedCount,
-                C::LikeCount,
-            ],
-            &[C::Username],
-            &[C::Raw, C::ScrapedAt],
-        );
-        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
+        unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_USERS.on_conflict()).await
     }
 }
 
 impl Upsert for mastodon_statuses::ActiveModel {
     async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use mastodon_statuses::Column as C;
-        // What a status always carries is replaced by a newer scrape (an edit changes content, tags,
-        // mentions); what may come as null keeps the known value.
-        let on_conflict = guarded_upsert(
-            "mastodon_statuses",
-            C::Id,
-            &[
-                C::Url,
-                C::Language,
-                C::Sensitive,
-                C::InReplyToId,
-                C::ReblogOfId,
-                C::ReblogsCount,
-                C::FavouritesCount,
-                C::RepliesCount,
-                C::EditedAt,
-            ],
-            &[
-                C::Uri,
-                C::CreatedAt,
-                C::AccountId,
-                C::AccountAcct,
-                C::AccountUsername,
-                C::ContentHtml,
-                C::ContentText,
-                C::SpoilerText,
-                C::Visibility,
-                C::Tags,
-                C::Mentions,
-            ],
-            &[C::Raw, C::ScrapedAt],
-        );
+        unnest::upsert(txn, rows, |(_, row)| row, guard::MASTODON_STATUSES.on_conflict()).await
+    }
+}
+
+impl Upsert for instagram_profiles::ActiveModel {
+    /// A scraped profile; the minimal rows are [`Referenced`].
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_PROFILES.on_conflict()).await
+    }
+}
+
+/// A minimal profile row: written only where the account has no row, so it never overwrites a scraped
+/// profile, and two writers adding the same account do not conflict.
+#[derive(Clone)]
+pub(crate) struct Referenced(pub(crate) instagram_profiles::ActiveModel);
+
+impl Upsert for Referenced {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        let on_conflict = OnConflict::column(instagram_profiles::Column::UserId).do_nothing().to_owned();
+        unnest::upsert(txn, rows, |(_, row)| &row.0, on_conflict).await
+    }
+}
+
+impl Upsert for instagram_profile_snapshots::ActiveModel {
+    /// Append-only: a replayed scrape is already there.
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        use instagram_profile_snapshots::Column as C;
+        let on_conflict = OnConflict::columns([C::UserId, C::ScrapedAt]).do_nothing().to_owned();
+        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
+    }
+}
+
+impl Upsert for instagram_posts::ActiveModel {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_POSTS.on_conflict()).await
+    }
+}
+
+impl Upsert for instagram_hashtags::ActiveModel {
+    /// A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        use instagram_hashtags::Column as C;
+        let mut on_conflict = OnConflict::column(C::Name);
+        on_conflict.update_column(C::GraphHashtagId).action_and_where(Expr::cust(
+            "instagram_hashtags.graph_hashtag_id IS NULL AND EXCLUDED.graph_hashtag_id IS NOT NULL",
+        ));
+        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
+    }
+}
+
+impl Upsert for instagram_post_hashtags::ActiveModel {
+    /// Links are only added: a caption edited to drop a tag leaves its link.
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        use instagram_post_hashtags::Column as C;
+        let on_conflict = OnConflict::columns([C::MediaId, C::Hashtag]).do_nothing().to_owned();
+        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
+    }
+}
+
+impl Upsert for instagram_comments::ActiveModel {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_COMMENTS.on_conflict()).await
+    }
+}
+
+impl Upsert for instagram_post_tagged_users::ActiveModel {
+    /// Links are only added, like the hashtags'.
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+        use instagram_post_tagged_users::Column as C;
+        let on_conflict = OnConflict::columns([C::MediaId, C::UserId]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
     }
 }

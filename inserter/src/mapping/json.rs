@@ -22,6 +22,19 @@ pub enum DecodeError {
     Shape(String),
     #[error("payload is an error message from the source, not a record: {0}")]
     SourceError(String),
+    #[error("{field} `{value}` is not {expected}")]
+    Invalid { field: String, value: String, expected: String },
+    #[error("{field}: {error}")]
+    Shortcode { field: String, error: crate::mapping::instagram::ShortcodeError },
+    #[error("cannot tell the payload's format: {0}")]
+    UnknownFormat(String),
+}
+
+impl DecodeError {
+    /// `field`'s `value` is not what it must be (`expected`, e.g. "a positive 64-bit id").
+    pub(crate) fn invalid(field: impl Into<String>, value: impl Into<String>, expected: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), value: value.into(), expected: expected.into() }
+    }
 }
 
 /// Parses `payload` into a JSON object that Postgres can store.
@@ -82,6 +95,11 @@ impl<'de> Deserialize<'de> for Id {
             _ => Err(serde::de::Error::custom("an id must be a positive 64-bit integer")),
         }
     }
+}
+
+/// A positive 64-bit id written as digits (a header's value), or `None`.
+pub(crate) fn parse_id(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|id| *id > 0 && text.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

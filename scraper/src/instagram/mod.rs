@@ -8,6 +8,7 @@ pub mod graph;
 pub mod quota;
 pub mod schedule;
 pub mod throttle;
+pub mod web;
 
 /// Where Instagram records go.
 #[derive(Clone, Debug)]

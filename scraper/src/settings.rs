@@ -10,6 +10,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, ValueEnum};
 use common::telemetry::LogFormat;
 
+use crate::instagram::graph::{GraphConfig, GraphSource};
+use crate::instagram::schedule::Schedule;
+use crate::instagram::web::{self, WebConfig, WebProfileSource};
+use crate::instagram::{self, InstagramTopics};
 use crate::replay::{Replay, ReplayConfig};
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
@@ -33,7 +37,8 @@ pub struct Settings {
     pub topics: Topics,
 
     /// Sources to run, comma-separated [default: x when X_BEARER_TOKEN is set, else replay; plus sse when
-    /// SSE_URL is set]
+    /// SSE_URL is set; plus instagram-graph when INSTAGRAM_ACCESS_TOKEN and accounts or hashtags are set, else
+    /// instagram-web when accounts are set]
     #[arg(long = "source", env = "SCRAPER_SOURCES", value_enum, value_delimiter = ',')]
     pub sources: Vec<SourceKind>,
 
@@ -45,6 +50,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub replay: ReplayArgs,
+
+    #[command(flatten)]
+    pub instagram: InstagramArgs,
 
     /// Longest line or event accepted, in bytes; a longer one goes to the rejects topic (its first KiB). The
     /// default leaves room for the key and headers under Kafka's default 1 MB message limit
@@ -81,6 +89,10 @@ pub enum SourceKind {
     Sse,
     /// An NDJSON file of X stream lines (REPLAY_FILE), or the synthetic generator
     Replay,
+    /// Instagram's Graph API: business discovery of INSTAGRAM_USERNAMES, media of INSTAGRAM_HASHTAGS
+    InstagramGraph,
+    /// Instagram's web profile endpoint for INSTAGRAM_USERNAMES (no credentials, tight limits)
+    InstagramWeb,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -187,6 +199,74 @@ pub struct ReplayArgs {
     pub replay_seed: u64,
 }
 
+#[derive(Clone, Debug, Args)]
+pub struct InstagramArgs {
+    /// Instagram accounts to poll, comma-separated (a leading @ is fine)
+    #[arg(long, env = "INSTAGRAM_USERNAMES", value_delimiter = ',')]
+    pub instagram_usernames: Vec<String>,
+
+    /// Hashtags to poll through the Graph API, comma-separated (a leading # is fine)
+    #[arg(long, env = "INSTAGRAM_HASHTAGS", value_delimiter = ',')]
+    pub instagram_hashtags: Vec<String>,
+
+    /// How often to poll every account and hashtag (from the start of one round to the next)
+    #[arg(long, env = "INSTAGRAM_POLL_INTERVAL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub instagram_poll_interval: Duration,
+
+    /// Stop the Instagram sources after this many rounds (unset: poll until stopped)
+    #[arg(long, env = "INSTAGRAM_ROUNDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub instagram_rounds: Option<u64>,
+
+    /// Graph API access token (a long-lived user token with instagram_basic)
+    #[arg(long, env = "INSTAGRAM_ACCESS_TOKEN", hide_env_values = true)]
+    pub instagram_access_token: Option<Secret>,
+
+    /// The numeric id of the app's own Instagram professional account, which the Graph API asks through
+    #[arg(long, env = "INSTAGRAM_USER_ID")]
+    pub instagram_user_id: Option<String>,
+
+    /// Graph API base URL, with its version
+    #[arg(long, env = "INSTAGRAM_GRAPH_BASE_URL", default_value = "https://graph.facebook.com/v25.0")]
+    pub instagram_graph_base_url: String,
+
+    /// Business-discovery media pages (25 posts each) per account and round; paging also stops at posts
+    /// already seen
+    #[arg(long, env = "INSTAGRAM_GRAPH_MAX_PAGES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub instagram_graph_max_pages: u32,
+
+    /// Pages (50 posts each) per hashtag edge and round
+    #[arg(long, env = "INSTAGRAM_GRAPH_MAX_HASHTAG_PAGES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub instagram_graph_max_hashtag_pages: u32,
+
+    /// Also read each hashtag's top_media, besides recent_media
+    #[arg(long, env = "INSTAGRAM_GRAPH_TOP_MEDIA", default_value_t = false)]
+    pub instagram_graph_top_media: bool,
+
+    /// Graph API calls allowed per hour (Meta allows an app 200 per user and hour)
+    #[arg(long, env = "INSTAGRAM_GRAPH_REQUESTS_PER_HOUR", default_value_t = NonZeroU32::new(200).expect("non-zero"))]
+    pub instagram_graph_requests_per_hour: NonZeroU32,
+
+    /// Usage (in %, from the X-App-Usage and X-Business-Use-Case-Usage headers) from which calls slow down
+    #[arg(long, env = "INSTAGRAM_GRAPH_SLOWDOWN_PERCENT", default_value_t = 80.0)]
+    pub instagram_graph_slowdown_percent: f64,
+
+    /// Web profile endpoint base URL
+    #[arg(long, env = "INSTAGRAM_WEB_BASE_URL", default_value = web::DEFAULT_BASE_URL)]
+    pub instagram_web_base_url: String,
+
+    /// The x-ig-app-id header of web requests (Instagram web's public app id)
+    #[arg(long, env = "INSTAGRAM_WEB_APP_ID", default_value = web::DEFAULT_APP_ID)]
+    pub instagram_web_app_id: String,
+
+    /// Web profile requests allowed in any INSTAGRAM_WEB_WINDOW
+    #[arg(long, env = "INSTAGRAM_WEB_REQUESTS_PER_WINDOW", default_value_t = NonZeroU32::new(web::DEFAULT_REQUESTS_PER_WINDOW).expect("non-zero"))]
+    pub instagram_web_requests_per_window: NonZeroU32,
+
+    /// The sliding window of the web quota
+    #[arg(long, env = "INSTAGRAM_WEB_WINDOW", default_value = "11m", value_parser = humantime::parse_duration)]
+    pub instagram_web_window: Duration,
+}
+
 impl Settings {
     /// The sources to run, validated: a source that is asked for but not configured is an error here, before
     /// anything connects.
@@ -196,6 +276,13 @@ impl Settings {
             let mut kinds = vec![if token.is_some() { SourceKind::X } else { SourceKind::Replay }];
             if self.sse.sse_url.is_some() {
                 kinds.push(SourceKind::Sse);
+            }
+            let ig = &self.instagram;
+            let ig_token = ig.instagram_access_token.as_ref().is_some_and(|t| !t.is_empty());
+            if ig_token && !(ig.instagram_usernames.is_empty() && ig.instagram_hashtags.is_empty()) {
+                kinds.push(SourceKind::InstagramGraph);
+            } else if !ig.instagram_usernames.is_empty() {
+                kinds.push(SourceKind::InstagramWeb);
             }
             kinds
         } else {
@@ -212,6 +299,8 @@ impl Settings {
                 }
                 SourceKind::Sse => Box::new(SseSource::new(self.sse_config()?, Waiter::sleeping())),
                 SourceKind::Replay => Box::new(Replay::new(self.replay_config())),
+                SourceKind::InstagramGraph => Box::new(GraphSource::new(self.graph_config()?, Waiter::sleeping())),
+                SourceKind::InstagramWeb => Box::new(WebProfileSource::new(self.web_config()?, Waiter::sleeping())),
             });
         }
         Ok(sources)
@@ -262,6 +351,70 @@ impl Settings {
         })
     }
 
+    fn instagram_topics(&self) -> InstagramTopics {
+        InstagramTopics { profiles: self.topics.instagram_profiles.clone(), media: self.topics.instagram_media.clone() }
+    }
+
+    fn instagram_schedule(&self) -> Schedule {
+        Schedule { interval: self.instagram.instagram_poll_interval, rounds: self.instagram.instagram_rounds }
+    }
+
+    fn graph_config(&self) -> anyhow::Result<GraphConfig> {
+        let ig = &self.instagram;
+        let Some(token) = ig.instagram_access_token.clone().filter(|t| !t.is_empty()) else {
+            bail!("the instagram-graph source needs INSTAGRAM_ACCESS_TOKEN (without one, use instagram-web)")
+        };
+        let Some(ig_user_id) = ig.instagram_user_id.clone().filter(|id| !id.trim().is_empty()) else {
+            bail!("the instagram-graph source needs INSTAGRAM_USER_ID: the app's own Instagram professional account id")
+        };
+        let (usernames, hashtags) =
+            (instagram::usernames(&ig.instagram_usernames), instagram::hashtags(&ig.instagram_hashtags));
+        if usernames.is_empty() && hashtags.is_empty() {
+            bail!("the instagram-graph source needs INSTAGRAM_USERNAMES or INSTAGRAM_HASHTAGS");
+        }
+        if !(0.0..=100.0).contains(&ig.instagram_graph_slowdown_percent) {
+            bail!("INSTAGRAM_GRAPH_SLOWDOWN_PERCENT must be between 0 and 100");
+        }
+        Ok(GraphConfig {
+            base_url: ig.instagram_graph_base_url.clone(),
+            token,
+            ig_user_id: ig_user_id.trim().to_owned(),
+            usernames,
+            hashtags,
+            top_media: ig.instagram_graph_top_media,
+            max_pages: ig.instagram_graph_max_pages,
+            max_hashtag_pages: ig.instagram_graph_max_hashtag_pages,
+            schedule: self.instagram_schedule(),
+            requests_per_hour: ig.instagram_graph_requests_per_hour,
+            slowdown_percent: ig.instagram_graph_slowdown_percent,
+            topics: self.instagram_topics(),
+            max_record_bytes: self.max_record_bytes,
+        })
+    }
+
+    fn web_config(&self) -> anyhow::Result<WebConfig> {
+        let ig = &self.instagram;
+        let usernames = instagram::usernames(&ig.instagram_usernames);
+        if usernames.is_empty() {
+            bail!("the instagram-web source needs INSTAGRAM_USERNAMES");
+        }
+        if !ig.instagram_hashtags.is_empty() {
+            tracing::warn!(
+                "INSTAGRAM_HASHTAGS are read by the instagram-graph source only: the web source ignores them"
+            );
+        }
+        Ok(WebConfig {
+            base_url: ig.instagram_web_base_url.clone(),
+            app_id: ig.instagram_web_app_id.clone(),
+            usernames,
+            schedule: self.instagram_schedule(),
+            requests_per_window: ig.instagram_web_requests_per_window,
+            window: ig.instagram_web_window,
+            topics: self.instagram_topics(),
+            max_record_bytes: self.max_record_bytes,
+        })
+    }
+
     fn replay_config(&self) -> ReplayConfig {
         ReplayConfig {
             file: self.replay.replay_file.clone(),
@@ -271,5 +424,49 @@ impl Settings {
             topic: self.topics.tweets.clone(),
             max_line_bytes: self.max_record_bytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Settings;
+
+    fn source_names(args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let settings = Settings::try_parse_from(std::iter::once("scraper").chain(args.iter().copied()))?;
+        Ok(settings.sources()?.iter().map(|source| source.name()).collect())
+    }
+
+    #[test]
+    fn instagram_accounts_add_the_web_source_and_a_token_makes_it_the_graph_source() {
+        let accounts = ["--instagram-usernames", "@nasa,natgeo"];
+        assert_eq!(source_names(&accounts).unwrap(), ["replay", "instagram.web.profile"]);
+        let graph =
+            [&accounts[..], &["--instagram-access-token", "EAAG", "--instagram-user-id", "17841400000000001"]].concat();
+        assert_eq!(source_names(&graph).unwrap(), ["replay", "instagram.graph"]);
+        let hashtags_only =
+            ["--instagram-hashtags", "coffee", "--instagram-access-token", "EAAG", "--instagram-user-id", "1"];
+        assert_eq!(source_names(&hashtags_only).unwrap(), ["replay", "instagram.graph"]);
+    }
+
+    #[test]
+    fn an_instagram_source_asked_for_without_what_it_needs_says_what_is_missing() {
+        let error = source_names(&["--source", "instagram-graph", "--instagram-usernames", "nasa"]).unwrap_err();
+        assert!(error.to_string().contains("INSTAGRAM_ACCESS_TOKEN"), "{error}");
+        let error = source_names(&[
+            "--source",
+            "instagram-graph",
+            "--instagram-access-token",
+            "EAAG",
+            "--instagram-usernames",
+            "nasa",
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("INSTAGRAM_USER_ID"), "{error}");
+        let error = source_names(&["--source", "instagram-web"]).unwrap_err();
+        assert!(error.to_string().contains("INSTAGRAM_USERNAMES"), "{error}");
+        let error = source_names(&["--source", "instagram-web", "--instagram-usernames", "bad)name"]).unwrap_err();
+        assert!(error.to_string().contains("INSTAGRAM_USERNAMES"), "a list of only invalid names is none: {error}");
     }
 }

@@ -136,6 +136,9 @@ impl Drop for HttpServer {
 
 /// Reads requests on one connection and answers each (keep-alive), until the client or a reply closes it.
 async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Request>>>, responder: Arc<Mutex<Responder>>) -> Result<()> {
+    // A reply goes out in several small writes; without this, Nagle's algorithm and the client's delayed ACK
+    // hold each reply back about 40 ms.
+    stream.set_nodelay(true)?;
     let mut buffer = Vec::new();
     loop {
         let Some(request) = read_request(&mut stream, &mut buffer).await? else { return Ok(()) };

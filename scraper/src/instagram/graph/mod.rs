@@ -128,6 +128,8 @@ struct Poller {
     newest_seen: HashMap<String, DateTime<Utc>>,
     /// Hashtag ids never change: searched once per tag (Meta counts unique hashtags searched per week).
     hashtag_ids: HashMap<String, String>,
+    /// The source's own emitter: every object read is counted under `instagram.graph`.
+    out: Emitter,
     discovery: Emitter,
     recent: Emitter,
     top: Emitter,
@@ -154,6 +156,7 @@ impl Poller {
             pause: Duration::ZERO,
             newest_seen: HashMap::new(),
             hashtag_ids: HashMap::new(),
+            out: out.clone(),
             discovery: out.for_source(DISCOVERY_SOURCE),
             recent: out.for_source("instagram.graph.hashtag.recent_media"),
             top: out.for_source("instagram.graph.hashtag.top_media"),
@@ -239,6 +242,7 @@ impl Poller {
             };
             if page == 1 {
                 let topic = self.config.topics.profiles.clone();
+                self.out.line_read();
                 if emit(&self.discovery, &topic, profile, owner.clone(), &[], self.config.max_record_bytes).await? {
                     self.tally.profiles += 1;
                 } else {
@@ -354,6 +358,7 @@ impl Poller {
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
         let mut newest = None;
         for item in &page.data {
+            self.out.line_read();
             let parsed = serde_json::from_str::<Media>(item.get()).ok();
             let Some(id) = parsed.as_ref().and_then(|media| numeric_id(&media.id)) else {
                 emitter.reject(item.get().as_bytes().to_vec(), "media object without a numeric id").await?;
@@ -484,7 +489,6 @@ async fn emit(
     headers: &[(&'static str, String)],
     max: usize,
 ) -> anyhow::Result<bool> {
-    out.line_read();
     let bytes = object.get().as_bytes();
     if bytes.len() > max {
         let reason = format!("object of {} bytes exceeds the maximum of {max}", bytes.len());

@@ -56,7 +56,7 @@ pub fn hashtags(configured: &[String]) -> Vec<String> {
 fn valid(configured: &[String], prefix: char, what: &str, accept: impl Fn(&str) -> bool) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for raw in configured {
-        let name = raw.trim().trim_start_matches(prefix).to_lowercase();
+        let name = raw.trim().trim_start_matches(prefix).trim().to_lowercase();
         if name.is_empty() {
             continue;
         }

@@ -40,8 +40,6 @@ const PATH: &str = "/api/v1/users/web_profile_info/";
 /// The endpoint answers browsers; a library's user agent gets the login wall sooner.
 const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
                                   Chrome/126.0.0.0 Safari/537.36";
-/// Instagram's limit for a username.
-const MAX_USERNAME_CHARS: usize = 30;
 /// Every read of a response must complete within this.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A profile with its first page of posts is tens of KiB; a larger body is not what we asked for.
@@ -88,33 +86,9 @@ pub struct WebProfileSource {
 
 impl WebProfileSource {
     pub fn new(config: WebConfig, waiter: Waiter) -> Self {
-        let mut usernames: Vec<String> = Vec::new();
-        for configured in &config.usernames {
-            match username(configured) {
-                Ok(Some(name)) if !usernames.contains(&name) => usernames.push(name),
-                Ok(_) => {}
-                Err(why) => tracing::warn!(source = SOURCE_NAME, username = %configured, why, "skipped a username"),
-            }
-        }
+        let usernames = super::usernames(&config.usernames);
         Self { config, waiter, usernames }
     }
-}
-
-/// A configured username as Instagram knows it: blanks and a leading `@` dropped, lower case (Instagram's
-/// usernames are case-insensitive). `None` for an empty entry; `Err` says why a name cannot be one.
-fn username(configured: &str) -> Result<Option<String>, &'static str> {
-    let name = configured.trim();
-    let name = name.strip_prefix('@').unwrap_or(name).trim();
-    if name.is_empty() {
-        return Ok(None);
-    }
-    if name.chars().count() > MAX_USERNAME_CHARS {
-        return Err("an Instagram username has at most 30 characters");
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
-        return Err("an Instagram username has only letters, digits, '.' and '_'");
-    }
-    Ok(Some(name.to_ascii_lowercase()))
 }
 
 impl Source for WebProfileSource {
@@ -554,18 +528,7 @@ struct Identified {
 mod tests {
     use std::time::Duration;
 
-    use super::{Answer, classify, username};
-
-    #[test]
-    fn usernames_are_trimmed_lower_cased_and_checked() {
-        assert_eq!(username("  @Travel.By_Mia ").unwrap().as_deref(), Some("travel.by_mia"));
-        assert_eq!(username(" @ ").unwrap(), None);
-        assert_eq!(username("").unwrap(), None);
-        assert!(username("no spaces").is_err());
-        assert!(username("émile").is_err());
-        assert!(username("a_name_that_is_longer_than_thirty").is_err());
-        assert_eq!(username(&"x".repeat(30)).unwrap().map(|name| name.len()), Some(30));
-    }
+    use super::{Answer, classify};
 
     #[test]
     fn throttling_looks_like_a_429_a_login_demand_a_wait_message_or_a_web_page() {

@@ -24,6 +24,9 @@ pub struct Rig {
     pub topic: String,
     /// The Mastodon statuses topic: named, but created only by the tests that need it.
     pub statuses_topic: String,
+    /// The Instagram topics: named, but created only by the tests that need them.
+    pub instagram_profiles_topic: String,
+    pub instagram_media_topic: String,
     logs: tempfile::TempDir,
 }
 
@@ -47,7 +50,10 @@ impl Rig {
             broker.create_topic(&topic, partitions).await.unwrap();
         }
         let statuses_topic = unique_name("statuses");
-        Self { pg, db, broker, topic, statuses_topic, logs: tempfile::tempdir().unwrap() }
+        let instagram_profiles_topic = unique_name("instagram-profiles");
+        let instagram_media_topic = unique_name("instagram-media");
+        let logs = tempfile::tempdir().unwrap();
+        Self { pg, db, broker, topic, statuses_topic, instagram_profiles_topic, instagram_media_topic, logs }
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -64,6 +70,8 @@ impl Rig {
             .env("INSERTER_GROUP", group)
             .env("TOPIC_TWEETS", &self.topic)
             .env("TOPIC_MASTODON_STATUSES", &self.statuses_topic)
+            .env("TOPIC_INSTAGRAM_PROFILES", &self.instagram_profiles_topic)
+            .env("TOPIC_INSTAGRAM_MEDIA", &self.instagram_media_topic)
             .env("METRICS_ADDR", "127.0.0.1:0")
             .env("BATCH_SIZE", "500")
             .env("BATCH_TIMEOUT", "100ms")
@@ -149,6 +157,23 @@ pub fn status_message(status: &serde_json::Value, scraped_at: &str) -> TestMessa
             ("content_type".into(), b"application/json".to_vec()),
             ("scraper_version".into(), b"0.1.0".to_vec()),
         ],
+        partition: None,
+    }
+}
+
+/// An Instagram record as the scraper produces it: keyed by the object's id, with `source`, `scraped_at` and
+/// the Instagram headers given.
+pub fn instagram_message(value: &serde_json::Value, scraped_at: &str, headers: &[(&str, &str)]) -> TestMessage {
+    let mut all = vec![
+        ("scraped_at".to_owned(), scraped_at.as_bytes().to_vec()),
+        ("content_type".to_owned(), b"application/json".to_vec()),
+        ("scraper_version".to_owned(), b"0.1.0".to_vec()),
+    ];
+    all.extend(headers.iter().map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec())));
+    TestMessage {
+        key: value["id"].as_str().map(|id| id.as_bytes().to_vec()),
+        value: Some(value.to_string().into_bytes()),
+        headers: all,
         partition: None,
     }
 }

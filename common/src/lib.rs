@@ -1,5 +1,6 @@
 //! Code the scraper and the inserter share, and nothing else.
 
+pub mod backoff;
 pub mod exit;
 pub mod kafka;
 pub mod ops;

@@ -1,6 +1,5 @@
 //! The inserter: consumes the scraper's topics and lands each record in Postgres.
 
-pub mod backoff;
 pub mod batch;
 pub mod consumer;
 pub mod database;

@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 use common::ops::Health;
 
-use crate::backoff::Backoff;
 use crate::batch::{Batch, Routes};
 use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
 use crate::metrics::Metrics;
 use crate::record::ConsumedRecord;
 use crate::writer::{self, Written};
+use common::backoff::Backoff;
 
 /// How the pipeline batches and when it stops by itself.
 #[derive(Clone, Debug)]

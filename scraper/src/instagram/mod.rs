@@ -7,7 +7,6 @@
 pub mod graph;
 pub mod quota;
 pub mod schedule;
-pub mod throttle;
 pub mod web;
 
 /// Where Instagram records go.

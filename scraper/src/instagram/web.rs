@@ -4,8 +4,9 @@
 //! the object's bytes exactly as Instagram sent them (docs/architecture.md, "Instagram records").
 //!
 //! Instagram throttles this endpoint hard and without warning: a 429, a 401/403 saying `require_login`, or a
-//! login page (HTML) instead of JSON. Each makes the source stay away for minutes ([`Throttle`]), then ask
-//! for the same user again: throttling never skips anyone. Server and network errors are retried sooner,
+//! login page (HTML) instead of JSON. Each makes the source stay away for minutes, 5 doubling to 60 (a client
+//! that retries a throttled call quickly meets longer blocks), then ask for the same user again: throttling
+//! never skips anyone. Server and network errors are retried sooner,
 //! five times a user and round; other refusals skip the user until the next round.
 
 use std::num::NonZeroU32;
@@ -21,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
-use super::throttle::Throttle;
 use super::{InstagramTopics, numeric_id};
 use crate::http::excerpt;
 use crate::queue::{Closed, Emitter};
 use crate::source::{Source, Waiter};
+use common::backoff::Backoff;
 
 /// The `source` header of this source's records.
 pub const SOURCE_NAME: &str = "instagram.web.profile";
@@ -120,7 +121,7 @@ struct Endpoint {
     url: reqwest::Url,
     quota: WindowQuota,
     /// Shared by all users: Instagram throttles the client, not a user.
-    throttle: Throttle,
+    throttle: Backoff,
 }
 
 /// How the visit of one user ended.
@@ -160,7 +161,7 @@ impl WebProfileSource {
             client: crate::http::client(READ_TIMEOUT)?,
             url,
             quota: WindowQuota::new(self.config.requests_per_window, self.config.window, &self.waiter),
-            throttle: Throttle::new(THROTTLE_FIRST, THROTTLE_MAX),
+            throttle: Backoff::new(THROTTLE_FIRST, THROTTLE_MAX),
         };
         let mut round = 0u64;
         loop {

@@ -25,11 +25,11 @@ use self::usage::Usage;
 use self::verdict::{GraphError, Verdict};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
-use super::throttle::Throttle;
 use super::{InstagramTopics, header, numeric_id};
 use crate::queue::Emitter;
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
+use common::backoff::Backoff;
 
 /// The profile fields business discovery asks for.
 pub const PROFILE_FIELDS: &str =
@@ -120,8 +120,8 @@ struct Poller {
     shutdown: CancellationToken,
     client: reqwest::Client,
     quota: WindowQuota,
-    throttle: Throttle,
-    transient: Throttle,
+    throttle: Backoff,
+    transient: Backoff,
     /// A pause the usage headers asked for, taken before the next call.
     pause: Duration,
     /// Per account: the newest post seen, where paging stops.
@@ -151,8 +151,8 @@ impl Poller {
             base,
             client: crate::http::client(Duration::from_secs(60))?,
             quota,
-            throttle: Throttle::new(Duration::from_secs(5 * 60), Duration::from_secs(60 * 60)),
-            transient: Throttle::new(Duration::from_secs(5), Duration::from_secs(5 * 60)),
+            throttle: Backoff::new(Duration::from_secs(5 * 60), Duration::from_secs(60 * 60)),
+            transient: Backoff::new(Duration::from_secs(5), Duration::from_secs(5 * 60)),
             pause: Duration::ZERO,
             newest_seen: HashMap::new(),
             hashtag_ids: HashMap::new(),

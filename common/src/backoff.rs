@@ -1,4 +1,5 @@
-//! Exponential backoff between retries of a failed database write, capped, reset by a success.
+//! Exponential backoff, capped, reset by a success: between retries of a failed database write (inserter), and
+//! after an API said "too many requests" or failed for now (the scraper's polling sources).
 
 use std::time::Duration;
 

@@ -34,6 +34,20 @@ pub async fn read_error_body<B: AsRef<[u8]>, E>(body: impl Stream<Item = Result<
     bytes
 }
 
+/// A whole body, or `None` once it passes `max` bytes (each read bounded by the client's read timeout).
+pub async fn read_capped(response: reqwest::Response, max: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = response.bytes_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if bytes.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
 /// A body as a short line of text for a log or an error message.
 pub fn excerpt(body: &[u8]) -> String {
     String::from_utf8_lossy(body).trim().chars().take(300).collect()

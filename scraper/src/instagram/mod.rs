@@ -5,6 +5,7 @@
 //! records").
 
 pub mod graph;
+pub mod offer;
 pub mod quota;
 pub mod schedule;
 pub mod web;

@@ -12,7 +12,6 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use governor::clock::Clock;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
@@ -20,9 +19,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use super::InstagramTopics;
+use super::offer::{offer, prefix};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
-use super::{InstagramTopics, numeric_id};
 use crate::http::excerpt;
 use crate::queue::{Closed, Emitter};
 use crate::source::{Source, Waiter};
@@ -47,8 +47,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BODY_BYTES: usize = 8 << 20;
 /// Enough of an error body to tell a login wall or a throttling message from anything else.
 const MAX_ERROR_BODY: usize = 64 << 10;
-/// How much of an oversize object the rejects topic keeps: enough to tell what it was.
-const REJECT_PREFIX_BYTES: usize = 1024;
 /// Staying away after throttling: 5 minutes, doubling, up to an hour.
 const THROTTLE_FIRST: Duration = Duration::from_secs(5 * 60);
 const THROTTLE_MAX: Duration = Duration::from_secs(60 * 60);
@@ -296,7 +294,7 @@ impl WebProfileSource {
         let body = if status == 200 {
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Answer::Stopped,
-                read = read_capped(response, MAX_BODY_BYTES) => read,
+                read = crate::http::read_capped(response, MAX_BODY_BYTES) => read,
             };
             match read {
                 Ok(Some(body)) => body,
@@ -330,7 +328,9 @@ impl WebProfileSource {
             stats.missing += 1;
             return Ok(());
         };
-        if self.offer(&self.config.topics.profiles, "profile", profile, out).await? {
+        out.line_read();
+        let topic = &self.config.topics.profiles;
+        if offer(out, topic, "Instagram web profile", profile, &[], self.config.max_record_bytes).await?.is_some() {
             stats.profiles += 1;
         } else {
             stats.rejected += 1;
@@ -354,51 +354,15 @@ impl WebProfileSource {
                     continue;
                 }
             };
-            if self.offer(&self.config.topics.media, "media", node, out).await? {
+            out.line_read();
+            let topic = &self.config.topics.media;
+            if offer(out, topic, "Instagram web media", node, &[], self.config.max_record_bytes).await?.is_some() {
                 stats.media += 1;
             } else {
                 stats.rejected += 1;
             }
         }
         Ok(())
-    }
-
-    /// Produces one object keyed by its `id`, or rejects it with the reason; `true` when it was accepted.
-    async fn offer(&self, topic: &str, kind: &str, object: &RawValue, out: &Emitter) -> Result<bool, Closed> {
-        out.line_read();
-        let bytes = object.get().as_bytes();
-        let max = self.config.max_record_bytes;
-        if bytes.len() > max {
-            let reason = format!(
-                "Instagram web {kind} object of {} bytes, larger than the limit of {max} bytes; this is its first {} \
-                 bytes",
-                bytes.len(),
-                REJECT_PREFIX_BYTES.min(bytes.len())
-            );
-            out.reject(bytes[..REJECT_PREFIX_BYTES.min(bytes.len())].to_vec(), &reason).await?;
-            return Ok(false);
-        }
-        match serde_json::from_str::<Identified>(object.get()) {
-            Ok(Identified { id: Some(id) }) => match numeric_id(&id) {
-                Some(key) => {
-                    out.accept(topic, key, bytes.to_vec()).await?;
-                    Ok(true)
-                }
-                None => {
-                    let reason = format!("Instagram web {kind} object whose `id` is not a positive integer: {id}");
-                    out.reject(bytes.to_vec(), &reason).await?;
-                    Ok(false)
-                }
-            },
-            Ok(Identified { id: None }) => {
-                out.reject(bytes.to_vec(), &format!("Instagram web {kind} object without an `id`")).await?;
-                Ok(false)
-            }
-            Err(e) => {
-                out.reject(bytes.to_vec(), &format!("Instagram web {kind} is not a JSON object: {e}")).await?;
-                Ok(false)
-            }
-        }
     }
 
     /// A 200 answer that is not the profile JSON: kept in the rejects topic, the user skipped for the round.
@@ -417,25 +381,6 @@ impl WebProfileSource {
         let reason = format!("Instagram web profile answer for {user:?} is not {{\"data\":{{\"user\":...}}}}: {why}");
         out.reject(prefix(body, self.config.max_record_bytes), &reason).await
     }
-}
-
-/// `bytes`, or their first KiB when they are larger than `max`.
-fn prefix(bytes: &[u8], max: usize) -> Vec<u8> {
-    if bytes.len() > max { bytes[..REJECT_PREFIX_BYTES.min(bytes.len())].to_vec() } else { bytes.to_vec() }
-}
-
-/// Reads a whole body, or `None` once it passes `max` bytes.
-async fn read_capped(response: reqwest::Response, max: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = response.bytes_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if bytes.len() + chunk.len() > max {
-            return Ok(None);
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(Some(bytes))
 }
 
 /// What a status and body mean. Order matters: a 404 is no such user and a 5xx a server error, whatever
@@ -518,11 +463,6 @@ struct Timeline<'a> {
 struct Edge<'a> {
     #[serde(borrow, default)]
     node: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Identified {
-    id: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ use anyhow::bail;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use reqwest::{StatusCode, Url};
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use self::pages::{Discovered, Discovery, HashtagSearch, Media, MediaPage};
 use self::usage::Usage;
 use self::verdict::{GraphError, Verdict};
+use super::offer::offer;
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
 use super::{InstagramTopics, header, numeric_id};
@@ -243,7 +243,8 @@ impl Poller {
             if page == 1 {
                 let topic = self.config.topics.profiles.clone();
                 self.out.line_read();
-                if emit(&self.discovery, &topic, profile, owner.clone(), &[], self.config.max_record_bytes).await? {
+                let max = self.config.max_record_bytes;
+                if offer(&self.discovery, &topic, "Instagram Graph profile", profile, &[], max).await?.is_some() {
                     self.tally.profiles += 1;
                 } else {
                     self.tally.rejected += 1;
@@ -359,15 +360,12 @@ impl Poller {
         let mut newest = None;
         for item in &page.data {
             self.out.line_read();
-            let parsed = serde_json::from_str::<Media>(item.get()).ok();
-            let Some(id) = parsed.as_ref().and_then(|media| numeric_id(&media.id)) else {
-                emitter.reject(item.get().as_bytes().to_vec(), "media object without a numeric id").await?;
-                self.tally.rejected += 1;
-                continue;
-            };
-            newest = newest.max(parsed.and_then(|media| media.taken_at()));
-            let topic = self.config.topics.media.clone();
-            if emit(emitter, &topic, item, id, headers, self.config.max_record_bytes).await? {
+            if let Some(media) = serde_json::from_str::<Media>(item.get()).ok().filter(|m| numeric_id(&m.id).is_some())
+            {
+                newest = newest.max(media.taken_at());
+            }
+            let (topic, max) = (&self.config.topics.media, self.config.max_record_bytes);
+            if offer(emitter, topic, "Instagram Graph media", item, headers, max).await?.is_some() {
                 self.tally.media += 1;
             } else {
                 self.tally.rejected += 1;
@@ -471,30 +469,10 @@ impl Poller {
     async fn request(&self, url: Url) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), String> {
         let response = self.client.get(url).send().await.map_err(|e| e.without_url().to_string())?;
         let (status, headers) = (response.status(), response.headers().clone());
-        let body = crate::http::read_error_body(response.bytes_stream(), MAX_BODY_BYTES + 1).await;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(format!("response larger than {MAX_BODY_BYTES} bytes"));
+        match crate::http::read_capped(response, MAX_BODY_BYTES).await {
+            Ok(Some(body)) => Ok((status, headers, body)),
+            Ok(None) => Err(format!("response larger than {MAX_BODY_BYTES} bytes")),
+            Err(e) => Err(e.without_url().to_string()),
         }
-        Ok((status, headers, body))
     }
-}
-
-/// Queues one object to `topic` under `key`, or rejects it when it is larger than `max` (its first KiB).
-/// `true` when accepted.
-async fn emit(
-    out: &Emitter,
-    topic: &str,
-    object: &RawValue,
-    key: String,
-    headers: &[(&'static str, String)],
-    max: usize,
-) -> anyhow::Result<bool> {
-    let bytes = object.get().as_bytes();
-    if bytes.len() > max {
-        let reason = format!("object of {} bytes exceeds the maximum of {max}", bytes.len());
-        out.reject(bytes[..bytes.len().min(1024)].to_vec(), &reason).await?;
-        return Ok(false);
-    }
-    out.accept_with(topic, key, bytes.to_vec(), headers).await?;
-    Ok(true)
 }

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use entity::{
-    ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
+    instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
     instagram_posts, instagram_profile_snapshots, instagram_profiles, mastodon_statuses, twitter_data, twitter_users,
 };
 use sea_orm::ActiveModelTrait;
 
 use crate::guard::{self, Guard};
+use crate::limits::{self, Cuts};
 use crate::mapping::instagram::{self, InstagramRows};
 use crate::mapping::{mastodon, twitter};
 use crate::record::ConsumedRecord;
@@ -67,9 +68,12 @@ pub struct Batch {
     pub(crate) users: Vec<(usize, twitter_users::ActiveModel)>,
     pub(crate) statuses: Vec<(usize, mastodon_statuses::ActiveModel)>,
     pub(crate) instagram: InstagramBatch,
-    pub(crate) dead_letters: Vec<ingest_errors::ActiveModel>,
+    /// Records that cannot become rows: (record index, why).
+    pub(crate) dead_letters: Vec<(usize, String)>,
     /// (topic, partition) -> the offset after the last record of the batch.
     pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
+    /// Values left out of indexed columns (they stay in `raw`), by (table, column).
+    pub(crate) cuts: Cuts,
 }
 
 impl Batch {
@@ -102,7 +106,7 @@ impl Batch {
         *next = (*next).max(record.offset + 1);
         match self.map(index, &record, routes) {
             Ok(()) => {}
-            Err(reason) => self.dead_letters.push(record.dead_letter(&reason)),
+            Err(reason) => self.dead_letters.push((index, reason)),
         }
         self.records.push(record);
     }
@@ -156,13 +160,41 @@ impl Batch {
         self.tweets.len() + self.users.len() + self.statuses.len() + self.instagram.rows()
     }
 
-    /// Keeps one row per conflict key, the newest scrape winning (the later record on a tie): Postgres
-    /// refuses an upsert that touches one row twice.
+    /// Values left out of indexed columns so far, by (table, column).
+    pub fn cuts(&self) -> &Cuts {
+        &self.cuts
+    }
+
+    /// Leaves out what an index cannot hold (`limits`), then keeps one row per conflict key, the newest
+    /// scrape winning (the later record on a tie): Postgres refuses an upsert that touches one row twice.
+    /// Doing it again changes nothing.
     pub(crate) fn deduplicate(&mut self) {
+        self.fit_to_indexes();
         dedup_newest(&mut self.tweets, |t| (*t.tweet_id.as_ref(), *t.scraped_at.as_ref()));
         dedup_newest(&mut self.users, |u| (*u.user_id.as_ref(), *u.scraped_at.as_ref()));
         dedup_newest(&mut self.statuses, |s| (*s.id.as_ref(), *s.scraped_at.as_ref()));
         self.instagram.deduplicate();
+    }
+}
+
+impl Batch {
+    fn fit_to_indexes(&mut self) {
+        let cuts = &mut self.cuts;
+        limits::fit(&mut self.tweets, cuts);
+        limits::fit(&mut self.users, cuts);
+        limits::fit(&mut self.statuses, cuts);
+        let ig = &mut self.instagram;
+        limits::fit(&mut ig.profiles, cuts);
+        let mut referenced: Vec<(usize, instagram_profiles::ActiveModel)> =
+            std::mem::take(&mut ig.referenced_profiles).into_iter().map(|(i, r)| (i, r.0)).collect();
+        limits::fit(&mut referenced, cuts);
+        ig.referenced_profiles = referenced.into_iter().map(|(i, r)| (i, Referenced(r))).collect();
+        limits::fit(&mut ig.snapshots, cuts);
+        limits::fit(&mut ig.posts, cuts);
+        limits::fit(&mut ig.hashtags, cuts);
+        limits::fit(&mut ig.post_hashtags, cuts);
+        limits::fit(&mut ig.comments, cuts);
+        limits::fit(&mut ig.tagged_users, cuts);
     }
 }
 
@@ -229,7 +261,30 @@ impl InstagramBatch {
         dedup_newest(&mut self.hashtags, |h| (h.name.as_ref().clone(), h.graph_hashtag_id.as_ref().is_some()));
         dedup_newest(&mut self.post_hashtags, |l| ((*l.media_id.as_ref(), l.hashtag.as_ref().clone()), ()));
         dedup_newest(&mut self.tagged_users, |l| ((*l.media_id.as_ref(), *l.user_id.as_ref()), ()));
+        parents_first(&mut self.comments);
     }
+}
+
+/// Orders comments so that a reply comes after the parent it points at when both are in the batch: the
+/// writer checks the parent reference at each statement's end.
+fn parents_first(comments: &mut [(usize, instagram_comments::ActiveModel)]) {
+    let parent_of: HashMap<i64, Option<i64>> = comments
+        .iter()
+        .map(|(_, c)| (*c.comment_id.as_ref(), c.parent_comment_id.try_as_ref().copied().flatten()))
+        .collect();
+    // A chain is at most as long as the batch; a cycle (a hostile payload) stops there too.
+    let depth = |mut id: i64| {
+        let mut depth = 0;
+        while let Some(Some(parent)) = parent_of.get(&id) {
+            depth += 1;
+            if depth > parent_of.len() {
+                break;
+            }
+            id = *parent;
+        }
+        depth
+    };
+    comments.sort_by_cached_key(|(_, c)| depth(*c.comment_id.as_ref()));
 }
 
 /// Keeps one row per key: the newest (the later record on a tie), with the older scrapes folded into it by

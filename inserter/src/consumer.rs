@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::Notify;
@@ -224,18 +224,47 @@ async fn missing_topics(consumer: Arc<IngestConsumer>, topics: Vec<String>) -> a
 }
 
 /// Copies a message out of the consumer's buffers, so that it can outlive the poll.
-pub fn detach(message: &impl Message) -> ConsumedRecord {
-    let headers = message
-        .headers()
-        .map(|headers| headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-        .unwrap_or_default();
+pub fn detach(message: &BorrowedMessage<'_>) -> ConsumedRecord {
     ConsumedRecord {
         topic: message.topic().to_owned(),
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
-        headers,
+        headers: headers(message),
         timestamp: message.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis),
+    }
+}
+
+/// The message's headers, read through librdkafka itself: rdkafka's own reader panics on a header name that
+/// is not UTF-8, which any producer can send. Such a name is kept with its bytes escaped.
+fn headers(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+    use rdkafka::bindings as rd;
+    let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: the message pointer is valid for the borrow; librdkafka keeps ownership of the headers, which
+    // live as long as the message, and every pointer it hands out is read before the borrow ends.
+    unsafe {
+        if rd::rd_kafka_message_headers(message.ptr(), &mut list) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || list.is_null()
+        {
+            return Vec::new();
+        }
+        let count = rd::rd_kafka_header_cnt(list);
+        let mut headers = Vec::with_capacity(count);
+        for index in 0..count {
+            let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+            let err = rd::rd_kafka_header_get_all(list, index, &mut name, &mut value, &mut size);
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(name).to_bytes();
+            let name = match std::str::from_utf8(name) {
+                Ok(name) => name.to_owned(),
+                Err(_) => crate::record::escape_bytes(name),
+            };
+            let value = (!value.is_null()).then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
+            headers.push((name, value));
+        }
+        headers
     }
 }

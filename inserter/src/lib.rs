@@ -3,7 +3,9 @@
 pub mod batch;
 pub mod consumer;
 pub mod database;
+pub mod failure;
 pub(crate) mod guard;
+pub mod limits;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;

@@ -50,6 +50,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         group: settings.group.clone(),
         routes,
         batch_size: settings.batch_size as usize,
+        batch_bytes: settings.batch_bytes,
         batch_timeout: settings.batch_timeout,
         exit_when_idle: settings.exit_when_idle,
         progress_interval: settings.progress_interval,

@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -16,6 +17,8 @@ pub struct Metrics {
     /// A database write that failed and will be retried (the batch is not lost).
     pub write_failures: Counter,
     pub batch_duration: Histogram,
+    /// Values left out of an indexed column (kept in `raw`), by `table` and `column`.
+    pub values_cut: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Records behind the end of the assigned partitions, as of the last commit.
     pub consumer_lag: Gauge<i64, AtomicI64>,
 }
@@ -29,6 +32,7 @@ impl Metrics {
             batches: Counter::default(),
             write_failures: Counter::default(),
             batch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            values_cut: Family::default(),
             consumer_lag: Gauge::default(),
         };
         let inserter = registry.sub_registry_with_prefix("inserter");
@@ -51,7 +55,19 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             metrics.batch_duration.clone(),
         );
+        inserter.register(
+            "values_cut",
+            "Values too long for their column's index, left out of it (kept whole in raw)",
+            metrics.values_cut.clone(),
+        );
         inserter.register("consumer_lag_records", "Records not yet consumed", metrics.consumer_lag.clone());
         metrics
+    }
+
+    /// Counts what a committed batch left out of indexed columns.
+    pub fn count_cuts(&self, cuts: &crate::limits::Cuts) {
+        for (&(table, column), &n) in cuts {
+            self.values_cut.get_or_create(&vec![("table", table), ("column", column)]).inc_by(n);
+        }
     }
 }

@@ -22,9 +22,10 @@ use common::ops::Health;
 
 use crate::batch::{Batch, Routes};
 use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
+use crate::limits::Cuts;
 use crate::metrics::Metrics;
 use crate::record::ConsumedRecord;
-use crate::writer::{self, Written};
+use crate::writer::{self, WriteError, Written};
 use common::backoff::Backoff;
 
 /// How the pipeline batches and when it stops by itself.
@@ -33,6 +34,8 @@ pub struct Options {
     pub group: String,
     pub routes: Routes,
     pub batch_size: usize,
+    /// A batch also closes at this many bytes of records (at least one record).
+    pub batch_bytes: usize,
     pub batch_timeout: Duration,
     pub exit_when_idle: Option<Duration>,
     pub progress_interval: Duration,
@@ -57,6 +60,7 @@ pub struct Pipeline {
 struct Flushed {
     records: usize,
     written: Written,
+    cuts: Cuts,
     next_offsets: BTreeMap<Partition, i64>,
     elapsed: Duration,
 }
@@ -65,6 +69,8 @@ struct Flushed {
 struct State {
     /// Records read but not yet handed to a write, oldest first.
     pending: Vec<ConsumedRecord>,
+    /// Their bytes, as [`ConsumedRecord::size`] counts them.
+    pending_bytes: usize,
     /// When the oldest pending record arrived: the batch timer.
     pending_since: Option<Instant>,
     /// The one write under way; the next one starts when it is durable, so batches commit in order.
@@ -110,6 +116,7 @@ impl Pipeline {
         let now = Instant::now();
         let mut state = State {
             pending: Vec::new(),
+            pending_bytes: 0,
             pending_since: None,
             in_flight: None,
             unassigned: BTreeSet::new(),
@@ -135,7 +142,7 @@ impl Pipeline {
             if state.in_flight.is_none() && self.batch_due(&state) {
                 self.start_write(&mut state, &shutdown);
             }
-            if state.in_flight.is_some() && state.pending.len() >= self.options.batch_size && !state.paused {
+            if state.in_flight.is_some() && self.batch_full(&state) && !state.paused {
                 self.pause_or_resume(&mut state, true);
             }
             let settled = state.pending.is_empty() && state.in_flight.is_none() && state.unassigned.is_empty();
@@ -178,9 +185,12 @@ impl Pipeline {
 
     fn batch_due(&self, state: &State) -> bool {
         let Some(since) = state.pending_since else { return false };
-        state.stopping
-            || state.pending.len() >= self.options.batch_size
-            || since.elapsed() >= self.options.batch_timeout
+        state.stopping || self.batch_full(state) || since.elapsed() >= self.options.batch_timeout
+    }
+
+    /// Whether the pending records fill a batch, by count or by bytes.
+    fn batch_full(&self, state: &State) -> bool {
+        state.pending.len() >= self.options.batch_size || state.pending_bytes >= self.options.batch_bytes
     }
 
     fn accept(&self, state: &mut State, message: Result<BorrowedMessage<'_>, KafkaError>) {
@@ -194,6 +204,7 @@ impl Pipeline {
                 *position = record.offset + 1;
                 state.pending_since.get_or_insert_with(Instant::now);
                 state.last_record_at = Instant::now();
+                state.pending_bytes += record.size();
                 state.pending.push(record);
                 self.metrics.records_consumed.inc();
                 state.progress.records += 1;
@@ -227,8 +238,14 @@ impl Pipeline {
         }
         // librdkafka keeps a partition's pause across an unassign: a partition paused for backpressure before a
         // rebalance would stay silent when it comes back.
-        let assigned = consumer::assign(&self.consumer, &assignment)
-            .and_then(|()| self.consumer.resume(&assignment).context("resume the assigned partitions"));
+        // New partitions follow the others: paused while a full batch waits for its write, else resumed.
+        let assigned = consumer::assign(&self.consumer, &assignment).and_then(|()| {
+            if state.paused {
+                self.consumer.pause(&assignment).context("pause the assigned partitions")
+            } else {
+                self.consumer.resume(&assignment).context("resume the assigned partitions")
+            }
+        });
         match assigned {
             Ok(()) => {
                 tracing::info!(?starts, "consuming from the offsets stored with the rows");
@@ -237,7 +254,6 @@ impl Pipeline {
                 state.assign_backoff.reset();
                 // Idle means no record while consuming: the wait for an assignment does not count.
                 state.last_record_at = Instant::now();
-                state.paused = false;
                 self.health.clear();
             }
             Err(e) => {
@@ -247,9 +263,18 @@ impl Pipeline {
         }
     }
 
-    /// Hands up to `batch_size` pending records to a background write, retried until it is durable.
+    /// Hands up to `batch_size` pending records (and `batch_bytes`, at least one record) to a background
+    /// write, retried while the database is unavailable until it is durable.
     fn start_write(&self, state: &mut State, shutdown: &CancellationToken) {
-        let take = state.pending.len().min(self.options.batch_size);
+        let (mut take, mut bytes) = (0, 0);
+        for record in state.pending.iter().take(self.options.batch_size) {
+            if take > 0 && bytes + record.size() > self.options.batch_bytes {
+                break;
+            }
+            bytes += record.size();
+            take += 1;
+        }
+        state.pending_bytes -= bytes;
         let records: Vec<ConsumedRecord> = state.pending.drain(..take).collect();
         state.pending_since = (!state.pending.is_empty()).then(Instant::now);
         let (db, options, metrics, health, shutdown) =
@@ -264,9 +289,14 @@ impl Pipeline {
                     Ok(written) => {
                         health.clear();
                         let next_offsets = batch.next_offsets().clone();
-                        return Ok(Flushed { records: count, written, next_offsets, elapsed: started.elapsed() });
+                        let cuts = batch.cuts().clone();
+                        return Ok(Flushed { records: count, written, cuts, next_offsets, elapsed: started.elapsed() });
                     }
-                    Err(e) => {
+                    Err(WriteError::Fatal(reason)) => {
+                        health.set_problem(format!("stopped: {reason}"));
+                        anyhow::bail!("cannot write a batch of {count} records: {reason}");
+                    }
+                    Err(e @ WriteError::Unavailable(_)) => {
                         metrics.write_failures.inc();
                         health.set_problem(format!("database write failing: {e}"));
                         if shutdown.is_cancelled() {
@@ -291,6 +321,10 @@ impl Pipeline {
         self.metrics.rows_written.inc_by(flushed.written.rows as u64);
         self.metrics.dead_letters.inc_by(flushed.written.dead_letters as u64);
         self.metrics.batch_duration.observe(flushed.elapsed.as_secs_f64());
+        self.metrics.count_cuts(&flushed.cuts);
+        if !flushed.cuts.is_empty() {
+            tracing::warn!(cuts = ?flushed.cuts, "values too long for an index left out of it (kept in raw)");
+        }
         state.progress.batches += 1;
         if flushed.written.dead_letters > 0 {
             tracing::warn!(dead_letters = flushed.written.dead_letters, "records dead-lettered to ingest_errors");
@@ -304,14 +338,21 @@ impl Pipeline {
         }
     }
 
-    /// Kafka's own commit, after the database's: only for lag tools, so a failure is harmless.
+    /// Kafka's own commit, after the database's: only for lag tools, so a failure is harmless. Only the
+    /// partitions this member still owns: a revoked one's new owner commits its own progress.
     fn commit_to_kafka(&self, next_offsets: &BTreeMap<Partition, i64>, mode: CommitMode) {
-        if next_offsets.is_empty() {
-            return;
-        }
+        let owned = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(e) => return tracing::debug!(error = %e, "cannot read the assignment; no Kafka commit"),
+        };
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in next_offsets {
-            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
+            if owned.find_partition(topic, *partition).is_some() {
+                let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
+            }
+        }
+        if offsets.count() == 0 {
+            return;
         }
         if let Err(e) = self.consumer.commit(&offsets, mode) {
             tracing::debug!(error = %e, "Kafka offset commit failed (the database holds the offsets)");
@@ -382,6 +423,7 @@ impl State {
                 // Their new owner starts from the stored offsets: what we hold but did not write is theirs.
                 let before = self.pending.len();
                 self.pending.retain(|r| !revoked.contains(&(r.topic.clone(), r.partition)));
+                self.pending_bytes = self.pending.iter().map(ConsumedRecord::size).sum();
                 if self.pending.len() < before {
                     tracing::info!(
                         dropped = before - self.pending.len(),
@@ -391,7 +433,8 @@ impl State {
                 if self.pending.is_empty() {
                     self.pending_since = None;
                 }
-                self.paused = false;
+                // `paused` stays: the partitions kept (cooperative assignment) are still paused, and are
+                // resumed with the others when the write in flight is durable.
             }
         }
     }

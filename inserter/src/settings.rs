@@ -47,6 +47,12 @@ pub struct Settings {
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
 
+    /// ...or at this many bytes of records (key, value and headers; e.g. 8MiB, 512KiB), which bounds the
+    /// inserter's memory whatever the records' sizes; the consumer pauses when the next batch is this full
+    /// while one is being written
+    #[arg(long, env = "BATCH_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
+    pub batch_bytes: usize,
+
     /// ...or this long after its first record, whichever comes first
     #[arg(long, env = "BATCH_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub batch_timeout: Duration,
@@ -82,6 +88,7 @@ impl std::fmt::Debug for Settings {
             .field("instagram_profiles_topic", &self.instagram_profiles_topic)
             .field("instagram_media_topic", &self.instagram_media_topic)
             .field("batch_size", &self.batch_size)
+            .field("batch_bytes", &self.batch_bytes)
             .field("batch_timeout", &self.batch_timeout)
             .field("exit_when_idle", &self.exit_when_idle)
             .field("metrics_addr", &self.metrics_addr)
@@ -91,11 +98,47 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// `8MiB`, `512KiB`, `1GiB`, `64kB`, `2MB` or a plain number of bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown unit `{other}` (use B, KiB, MiB, GiB, kB, MB or GB)")),
+    };
+    let number: usize = digits.parse().map_err(|_| format!("`{text}` is not a size such as 8MiB"))?;
+    match number.checked_mul(multiplier) {
+        Some(0) => Err("must be at least 1 byte".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("`{text}` is too large")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
-    use super::Settings;
+    use super::{Settings, parse_bytes};
+
+    #[test]
+    fn byte_sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("2MB"), Ok(2_000_000));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("3 GiB"), Ok(3 << 30));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("8 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
 
     #[test]
     fn the_mastodon_topic_has_a_default_and_a_flag() {

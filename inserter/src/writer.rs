@@ -1,14 +1,14 @@
 //! Writes a batch in one transaction: rows upserted from their SeaORM entities (`ON CONFLICT`, one array
-//! parameter per column: see `unnest`), dead letters (`insert_many`, chunked under Postgres's
-//! bind-parameter limit), and the batch's next offsets, so that rows and offsets become durable together.
-//! A row the database refuses (a CHECK, a bad value) is isolated by splitting its chunk under savepoints,
-//! and its record alone is dead-lettered; any other database error aborts the whole batch, so that nothing
-//! is committed and the caller retries.
+//! parameter per column: see `unnest`), dead letters, and the batch's bookkeeping (its next offsets, or the
+//! dead letters it re-drove), so that rows and bookkeeping become durable together.
+//!
+//! A failed statement is classified (`failure`): a statement whose rows are at fault is split under
+//! savepoints until the guilty rows stand alone, and their records alone are dead-lettered with the
+//! database's SQLSTATE and message; if such a record had rows in a table written before, the batch's rows are
+//! written again without it, so that a record is either rows or a dead letter, never both. A database that
+//! is unwell aborts the batch (nothing is committed; the caller retries); a missing grant stops the inserter.
 
-use std::collections::HashMap;
-
-use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use entity::{
     ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
@@ -18,17 +18,28 @@ use entity::{
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, RuntimeErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait,
 };
 
 use crate::batch::Batch;
+use crate::failure::{self, Reaction};
+use crate::record::ConsumedRecord;
 use crate::{guard, unnest};
 
-/// Rows per upsert statement: bounds the size of one statement's arrays, not a bind-parameter count.
+/// Rows per upsert statement, at most.
 const ROWS_PER_STATEMENT: usize = 10_000;
 
-/// Postgres accepts at most 65,535 bind parameters in one statement.
-const MAX_BIND_PARAMETERS: usize = 65_535;
+/// Payload bytes per statement, at most (one row's record alone may exceed it): far under Postgres's 1 GB
+/// per value and per message, whatever the records' sizes.
+pub const STATEMENT_BYTES: usize = 16 << 20;
+
+/// Postgres accepts at most 65,535 bind parameters in one statement; a dead letter binds 8.
+const DEAD_LETTERS_PER_STATEMENT: usize = 65_535 / 8;
+
+/// How often a statement that collided with a concurrent writer's new row is run again before its rows are
+/// taken to be at fault (a web post claiming another post's shortcode collides every time).
+const RACE_RETRIES: u32 = 3;
 
 /// What a committed batch wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,54 +47,298 @@ pub struct Written {
     /// Rows offered to the database (an unchanged row is offered but not rewritten).
     pub rows: usize,
     pub dead_letters: usize,
+    /// How many times the batch's rows were written again without records refused in a later table.
+    pub rewrites: usize,
+}
+
+/// Why a batch was not committed. Nothing of it is.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The database is unwell (down, restarting, out of space, deadlocked): write the same batch again later.
+    #[error("the database is unavailable: {}", failure::describe(.0))]
+    Unavailable(#[source] DbErr),
+    /// No retry can help: a grant or the schema is missing, or a record cannot even be dead-lettered.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl WriteError {
+    fn from_db(error: DbErr, doing: &str) -> Self {
+        match failure::classify(&error) {
+            Reaction::Stop => Self::Fatal(format!(
+                "{doing}: {} (grant the inserter's role what the schema's roles give it, see docs/database.md, or \
+                 run the migrations; then restart)",
+                failure::describe(&error)
+            )),
+            _ => Self::Unavailable(error),
+        }
+    }
+}
+
+/// What a batch records beside its rows, in the same transaction.
+enum Bookkeeping<'a> {
+    /// The next offset of each partition, for consumer group `group`.
+    Offsets { group: &'a str },
+    /// The dead letters the batch's records were read from: deleted, since they are now rows, or dead
+    /// letters again with today's reason.
+    Redriven { dead_letter_ids: &'a [i64] },
 }
 
 /// Writes `batch` and the next offsets of `group`, all or nothing. On an error nothing is committed and the
 /// same batch can be written again.
-pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> Result<Written, DbErr> {
-    batch.deduplicate();
-    let rows = batch.rows();
-    let txn = db.begin().await?;
-    let mut refused = Vec::new();
-    write_isolating(&txn, &batch.users, &mut refused).await?;
-    write_isolating(&txn, &batch.tweets, &mut refused).await?;
-    write_isolating(&txn, &batch.statuses, &mut refused).await?;
-    // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
-    // then what points at a post. The rows of a record refused in an earlier table are left out of the later
-    // ones: the record is dead-lettered whole, once.
-    let ig = &batch.instagram;
-    write_isolating(&txn, &ig.profiles, &mut refused).await?;
-    write_isolating(&txn, &ig.referenced_profiles, &mut refused).await?;
-    write_isolating(&txn, &without_refused(&ig.snapshots, &refused), &mut refused).await?;
-    write_isolating(&txn, &without_refused(&ig.posts, &refused), &mut refused).await?;
-    write_isolating(&txn, &without_refused(&ig.hashtags, &refused), &mut refused).await?;
-    write_isolating(&txn, &without_refused(&ig.post_hashtags, &refused), &mut refused).await?;
-    write_isolating(&txn, &without_refused(&ig.comments, &refused), &mut refused).await?;
-    write_isolating(&txn, &without_refused(&ig.tagged_users, &refused), &mut refused).await?;
+pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> Result<Written, WriteError> {
+    write_with(db, batch, Bookkeeping::Offsets { group }).await
+}
 
-    let mut dead_letters = batch.dead_letters.clone();
-    let mut dead_lettered = HashSet::new();
-    dead_letters.extend(
-        refused
-            .iter()
-            .filter(|(index, _)| dead_lettered.insert(*index))
-            .map(|(index, error)| batch.records[*index].dead_letter(&format!("database refused: {error}"))),
-    );
-    for chunk in dead_letters.chunks(MAX_BIND_PARAMETERS / 8) {
-        ingest_errors::Entity::insert_many(chunk.to_vec())
-            .on_conflict(
-                OnConflict::columns([
-                    ingest_errors::Column::Topic,
-                    ingest_errors::Column::Partition,
-                    ingest_errors::Column::Offset,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+/// Writes `batch`, read from the dead letters `dead_letter_ids`, and deletes those, all or nothing; a record
+/// that fails again is dead-lettered again with its new reason.
+pub async fn write_redriven(
+    db: &DatabaseConnection,
+    dead_letter_ids: &[i64],
+    batch: &mut Batch,
+) -> Result<Written, WriteError> {
+    write_with(db, batch, Bookkeeping::Redriven { dead_letter_ids }).await
+}
+
+async fn write_with(db: &DatabaseConnection, batch: &mut Batch, bookkeeping: Bookkeeping<'_>) -> Result<Written, WriteError> {
+    batch.deduplicate();
+    let txn = db.begin().await.map_err(|e| WriteError::from_db(e, "begin the batch"))?;
+    // A deferred constraint (a reply's parent comment) fails at COMMIT, where no row can be isolated any
+    // more; checked at each statement's end instead, it fails where its row can. Rows are ordered so that
+    // what they reference is written first.
+    txn.execute_unprepared("SET CONSTRAINTS ALL IMMEDIATE")
+        .await
+        .map_err(|e| WriteError::from_db(e, "check constraints immediately"))?;
+    if let Bookkeeping::Redriven { dead_letter_ids } = bookkeeping {
+        ingest_errors::Entity::delete_many()
+            .filter(ingest_errors::Column::Id.is_in(dead_letter_ids.iter().copied()))
+            .exec(&txn)
+            .await
+            .map_err(|e| WriteError::from_db(e, "delete the re-driven dead letters"))?;
     }
 
+    let mut refused = BTreeMap::new();
+    let mut rewrites = 0;
+    loop {
+        let attempt = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
+        let needs_rewrite = write_rows(&attempt, batch, &mut refused).await?;
+        if needs_rewrite {
+            attempt.rollback().await.map_err(|e| WriteError::from_db(e, "roll back a savepoint"))?;
+            rewrites += 1;
+            continue;
+        }
+        attempt.commit().await.map_err(|e| WriteError::from_db(e, "release a savepoint"))?;
+        break;
+    }
+
+    let mut dead_letters: Vec<(usize, String)> = batch.dead_letters.clone();
+    dead_letters.extend(refused.into_iter().map(|(index, error)| (index, format!("database refused: {error}"))));
+    store_dead_letters(&txn, &batch.records, &dead_letters).await?;
+
+    if let Bookkeeping::Offsets { group } = bookkeeping {
+        store_offsets(&txn, group, batch).await?;
+    }
+    txn.commit().await.map_err(|e| WriteError::from_db(e, "commit the batch"))?;
+    Ok(Written { rows: batch.rows(), dead_letters: dead_letters.len(), rewrites })
+}
+
+/// Writes every table's rows but those of `refused` records, adding the records refused now. Returns whether
+/// a record refused now has rows in a table written before its refusal (then what was written must be
+/// rolled back and written again without it).
+async fn write_rows(
+    txn: &DatabaseTransaction,
+    batch: &Batch,
+    refused: &mut BTreeMap<usize, String>,
+) -> Result<bool, WriteError> {
+    let mut tables = Tables { txn, records: &batch.records, refused, written: HashSet::new(), rewrite: false };
+    tables.write(&batch.users).await?;
+    tables.write(&batch.tweets).await?;
+    tables.write(&batch.statuses).await?;
+    // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
+    // then what points at a post.
+    let ig = &batch.instagram;
+    tables.write(&ig.profiles).await?;
+    tables.write(&ig.referenced_profiles).await?;
+    tables.write(&ig.snapshots).await?;
+    tables.write(&ig.posts).await?;
+    tables.write(&ig.hashtags).await?;
+    tables.write(&ig.post_hashtags).await?;
+    tables.write(&ig.comments).await?;
+    tables.write(&ig.tagged_users).await?;
+    Ok(tables.rewrite)
+}
+
+/// The tables of one pass over a batch.
+struct Tables<'a> {
+    txn: &'a DatabaseTransaction,
+    records: &'a [ConsumedRecord],
+    /// Records refused so far, with the database's reason.
+    refused: &'a mut BTreeMap<usize, String>,
+    /// Records with rows written in this pass.
+    written: HashSet<usize>,
+    /// Whether a record refused in this pass has rows written before.
+    rewrite: bool,
+}
+
+impl Tables<'_> {
+    async fn write<R: Upsert>(&mut self, rows: &[(usize, R)]) -> Result<(), WriteError> {
+        let rows: Vec<&(usize, R)> = rows.iter().filter(|(index, _)| !self.refused.contains_key(index)).collect();
+        let records = self.records;
+        let weight = |(index, _): &&(usize, R)| if R::CARRIES_PAYLOAD { payload_len(&records[*index]) } else { 256 };
+        let failed = isolating(self.txn, &rows, ROWS_PER_STATEMENT, weight, &Upserts).await?;
+        let refused_now: HashSet<usize> = failed.iter().map(|(position, _)| rows[*position].0).collect();
+        self.rewrite |= refused_now.iter().any(|index| self.written.contains(index));
+        for (position, error) in failed {
+            self.refused.entry(rows[position].0).or_insert_with(|| failure::describe(&error));
+        }
+        self.written.extend(rows.iter().map(|(index, _)| *index).filter(|index| !refused_now.contains(index)));
+        Ok(())
+    }
+}
+
+fn payload_len(record: &ConsumedRecord) -> usize {
+    record.payload.as_ref().map_or(0, Vec::len)
+}
+
+/// Runs `run` over `items` in statements of at most `max_items` and [`STATEMENT_BYTES`] (by `weight`), each
+/// under a savepoint. A statement whose items are at fault is split until the guilty items stand alone;
+/// those are returned (their positions in `items`, with their errors) and everything else is written.
+async fn isolating<T>(
+    txn: &DatabaseTransaction,
+    items: &[T],
+    max_items: usize,
+    weight: impl Fn(&T) -> usize,
+    statement: &impl Statement<T>,
+) -> Result<Vec<(usize, DbErr)>, WriteError> {
+    let mut pending: Vec<(usize, &[T])> = statements(items, max_items, &weight);
+    pending.reverse();
+    let mut failed = Vec::new();
+    while let Some((start, slice)) = pending.pop() {
+        let mut races = 0;
+        loop {
+            let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
+            let Err(error) = statement.run(&savepoint, slice).await else {
+                savepoint.commit().await.map_err(|e| WriteError::from_db(e, "release a savepoint"))?;
+                break;
+            };
+            savepoint.rollback().await.map_err(|e| WriteError::from_db(e, "roll back a savepoint"))?;
+            match failure::classify(&error) {
+                Reaction::RetryBatch | Reaction::Stop => return Err(WriteError::from_db(error, "write rows")),
+                Reaction::RetryStatement if races < RACE_RETRIES => {
+                    races += 1;
+                    tracing::debug!(error = %failure::describe(&error), "collided with a concurrent writer; again");
+                }
+                Reaction::RetryStatement | Reaction::IsolateRows if slice.len() == 1 => {
+                    failed.push((start, error));
+                    break;
+                }
+                Reaction::RetryStatement | Reaction::IsolateRows => {
+                    let (first, second) = slice.split_at(slice.len() / 2);
+                    pending.push((start + first.len(), second));
+                    pending.push((start, first));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// A statement over a slice of items, which [`isolating`] runs.
+trait Statement<T> {
+    async fn run(&self, txn: &DatabaseTransaction, items: &[T]) -> Result<(), DbErr>;
+}
+
+/// The upsert of a table's rows.
+struct Upserts;
+
+impl<R: Upsert> Statement<&(usize, R)> for Upserts {
+    async fn run(&self, txn: &DatabaseTransaction, rows: &[&(usize, R)]) -> Result<(), DbErr> {
+        R::upsert(txn, rows).await
+    }
+}
+
+/// The insert of dead letters `(record index, reason)`.
+struct DeadLetters<'a>(&'a [ConsumedRecord]);
+
+impl Statement<(usize, String)> for DeadLetters<'_> {
+    async fn run(&self, txn: &DatabaseTransaction, items: &[(usize, String)]) -> Result<(), DbErr> {
+        insert_dead_letters(txn, items.iter().map(|(index, reason)| self.0[*index].dead_letter(reason)).collect()).await
+    }
+}
+
+/// One dead letter per record: a replayed record already dead-lettered is skipped.
+async fn insert_dead_letters(txn: &DatabaseTransaction, rows: Vec<ingest_errors::ActiveModel>) -> Result<(), DbErr> {
+    use ingest_errors::Column as C;
+    ingest_errors::Entity::insert_many(rows)
+        .on_conflict(OnConflict::columns([C::Topic, C::Partition, C::Offset]).do_nothing().to_owned())
+        .exec_without_returning(txn)
+        .await
+        .map(drop)
+}
+
+/// `items` cut into statements of at most `max_items` and about [`STATEMENT_BYTES`], each with the position
+/// of its first item.
+fn statements<'a, T>(items: &'a [T], max_items: usize, weight: &impl Fn(&T) -> usize) -> Vec<(usize, &'a [T])> {
+    let mut statements = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (position, item) in items.iter().enumerate() {
+        let item_bytes = weight(item);
+        if position > start && (position - start >= max_items || bytes + item_bytes > STATEMENT_BYTES) {
+            statements.push((start, &items[start..position]));
+            (start, bytes) = (position, 0);
+        }
+        bytes += item_bytes;
+    }
+    if start < items.len() {
+        statements.push((start, &items[start..]));
+    }
+    statements
+}
+
+/// Stores the dead letters `(record index, reason)`, isolated like rows. A dead letter refused whole (for a
+/// key or a header value the database cannot hold) is stored without its bytes; if even that is refused,
+/// nothing is committed and the inserter stops: a record is never skipped.
+async fn store_dead_letters(
+    txn: &DatabaseTransaction,
+    records: &[ConsumedRecord],
+    dead_letters: &[(usize, String)],
+) -> Result<(), WriteError> {
+    let weight = |(index, _): &(usize, String)| payload_len(&records[*index]) + 1_024;
+    let failed = isolating(txn, dead_letters, DEAD_LETTERS_PER_STATEMENT, weight, &DeadLetters(records)).await?;
+    for (position, error) in failed {
+        let (index, reason) = &dead_letters[position];
+        let record = &records[*index];
+        let reason = format!(
+            "{reason} (its key, value and headers could not be stored: {}; read them from Kafka)",
+            failure::describe(&error)
+        );
+        let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
+        let stored = insert_dead_letters(&savepoint, vec![record.minimal_dead_letter(&reason)]).await;
+        let finished = match &stored {
+            Ok(()) => savepoint.commit().await,
+            Err(_) => savepoint.rollback().await,
+        };
+        finished.map_err(|e| WriteError::from_db(e, "close a savepoint"))?;
+        if let Err(error) = stored {
+            return Err(match failure::classify(&error) {
+                Reaction::RetryBatch => WriteError::Unavailable(error),
+                _ => WriteError::Fatal(format!(
+                    "cannot store even a minimal dead letter for {}/{}@{}: {}; nothing was committed",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    failure::describe(&error)
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Stores the batch's next offsets for `group`. An offset never moves backwards: after a rebalance, the
+/// member that lost a partition may commit its last batch after the new owner started below it.
+async fn store_offsets(txn: &DatabaseTransaction, group: &str, batch: &Batch) -> Result<(), WriteError> {
     let offsets: Vec<kafka_offsets::ActiveModel> = batch
         .next_offsets
         .iter()
@@ -95,22 +350,23 @@ pub async fn write(db: &DatabaseConnection, group: &str, batch: &mut Batch) -> R
             updated_at: Set(chrono::Utc::now()),
         })
         .collect();
-    if !offsets.is_empty() {
-        kafka_offsets::Entity::insert_many(offsets)
-            .on_conflict(
-                OnConflict::columns([
-                    kafka_offsets::Column::ConsumerGroup,
-                    kafka_offsets::Column::Topic,
-                    kafka_offsets::Column::Partition,
-                ])
-                .update_columns([kafka_offsets::Column::NextOffset, kafka_offsets::Column::UpdatedAt])
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+    if offsets.is_empty() {
+        return Ok(());
     }
-    txn.commit().await?;
-    Ok(Written { rows, dead_letters: dead_letters.len() })
+    use kafka_offsets::Column as C;
+    kafka_offsets::Entity::insert_many(offsets)
+        .on_conflict(
+            OnConflict::columns([C::ConsumerGroup, C::Topic, C::Partition])
+                .values([
+                    (C::NextOffset, Expr::cust("GREATEST(kafka_offsets.next_offset, EXCLUDED.next_offset)")),
+                    (C::UpdatedAt, Expr::cust("EXCLUDED.updated_at")),
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(|e| WriteError::from_db(e, "store the offsets"))?;
+    Ok(())
 }
 
 /// The offsets `group` committed with its rows: where to resume each partition.
@@ -121,77 +377,34 @@ pub async fn stored_offsets(db: &DatabaseConnection, group: &str) -> Result<Hash
 
 /// A row type the writer can upsert in bulk.
 pub(crate) trait Upsert: Sized {
+    /// Whether a row carries its record's payload (`raw`): it then weighs that much in a statement.
+    const CARRIES_PAYLOAD: bool = true;
+
     /// Upserts the rows of `rows` (each with the index of its record).
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr>;
-}
-
-/// Upserts `rows` chunk by chunk; a chunk the database refuses is split until the refused rows stand alone,
-/// and those go to `refused` with their record index.
-async fn write_isolating<R: Upsert>(
-    txn: &DatabaseTransaction,
-    rows: &[(usize, R)],
-    refused: &mut Vec<(usize, String)>,
-) -> Result<(), DbErr> {
-    let mut pending: Vec<&[(usize, R)]> = rows.chunks(ROWS_PER_STATEMENT).rev().collect();
-    while let Some(slice) = pending.pop() {
-        let savepoint = txn.begin().await?;
-        match R::upsert(&savepoint, slice).await {
-            Ok(()) => savepoint.commit().await?,
-            Err(error) if is_refused_row(&error) => {
-                savepoint.rollback().await?;
-                if let [(index, _)] = slice {
-                    refused.push((*index, error.to_string()));
-                } else {
-                    let (first, second) = slice.split_at(slice.len() / 2);
-                    pending.push(second);
-                    pending.push(first);
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-/// `rows` without those of the records already refused.
-fn without_refused<'a, R: Clone>(rows: &'a [(usize, R)], refused: &[(usize, String)]) -> Cow<'a, [(usize, R)]> {
-    if refused.is_empty() {
-        return Cow::Borrowed(rows);
-    }
-    let refused: HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
-    Cow::Owned(rows.iter().filter(|(index, _)| !refused.contains(index)).cloned().collect())
-}
-
-/// A data exception (class 22) or an integrity violation (class 23): the row's fault, not the database's.
-fn is_refused_row(error: &DbErr) -> bool {
-    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error else {
-        return false;
-    };
-    let sea_orm::sqlx::Error::Database(db_error) = e.as_ref() else { return false };
-    db_error.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr>;
 }
 
 impl Upsert for twitter_data::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_DATA.on_conflict()).await
     }
 }
 
 impl Upsert for twitter_users::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_USERS.on_conflict()).await
     }
 }
 
 impl Upsert for mastodon_statuses::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::MASTODON_STATUSES.on_conflict()).await
     }
 }
 
 impl Upsert for instagram_profiles::ActiveModel {
     /// A scraped profile; the minimal rows are [`Referenced`].
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_PROFILES.on_conflict()).await
     }
 }
@@ -202,15 +415,19 @@ impl Upsert for instagram_profiles::ActiveModel {
 pub(crate) struct Referenced(pub(crate) instagram_profiles::ActiveModel);
 
 impl Upsert for Referenced {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    const CARRIES_PAYLOAD: bool = false;
+
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         let on_conflict = OnConflict::column(instagram_profiles::Column::UserId).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| &row.0, on_conflict).await
     }
 }
 
 impl Upsert for instagram_profile_snapshots::ActiveModel {
+    const CARRIES_PAYLOAD: bool = false;
+
     /// Append-only: a replayed scrape is already there.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         use instagram_profile_snapshots::Column as C;
         let on_conflict = OnConflict::columns([C::UserId, C::ScrapedAt]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
@@ -218,14 +435,16 @@ impl Upsert for instagram_profile_snapshots::ActiveModel {
 }
 
 impl Upsert for instagram_posts::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_POSTS.on_conflict()).await
     }
 }
 
 impl Upsert for instagram_hashtags::ActiveModel {
+    const CARRIES_PAYLOAD: bool = false;
+
     /// A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         use instagram_hashtags::Column as C;
         let mut on_conflict = OnConflict::column(C::Name);
         on_conflict.update_column(C::GraphHashtagId).action_and_where(Expr::cust(
@@ -236,8 +455,10 @@ impl Upsert for instagram_hashtags::ActiveModel {
 }
 
 impl Upsert for instagram_post_hashtags::ActiveModel {
+    const CARRIES_PAYLOAD: bool = false;
+
     /// Links are only added: a caption edited to drop a tag leaves its link.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         use instagram_post_hashtags::Column as C;
         let on_conflict = OnConflict::columns([C::MediaId, C::Hashtag]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
@@ -245,14 +466,16 @@ impl Upsert for instagram_post_hashtags::ActiveModel {
 }
 
 impl Upsert for instagram_comments::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_COMMENTS.on_conflict()).await
     }
 }
 
 impl Upsert for instagram_post_tagged_users::ActiveModel {
+    const CARRIES_PAYLOAD: bool = false;
+
     /// Links are only added, like the hashtags'.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
         use instagram_post_tagged_users::Column as C;
         let on_conflict = OnConflict::columns([C::MediaId, C::UserId]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await

@@ -1,0 +1,336 @@
+//! The length limit of indexed text, and the rule as one table: which (table, column) has its text in an
+//! index, and what becomes of a value too long for it. Postgres refuses a whole row whose index entry exceeds
+//! its page-derived limit (SQLSTATE 54000), and that error is not a row's fault the writer can isolate: left
+//! alone, one overlong hashtag would stop every batch that carries it.
+//!
+//! A value is never cut: it is left out whole (an array element, or a nullable scalar, which becomes NULL),
+//! or, when it is the row's key or required, the row is not written. Either way the record's `raw` JSON
+//! keeps the value as it came, and [`Cuts`] counts what was left out. The `index_limits` test holds this table
+//! to the migrated schema: every index over text has an entry here or a reason there.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{ActiveModelTrait, ActiveValue, EntityName, EntityTrait, IdenStatic, Iterable, Value};
+
+/// The most UTF-8 bytes a value (or array element) of an indexed text column may have; exactly this many is
+/// accepted.
+///
+/// Postgres caps an index entry at about a third of an 8 kB page: 2704 bytes for a btree (version 4), 2712
+/// for a GIN entry, and long values are compressed first only when they compress. A third of that leaves
+/// room for an expression index's `lower()` growing the string (a few characters lower-case to more UTF-8
+/// bytes: U+023A `Ⱥ`, 2 bytes, becomes U+2C65 `ⱥ`, 3 bytes, so 1024 bytes can become 1536) and for the
+/// entry's header and other columns. Real hashtags, mentions and usernames are tens of bytes: a value past
+/// this is junk or an attack, not data worth an index.
+pub const INDEXED_TEXT_MAX_BYTES: usize = 1024;
+
+/// What becomes of a value longer than [`INDEXED_TEXT_MAX_BYTES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TooLong {
+    /// Left out of the row: removed from its array, or NULL for a nullable scalar. The rest of the row is
+    /// written.
+    LeaveOut,
+    /// The row is not written (the value is its key, or NOT NULL); the record's other rows still are.
+    DropRow,
+}
+
+/// One column whose text is in an index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Indexed {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub too_long: TooLong,
+}
+
+const fn indexed(table: &'static str, column: &'static str, too_long: TooLong) -> Indexed {
+    Indexed { table, column, too_long }
+}
+
+/// Every (table, column) whose text an index holds, directly or through an expression such as `lower()`.
+pub const INDEXED: &[Indexed] = &[
+    // GIN over text[]: each element is an index entry, so a long one is removed and the post keeps the rest.
+    indexed("twitter_data", "hashtags", TooLong::LeaveOut),
+    indexed("twitter_data", "mentions", TooLong::LeaveOut),
+    indexed("mastodon_statuses", "tags", TooLong::LeaveOut),
+    indexed("mastodon_statuses", "mentions", TooLong::LeaveOut),
+    // btree over lower(username), NOT NULL: a user without a username is no row.
+    indexed("twitter_users", "username", TooLong::DropRow),
+    // btree over lower(username), nullable: NULL keeps the known username (the upsert coalesces it).
+    indexed("instagram_profiles", "username", TooLong::LeaveOut),
+    // The primary key.
+    indexed("instagram_hashtags", "name", TooLong::DropRow),
+    // In the primary key (media_id, hashtag) and the (hashtag, media_id) index; the same names are dropped
+    // from `instagram_hashtags`, which the link references.
+    indexed("instagram_post_hashtags", "hashtag", TooLong::DropRow),
+    // UNIQUE and NOT NULL. A Graph post's shortcode decodes to its media id (at most 11 characters), but the
+    // web mapping trusts the node's id and only checks the alphabet of the code, of any length.
+    indexed("instagram_posts", "shortcode", TooLong::DropRow),
+];
+
+/// Values left out and rows dropped, by (table, column).
+pub type Cuts = BTreeMap<(&'static str, &'static str), u64>;
+
+/// Applies [`INDEXED`] to `rows` of one table (each with the index of its record, kept), in order: drops the
+/// rows whose key is too long, then leaves out the too-long values of the rest, counting each in `cuts`.
+/// Rows with nothing too long are not touched.
+pub(crate) fn fit<A: ActiveModelTrait>(rows: &mut Vec<(usize, A)>, cuts: &mut Cuts) {
+    let table = A::Entity::default().table_name();
+    let entries = || INDEXED.iter().filter(move |entry| entry.table == table);
+    // Drops first, so that a dropped row's other values are not also counted as left out.
+    for entry in entries().filter(|entry| entry.too_long == TooLong::DropRow) {
+        let column = column_of::<A>(entry);
+        let before = rows.len();
+        rows.retain(|(_, row)| !held(&row.get(column)).is_some_and(too_long_in));
+        count(cuts, entry, (before - rows.len()) as u64);
+    }
+    for entry in entries().filter(|entry| entry.too_long == TooLong::LeaveOut) {
+        let column = column_of::<A>(entry);
+        for (_, row) in rows.iter_mut() {
+            let (ActiveValue::Set(value) | ActiveValue::Unchanged(value)) = row.get(column) else { continue };
+            if !too_long_in(&value) {
+                continue;
+            }
+            let (fitted, left_out) = match value {
+                Value::Array(ty, Some(items)) => {
+                    let before = items.len();
+                    let kept: Vec<Value> = items.into_iter().filter(|item| !too_long_in(item)).collect();
+                    let left_out = before - kept.len();
+                    (Value::Array(ty, Some(Box::new(kept))), left_out)
+                }
+                _ => (Value::String(None), 1),
+            };
+            row.set(column, fitted);
+            count(cuts, entry, left_out as u64);
+        }
+    }
+}
+
+fn column_of<A: ActiveModelTrait>(entry: &Indexed) -> <A::Entity as EntityTrait>::Column {
+    <A::Entity as EntityTrait>::Column::iter()
+        .find(|column| column.as_str() == entry.column)
+        .unwrap_or_else(|| panic!("limits::INDEXED names {}.{}, which its entity lacks", entry.table, entry.column))
+}
+
+/// The value a row writes to a column, if any.
+fn held(value: &ActiveValue<Value>) -> Option<&Value> {
+    match value {
+        ActiveValue::Set(value) | ActiveValue::Unchanged(value) => Some(value),
+        ActiveValue::NotSet => None,
+    }
+}
+
+/// Whether `value` is a string, or an array holding one, longer than the limit.
+fn too_long_in(value: &Value) -> bool {
+    match value {
+        Value::String(Some(text)) => text.len() > INDEXED_TEXT_MAX_BYTES,
+        Value::Array(_, Some(items)) => items.iter().any(too_long_in),
+        _ => false,
+    }
+}
+
+fn count(cuts: &mut Cuts, entry: &Indexed, n: u64) {
+    if n > 0 {
+        *cuts.entry((entry.table, entry.column)).or_default() += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::{
+        instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_posts, instagram_profiles,
+        mastodon_statuses, twitter_data, twitter_users,
+    };
+    use sea_orm::ActiveValue::{NotSet, Set};
+    use sea_orm::ColumnTrait;
+
+    use super::*;
+
+    fn text(bytes: usize) -> String {
+        "x".repeat(bytes)
+    }
+
+    fn tweet(hashtags: Vec<String>, mentions: Vec<String>) -> twitter_data::ActiveModel {
+        twitter_data::ActiveModel { hashtags: Set(hashtags), mentions: Set(mentions), ..Default::default() }
+    }
+
+    fn fitted<A: ActiveModelTrait>(rows: Vec<A>) -> (Vec<(usize, A)>, Cuts) {
+        let mut rows = rows.into_iter().enumerate().collect();
+        let mut cuts = Cuts::new();
+        fit(&mut rows, &mut cuts);
+        (rows, cuts)
+    }
+
+    #[test]
+    fn an_element_of_exactly_the_limit_is_kept_and_one_byte_more_is_left_out() {
+        let (rows, cuts) = fitted(vec![tweet(vec![text(1024), text(1025)], vec![])]);
+        assert_eq!(rows[0].1.hashtags, Set(vec![text(1024)]));
+        assert_eq!(cuts, Cuts::from([(("twitter_data", "hashtags"), 1)]));
+    }
+
+    #[test]
+    fn the_limit_counts_utf8_bytes_not_characters() {
+        let wide = "東".repeat(342); // 342 characters, 1026 bytes
+        let fits = format!("{}a", "東".repeat(341)); // 1024 bytes
+        let (rows, cuts) = fitted(vec![tweet(vec![wide, fits.clone()], vec![])]);
+        assert_eq!(rows[0].1.hashtags, Set(vec![fits]));
+        assert_eq!(cuts[&("twitter_data", "hashtags")], 1);
+    }
+
+    #[test]
+    fn the_other_elements_keep_their_order_and_the_other_columns_are_untouched() {
+        let row = twitter_data::ActiveModel {
+            tweet_id: Set(7),
+            text: Set(text(5000)), // not indexed
+            hashtags: Set(vec!["a".into(), text(2000), "b".into(), text(3000), "c".into()]),
+            mentions: Set(vec!["m".into(), text(1025)]),
+            urls: Set(vec![text(5000)]), // not indexed
+            ..Default::default()
+        };
+        let (rows, cuts) = fitted(vec![row]);
+        let row = &rows[0].1;
+        assert_eq!(row.hashtags, Set(vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(row.mentions, Set(vec!["m".into()]));
+        assert_eq!((&row.tweet_id, &row.text, &row.urls), (&Set(7), &Set(text(5000)), &Set(vec![text(5000)])));
+        assert_eq!(cuts, Cuts::from([(("twitter_data", "hashtags"), 2), (("twitter_data", "mentions"), 1)]));
+    }
+
+    #[test]
+    fn rows_with_nothing_too_long_are_left_as_they_are() {
+        let short = twitter_data::ActiveModel {
+            hashtags: sea_orm::ActiveValue::Unchanged(vec!["a".into(), text(1024)]),
+            mentions: NotSet,
+            ..Default::default()
+        };
+        let (rows, cuts) = fitted(vec![short.clone(), tweet(vec![], vec![])]);
+        assert_eq!(rows[0].1, short, "Unchanged stays Unchanged, NotSet stays NotSet");
+        assert_eq!(rows[1].1, tweet(vec![], vec![]));
+        assert!(cuts.is_empty());
+    }
+
+    #[test]
+    fn mastodon_tags_and_mentions_are_fitted_like_the_tweets() {
+        let status = mastodon_statuses::ActiveModel {
+            id: Set(1),
+            tags: Set(vec![text(1025), "rust".into()]),
+            mentions: Set(vec![text(1025), text(1025)]),
+            ..Default::default()
+        };
+        let (rows, cuts) = fitted(vec![status]);
+        assert_eq!(rows[0].1.tags, Set(vec!["rust".into()]));
+        assert_eq!(rows[0].1.mentions, Set(vec![]));
+        assert_eq!(cuts, Cuts::from([(("mastodon_statuses", "mentions"), 2), (("mastodon_statuses", "tags"), 1)]));
+    }
+
+    #[test]
+    fn a_nullable_scalar_too_long_becomes_null() {
+        let profile = |user_id, username: Option<String>| instagram_profiles::ActiveModel {
+            user_id: Set(user_id),
+            username: Set(username),
+            full_name: Set(Some(text(3000))),
+            ..Default::default()
+        };
+        let rows = vec![profile(1, Some(text(1025))), profile(2, Some(text(1024))), profile(3, None)];
+        let (rows, cuts) = fitted(rows);
+        assert_eq!(rows, vec![(0, profile(1, None)), (1, profile(2, Some(text(1024)))), (2, profile(3, None))]);
+        assert_eq!(cuts, Cuts::from([(("instagram_profiles", "username"), 1)]));
+    }
+
+    #[test]
+    fn a_row_keyed_by_a_too_long_value_is_dropped_and_the_others_keep_their_order() {
+        let user = |user_id, username: String| twitter_users::ActiveModel {
+            user_id: Set(user_id),
+            username: Set(username),
+            ..Default::default()
+        };
+        let rows = vec![user(1, "a".into()), user(2, text(1025)), user(3, text(1024)), user(4, text(9000))];
+        let (rows, cuts) = fitted(rows);
+        assert_eq!(rows, vec![(0, user(1, "a".into())), (2, user(3, text(1024)))]);
+        assert_eq!(cuts, Cuts::from([(("twitter_users", "username"), 2)]));
+    }
+
+    #[test]
+    fn hashtags_too_long_are_dropped_from_both_instagram_tables() {
+        let long = "ⱥ".repeat(400);
+        let hashtag = |name: &str| instagram_hashtags::ActiveModel { name: Set(name.into()), ..Default::default() };
+        let link = |name: &str| instagram_post_hashtags::ActiveModel { media_id: Set(5), hashtag: Set(name.into()) };
+        let mut hashtags = vec![(3, hashtag("coffee")), (3, hashtag(&long))];
+        let mut links = vec![(3, link(&long)), (3, link("coffee"))];
+        let mut cuts = Cuts::new();
+        fit(&mut hashtags, &mut cuts);
+        fit(&mut links, &mut cuts);
+        assert_eq!(hashtags, vec![(3, hashtag("coffee"))], "the record's index stays with its rows");
+        assert_eq!(links, vec![(3, link("coffee"))]);
+        let expected = [(("instagram_hashtags", "name"), 1), (("instagram_post_hashtags", "hashtag"), 1)];
+        assert_eq!(cuts, Cuts::from(expected));
+    }
+
+    #[test]
+    fn cuts_add_up_over_calls() {
+        let mut cuts = Cuts::from([(("twitter_data", "hashtags"), 5)]);
+        let mut rows = vec![(0, tweet(vec![text(1025)], vec![])), (1, tweet(vec![text(1025)], vec![]))];
+        fit(&mut rows, &mut cuts);
+        assert_eq!(cuts, Cuts::from([(("twitter_data", "hashtags"), 7)]));
+    }
+
+    #[test]
+    fn a_table_without_an_entry_is_untouched() {
+        let comment = instagram_comments::ActiveModel {
+            comment_id: Set(1),
+            author_username: Set(Some(text(5000))),
+            text: Set(text(5000)),
+            ..Default::default()
+        };
+        let (rows, cuts) = fitted(vec![comment.clone()]);
+        assert_eq!(rows, vec![(0, comment)]);
+        assert!(cuts.is_empty());
+    }
+
+    /// Checks each entry of `A`'s table against the entity: the column exists, is text or text[], and a
+    /// value left out can be NULL.
+    fn check_entries<A: ActiveModelTrait>() -> usize {
+        let table = A::Entity::default().table_name();
+        let mut checked = 0;
+        for entry in INDEXED.iter().filter(|entry| entry.table == table) {
+            let def = column_of::<A>(entry).def();
+            let column_type = def.get_column_type();
+            let is_array = matches!(column_type, sea_orm::ColumnType::Array(_));
+            let inner = match column_type {
+                sea_orm::ColumnType::Array(inner) => inner.as_ref(),
+                scalar => scalar,
+            };
+            assert!(
+                matches!(inner, sea_orm::ColumnType::Text | sea_orm::ColumnType::String(_)),
+                "{table}.{} is not text",
+                entry.column
+            );
+            if entry.too_long == TooLong::LeaveOut && !is_array {
+                assert!(def.is_null(), "{table}.{} is left out as NULL but is NOT NULL", entry.column);
+            }
+            checked += 1;
+        }
+        checked
+    }
+
+    #[test]
+    fn every_entry_is_a_text_column_of_its_entity_and_leaving_out_a_scalar_means_null() {
+        let checked = check_entries::<twitter_data::ActiveModel>()
+            + check_entries::<twitter_users::ActiveModel>()
+            + check_entries::<mastodon_statuses::ActiveModel>()
+            + check_entries::<instagram_profiles::ActiveModel>()
+            + check_entries::<instagram_hashtags::ActiveModel>()
+            + check_entries::<instagram_post_hashtags::ActiveModel>()
+            + check_entries::<instagram_posts::ActiveModel>();
+        assert_eq!(checked, INDEXED.len(), "an entry names a table this test does not check");
+    }
+
+    #[test]
+    fn a_shortcode_too_long_drops_the_post() {
+        let post = |media_id, shortcode: String| instagram_posts::ActiveModel {
+            media_id: Set(media_id),
+            shortcode: Set(shortcode),
+            ..Default::default()
+        };
+        let (rows, cuts) = fitted(vec![post(1, "A".repeat(1025)), post(2, "B".into())]);
+        assert_eq!(rows, vec![(1, post(2, "B".into()))]);
+        assert_eq!(cuts, Cuts::from([(("instagram_posts", "shortcode"), 1)]));
+    }
+}

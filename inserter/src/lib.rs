@@ -10,6 +10,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
+pub mod redrive;
 pub mod settings;
 pub mod unnest;
 pub mod writer;

@@ -8,7 +8,9 @@ use common::ops::{self, Health};
 use inserter::batch::Routes;
 use inserter::metrics::Metrics;
 use inserter::pipeline::{Options, Pipeline};
-use inserter::{consumer, database, settings::Settings};
+use inserter::redrive::Redrive;
+use inserter::settings::{Command, RedriveArgs, Settings};
+use inserter::{consumer, database};
 use prometheus_client::registry::Registry;
 
 #[tokio::main]
@@ -26,6 +28,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         instagram_profiles_topic: settings.instagram_profiles_topic.clone(),
         instagram_media_topic: settings.instagram_media_topic.clone(),
     };
+    if let Some(Command::Redrive(args)) = &settings.command {
+        return redrive(&settings, &routes, args).await;
+    }
     if let Some(topic) = routes.shared_topic() {
         anyhow::bail!(
             "each source needs a topic of its own: `{topic}` is named twice among --tweets-topic, \
@@ -66,6 +71,33 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         dead_lettered = metrics.dead_letters.get(),
         batches = metrics.batches.get(),
         "inserter stopped"
+    );
+    Ok(())
+}
+
+async fn redrive(settings: &Settings, routes: &Routes, args: &RedriveArgs) -> anyhow::Result<()> {
+    let shutdown = common::shutdown::on_signal()?;
+    let db = database::connect(&settings.database_url).await?;
+    database::require_current_schema(&db).await?;
+    let redrive = Redrive {
+        topics: args.topics.clone(),
+        reason: args.reason.clone(),
+        batch_size: args.batch_size,
+        dry_run: args.dry_run,
+    };
+    let report = redrive.run(&db, routes, &shutdown).await?;
+    db.close().await.ok();
+    let verb = if args.dry_run { "would land (decode now)" } else { "landed" };
+    tracing::info!(
+        selected = report.selected,
+        landed = report.landed,
+        still_failing = report.still_failing,
+        dry_run = args.dry_run,
+        "redrive finished"
+    );
+    println!(
+        "{} dead letters selected; {} {verb}; {} still failing",
+        report.selected, report.landed, report.still_failing
     );
     Ok(())
 }

@@ -3,12 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use common::telemetry::LogFormat;
 
 #[derive(Clone, Parser)]
 #[command(name = "inserter", version, about = "Lands the scraper's Kafka records in Postgres.")]
 pub struct Settings {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Postgres URL, e.g. postgres://inserter:PASSWORD@localhost:5432/ingest
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
@@ -75,10 +78,39 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+/// What to do instead of consuming.
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Run dead letters (ingest_errors) through today's mappings again, e.g. after a mapping fix: each batch
+    /// writes its rows and deletes the dead letters it re-drove in one transaction; what still fails stays,
+    /// with its new reason. The topic flags say which mapping reads which topic, as when consuming.
+    Redrive(RedriveArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RedriveArgs {
+    /// Only dead letters of this topic (repeat for several; default: all)
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub topics: Vec<String>,
+
+    /// Only dead letters whose reason matches this regular expression (case-insensitive), e.g. 'SQLSTATE 54000'
+    #[arg(long, value_name = "REGEX")]
+    pub reason: Option<String>,
+
+    /// Count the dead letters selected and how many decode now; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Dead letters per transaction
+    #[arg(long = "batch-size", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+}
+
 impl std::fmt::Debug for Settings {
     // The database URL may carry a password: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
+            .field("command", &self.command)
             .field("database_url", &"<redacted>")
             .field("run_migrations", &self.run_migrations)
             .field("bootstrap_servers", &self.bootstrap_servers)

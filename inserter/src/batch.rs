@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use entity::{
-    instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
-    instagram_posts, instagram_profile_snapshots, instagram_profiles, mastodon_statuses, twitter_data, twitter_users,
+    instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
+    instagram_profile_snapshots, instagram_profiles, mastodon_statuses, twitter_data, twitter_users,
 };
 use sea_orm::ActiveModelTrait;
 

@@ -110,16 +110,16 @@ mod tests {
     fn the_codes_the_issue_names_get_their_reaction() {
         use Reaction::*;
         let cases = [
-            ("08006", RetryBatch),  // connection failure
-            ("08P01", RetryBatch),  // protocol violation
-            ("57P01", RetryBatch),  // admin shutdown
-            ("57P02", RetryBatch),  // crash shutdown
-            ("57P03", RetryBatch),  // cannot connect now
-            ("53100", RetryBatch),  // disk full
-            ("53300", RetryBatch),  // too many connections
-            ("40001", RetryBatch),  // serialization failure
-            ("40P01", RetryBatch),  // deadlock
-            ("55P03", RetryBatch),  // lock not available
+            ("08006", RetryBatch), // connection failure
+            ("08P01", RetryBatch), // protocol violation
+            ("57P01", RetryBatch), // admin shutdown
+            ("57P02", RetryBatch), // crash shutdown
+            ("57P03", RetryBatch), // cannot connect now
+            ("53100", RetryBatch), // disk full
+            ("53300", RetryBatch), // too many connections
+            ("40001", RetryBatch), // serialization failure
+            ("40P01", RetryBatch), // deadlock
+            ("55P03", RetryBatch), // lock not available
             ("23505", RetryStatement),
             ("23503", IsolateRows), // foreign key, at commit when deferred
             ("23514", IsolateRows), // check

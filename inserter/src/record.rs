@@ -24,7 +24,11 @@ impl ConsumedRecord {
     /// The bytes this record holds: its key, value and headers, and a little bookkeeping.
     pub fn size(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 48).sum();
-        self.topic.len() + self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len) + headers + 128
+        self.topic.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Vec::len)
+            + headers
+            + 128
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -100,7 +100,11 @@ pub async fn write_redriven(
     write_with(db, batch, Bookkeeping::Redriven { dead_letter_ids }).await
 }
 
-async fn write_with(db: &DatabaseConnection, batch: &mut Batch, bookkeeping: Bookkeeping<'_>) -> Result<Written, WriteError> {
+async fn write_with(
+    db: &DatabaseConnection,
+    batch: &mut Batch,
+    bookkeeping: Bookkeeping<'_>,
+) -> Result<Written, WriteError> {
     batch.deduplicate();
     let txn = db.begin().await.map_err(|e| WriteError::from_db(e, "begin the batch"))?;
     // A deferred constraint (a reply's parent comment) fails at COMMIT, where no row can be isolated any

@@ -1,7 +1,7 @@
 //! The length limit of indexed text, and the rule as one table: which (table, column) has its text in an
 //! index, and what becomes of a value too long for it. Postgres refuses a whole row whose index entry exceeds
-//! its page-derived limit (SQLSTATE 54000), and that error is not a row's fault the writer can isolate: left
-//! alone, one overlong hashtag would stop every batch that carries it.
+//! its page-derived limit (SQLSTATE 54000): left alone, one overlong hashtag would cost its post the row and
+//! turn the whole record into a dead letter.
 //!
 //! A value is never cut: it is left out whole (an array element, or a nullable scalar, which becomes NULL),
 //! or, when it is the row's key or required, the row is not written. Either way the record's `raw` JSON
@@ -16,8 +16,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue, EntityName, EntityTrait, IdenStatic
 /// accepted.
 ///
 /// Postgres caps an index entry at about a third of an 8 kB page: 2704 bytes for a btree (version 4), 2712
-/// for a GIN entry, and long values are compressed first only when they compress. A third of that leaves
-/// room for an expression index's `lower()` growing the string (a few characters lower-case to more UTF-8
+/// for a GIN entry (long values are compressed first, but only when they compress). About a third of that
+/// leaves room for an expression index's `lower()` growing the string (a few characters lower-case to more UTF-8
 /// bytes: U+023A `Ⱥ`, 2 bytes, becomes U+2C65 `ⱥ`, 3 bytes, so 1024 bytes can become 1536) and for the
 /// entry's header and other columns. Real hashtags, mentions and usernames are tens of bytes: a value past
 /// this is junk or an attack, not data worth an index.
@@ -85,6 +85,8 @@ pub(crate) fn fit<A: ActiveModelTrait>(rows: &mut Vec<(usize, A)>, cuts: &mut Cu
     for entry in entries().filter(|entry| entry.too_long == TooLong::LeaveOut) {
         let column = column_of::<A>(entry);
         for (_, row) in rows.iter_mut() {
+            // `get` copies the value (the trait lends no reference), but only a row with a value too long is
+            // rebuilt and set.
             let (ActiveValue::Set(value) | ActiveValue::Unchanged(value)) = row.get(column) else { continue };
             if !too_long_in(&value) {
                 continue;

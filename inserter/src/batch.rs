@@ -59,21 +59,17 @@ impl Routes {
     }
 }
 
-/// Rows ready to write, each with the index of the record it came from (to dead-letter that record alone if
-/// its row violates a constraint).
-#[derive(Default)]
+/// A batch: its records, the rows they decode to, the dead letters of those that do not, and the next offset
+/// of every partition it covers.
 pub struct Batch {
     pub(crate) records: Vec<ConsumedRecord>,
-    pub(crate) tweets: Vec<(usize, twitter_data::ActiveModel)>,
-    pub(crate) users: Vec<(usize, twitter_users::ActiveModel)>,
-    pub(crate) statuses: Vec<(usize, mastodon_statuses::ActiveModel)>,
-    pub(crate) instagram: InstagramBatch,
+    /// Which mapping reads which topic: kept to decode a part of the batch again (see [`Batch::rows_of`]).
+    routes: Routes,
+    pub(crate) rows: Rows,
     /// Records that cannot become rows: (record index, why).
     pub(crate) dead_letters: Vec<(usize, String)>,
     /// (topic, partition) -> the offset after the last record of the batch.
     pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
-    /// Values left out of indexed columns (they stay in `raw`), by (table, column).
-    pub(crate) cuts: Cuts,
 }
 
 impl Batch {
@@ -87,9 +83,15 @@ impl Batch {
 
     /// Decodes `records` into a batch.
     pub fn decode(records: impl IntoIterator<Item = ConsumedRecord>, routes: &Routes) -> Self {
-        let mut batch = Self::default();
+        let mut batch = Self {
+            records: Vec::new(),
+            routes: routes.clone(),
+            rows: Rows::default(),
+            dead_letters: Vec::new(),
+            next_offsets: BTreeMap::new(),
+        };
         for record in records {
-            batch.push(record, routes);
+            batch.push(record);
         }
         batch
     }
@@ -100,17 +102,51 @@ impl Batch {
     }
 
     /// Decodes `record` into rows, or into a dead letter saying why it cannot be stored.
-    pub fn push(&mut self, record: ConsumedRecord, routes: &Routes) {
+    fn push(&mut self, record: ConsumedRecord) {
         let index = self.records.len();
         let next = self.next_offsets.entry((record.topic.clone(), record.partition)).or_default();
         *next = (*next).max(record.offset + 1);
-        match self.map(index, &record, routes) {
-            Ok(()) => {}
-            Err(reason) => self.dead_letters.push((index, reason)),
+        if let Err(reason) = self.rows.map(index, &record, &self.routes) {
+            self.dead_letters.push((index, reason));
         }
         self.records.push(record);
     }
 
+    /// Values left out of indexed columns, by (table, column).
+    pub fn cuts(&self) -> &Cuts {
+        &self.rows.cuts
+    }
+
+    /// The indexes of the records that decoded to rows.
+    pub(crate) fn decoded(&self) -> Vec<usize> {
+        let dead: HashSet<usize> = self.dead_letters.iter().map(|(index, _)| *index).collect();
+        (0..self.records.len()).filter(|index| !dead.contains(index)).collect()
+    }
+
+    /// The rows of the records `indexes` alone, ready to write: what writing only those records would write.
+    pub(crate) fn rows_of(&self, indexes: &[usize]) -> Rows {
+        let mut rows = Rows::default();
+        for &index in indexes {
+            // They decoded before, so they decode again.
+            let _ = rows.map(index, &self.records[index], &self.routes);
+        }
+        rows.prepare();
+        rows
+    }
+}
+
+/// Rows ready to write, each with the index of the record it came from.
+#[derive(Default)]
+pub(crate) struct Rows {
+    pub(crate) tweets: Vec<(usize, twitter_data::ActiveModel)>,
+    pub(crate) users: Vec<(usize, twitter_users::ActiveModel)>,
+    pub(crate) statuses: Vec<(usize, mastodon_statuses::ActiveModel)>,
+    pub(crate) instagram: InstagramBatch,
+    /// Values left out of indexed columns (they stay in `raw`), by (table, column).
+    pub(crate) cuts: Cuts,
+}
+
+impl Rows {
     fn map(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
         let source = record.source();
         let (mapping, live_source) = if record.topic == routes.tweets_topic {
@@ -156,28 +192,21 @@ impl Batch {
     }
 
     /// Rows offered to the database.
-    pub(crate) fn rows(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.tweets.len() + self.users.len() + self.statuses.len() + self.instagram.rows()
-    }
-
-    /// Values left out of indexed columns so far, by (table, column).
-    pub fn cuts(&self) -> &Cuts {
-        &self.cuts
     }
 
     /// Leaves out what an index cannot hold (`limits`), then keeps one row per conflict key, the newest
     /// scrape winning (the later record on a tie): Postgres refuses an upsert that touches one row twice.
     /// Doing it again changes nothing.
-    pub(crate) fn deduplicate(&mut self) {
+    pub(crate) fn prepare(&mut self) {
         self.fit_to_indexes();
         dedup_newest(&mut self.tweets, |t| (*t.tweet_id.as_ref(), *t.scraped_at.as_ref()));
         dedup_newest(&mut self.users, |u| (*u.user_id.as_ref(), *u.scraped_at.as_ref()));
         dedup_newest(&mut self.statuses, |s| (*s.id.as_ref(), *s.scraped_at.as_ref()));
         self.instagram.deduplicate();
     }
-}
 
-impl Batch {
     fn fit_to_indexes(&mut self) {
         let cuts = &mut self.cuts;
         limits::fit(&mut self.tweets, cuts);

@@ -70,6 +70,19 @@ impl ConsumerContext for IngestContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if partitions.count() == 0 {
+                    // Nothing to read offsets for, but librdkafka waits for the assign call all the same: under
+                    // cooperative-sticky a member that only lost partitions keeps its others paused, and the
+                    // whole group waits, until it is made.
+                    let assigned = match consumer.rebalance_protocol() {
+                        RebalanceProtocol::Cooperative => consumer.incremental_assign(partitions),
+                        _ => consumer.assign(partitions),
+                    };
+                    if let Err(e) = assigned {
+                        tracing::warn!(error = %e, "could not acknowledge an empty assignment");
+                    }
+                    return;
+                }
                 let partitions = list(partitions);
                 tracing::info!(?partitions, "partitions assigned");
                 self.push(RebalanceEvent::Assigned(partitions));

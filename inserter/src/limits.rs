@@ -61,8 +61,9 @@ pub const INDEXED: &[Indexed] = &[
     // In the primary key (media_id, hashtag) and the (hashtag, media_id) index; the same names are dropped
     // from `instagram_hashtags`, which the link references.
     indexed("instagram_post_hashtags", "hashtag", TooLong::DropRow),
-    // UNIQUE and NOT NULL. A Graph post's shortcode decodes to its media id (at most 11 characters), but the
-    // web mapping trusts the node's id and only checks the alphabet of the code, of any length.
+    // UNIQUE and NOT NULL. A Graph post's shortcode decodes to its media id (at most 11 characters), and the
+    // web mapping dead-letters a longer code than this, since the post row is the record: this entry is the
+    // backstop that keeps the catalog test honest, never reached by today's mappings.
     indexed("instagram_posts", "shortcode", TooLong::DropRow),
 ];
 

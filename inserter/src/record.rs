@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use entity::ingest_errors;
 use sea_orm::ActiveValue::{NotSet, Set};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +81,8 @@ impl ConsumedRecord {
     }
 
     /// Headers as a JSON object; a value that is not UTF-8, or holds a NUL (which `jsonb` refuses), is kept as
-    /// `{"hex": "..."}`. [`headers_from_json`] reads it back.
+    /// `{"hex": "..."}`, and the values of a name sent more than once as a list of those, in order.
+    /// [`headers_from_json`] reads it back.
     fn headers_json(&self) -> Value {
         let mut map = Map::new();
         for (key, value) in &self.headers {
@@ -93,7 +95,16 @@ impl ConsumedRecord {
                     serde_json::json!({ "hex": hex })
                 }
             };
-            map.insert(storable(key).into_owned(), value);
+            // Kafka allows a name twice (and escaping may make two names one): the values then become a list.
+            match map.entry(storable(key).into_owned()) {
+                Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
+                Entry::Occupied(mut entry) => match entry.get_mut() {
+                    Value::Array(values) => values.push(value),
+                    first => *first = Value::Array(vec![first.take(), value]),
+                },
+            }
         }
         Value::Object(map)
     }
@@ -102,14 +113,15 @@ impl ConsumedRecord {
 /// The headers a dead letter's `headers` column holds, as consumed (a name made storable stays escaped).
 pub fn headers_from_json(json: &Value) -> Vec<(String, Option<Vec<u8>>)> {
     let Some(map) = json.as_object() else { return Vec::new() };
+    let bytes = |value: &Value| match value {
+        Value::String(text) => Some(text.as_bytes().to_vec()),
+        Value::Object(hex) => hex.get("hex").and_then(Value::as_str).and_then(from_hex),
+        _ => None,
+    };
     map.iter()
-        .map(|(key, value)| {
-            let bytes = match value {
-                Value::String(text) => Some(text.as_bytes().to_vec()),
-                Value::Object(hex) => hex.get("hex").and_then(Value::as_str).and_then(from_hex),
-                _ => None,
-            };
-            (key.clone(), bytes)
+        .flat_map(|(key, value)| match value {
+            Value::Array(values) => values.iter().map(|v| (key.clone(), bytes(v))).collect(),
+            value => vec![(key.clone(), bytes(value))],
         })
         .collect()
 }
@@ -189,6 +201,9 @@ mod tests {
             ("source".to_owned(), Some(b"x.sample".to_vec())),
             ("binary".to_owned(), Some(vec![0xff, 0x00, 0x41])),
             ("empty".to_owned(), None),
+            ("trace".to_owned(), Some(b"a".to_vec())),
+            ("trace".to_owned(), Some(vec![0xfe])),
+            ("trace".to_owned(), Some(b"c".to_vec())),
         ];
         let json = record(headers.clone()).headers_json();
         let mut back = headers_from_json(&json);

@@ -8,7 +8,7 @@
 //! written again without it, so that a record is either rows or a dead letter, never both. A database that
 //! is unwell aborts the batch (nothing is committed; the caller retries); a missing grant stops the inserter.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
 use entity::{
     ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
@@ -22,7 +22,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Rows};
 use crate::failure::{self, Reaction};
 use crate::record::ConsumedRecord;
 use crate::{guard, unnest};
@@ -47,7 +47,7 @@ pub struct Written {
     /// Rows offered to the database (an unchanged row is offered but not rewritten).
     pub rows: usize,
     pub dead_letters: usize,
-    /// How many times the batch's rows were written again without records refused in a later table.
+    /// Parts of the batch written again to isolate refused records (0 when nothing was refused).
     pub rewrites: usize,
 }
 
@@ -66,8 +66,8 @@ impl WriteError {
     fn from_db(error: DbErr, doing: &str) -> Self {
         match failure::classify(&error) {
             Reaction::Stop => Self::Fatal(format!(
-                "{doing}: {} (grant the inserter's role what the schema's roles give it, see docs/database.md, or \
-                 run the migrations; then restart)",
+                "{doing}: {} (the role in DATABASE_URL lacks a grant, or the schema is not migrated: grant what \
+                 docker/postgres/roles.sql gives the role, or run the migrations; then restart)",
                 failure::describe(&error)
             )),
             _ => Self::Unavailable(error),
@@ -105,10 +105,10 @@ async fn write_with(
     batch: &mut Batch,
     bookkeeping: Bookkeeping<'_>,
 ) -> Result<Written, WriteError> {
-    batch.deduplicate();
+    batch.rows.prepare();
     let txn = db.begin().await.map_err(|e| WriteError::from_db(e, "begin the batch"))?;
     // A deferred constraint (a reply's parent comment) fails at COMMIT, where no row can be isolated any
-    // more; checked at each statement's end instead, it fails where its row can. Rows are ordered so that
+    // more; checked at each statement's end instead, it fails where its record can. Rows are ordered so that
     // what they reference is written first.
     txn.execute_unprepared("SET CONSTRAINTS ALL IMMEDIATE")
         .await
@@ -118,95 +118,149 @@ async fn write_with(
             .filter(ingest_errors::Column::Id.is_in(dead_letter_ids.iter().copied()))
             .exec(&txn)
             .await
-            .map_err(|e| WriteError::from_db(e, "delete the re-driven dead letters"))?;
-    }
-
-    let mut refused = BTreeMap::new();
-    let mut rewrites = 0;
-    loop {
-        let attempt = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
-        let needs_rewrite = write_rows(&attempt, batch, &mut refused).await?;
-        if needs_rewrite {
-            attempt.rollback().await.map_err(|e| WriteError::from_db(e, "roll back a savepoint"))?;
-            rewrites += 1;
-            continue;
-        }
-        attempt.commit().await.map_err(|e| WriteError::from_db(e, "release a savepoint"))?;
-        break;
+            .map_err(|e| {
+                WriteError::from_db(
+                    e,
+                    "delete the re-driven dead letters (redrive needs DELETE on ingest_errors: run it as the \
+                     schema's owner, ingest_owner in compose)",
+                )
+            })?;
     }
 
     let mut dead_letters: Vec<(usize, String)> = batch.dead_letters.clone();
-    dead_letters.extend(refused.into_iter().map(|(index, error)| (index, format!("database refused: {error}"))));
+    let rewrites = write_isolating(&txn, batch, &mut dead_letters).await?;
     store_dead_letters(&txn, &batch.records, &dead_letters).await?;
 
     if let Bookkeeping::Offsets { group } = bookkeeping {
         store_offsets(&txn, group, batch).await?;
     }
     txn.commit().await.map_err(|e| WriteError::from_db(e, "commit the batch"))?;
-    Ok(Written { rows: batch.rows(), dead_letters: dead_letters.len(), rewrites })
+    Ok(Written { rows: batch.rows.count(), dead_letters: dead_letters.len(), rewrites })
 }
 
-/// Writes every table's rows but those of `refused` records, adding the records refused now. Returns whether
-/// a record refused now has rows in a table written before its refusal (then what was written must be
-/// rolled back and written again without it).
-async fn write_rows(
+/// Writes the batch's rows. If the database refuses some for what they hold, the batch's records are split
+/// in halves, each half decoded and written on its own under a savepoint, until every refused record stands
+/// alone; those are added to `refused` with the database's reason, and everything else is written exactly as
+/// writing the records one by one would (a refused record's rows never reach another record's, even where
+/// the batch had merged them). Returns how many parts were written again.
+async fn write_isolating(
     txn: &DatabaseTransaction,
     batch: &Batch,
-    refused: &mut BTreeMap<usize, String>,
-) -> Result<bool, WriteError> {
-    let mut tables = Tables { txn, records: &batch.records, refused, written: HashSet::new(), rewrite: false };
-    tables.write(&batch.users).await?;
-    tables.write(&batch.tweets).await?;
-    tables.write(&batch.statuses).await?;
+    refused: &mut Vec<(usize, String)>,
+) -> Result<usize, WriteError> {
+    let Err(error) = under_savepoint(txn, &batch.rows, &batch.records).await? else { return Ok(0) };
+    let decoded = batch.decoded();
+    let mut pending: Vec<(&[usize], DbErr)> = vec![(&decoded[..], error)];
+    let mut rewrites = 0;
+    while let Some((indexes, error)) = pending.pop() {
+        if let [index] = indexes {
+            refused.push((*index, format!("database refused: {}", failure::describe(&error))));
+            continue;
+        }
+        let (first, second) = indexes.split_at(indexes.len() / 2);
+        // The second half waits on the stack; the first is written first, so records keep their order.
+        let mut halves = Vec::with_capacity(2);
+        for half in [first, second] {
+            rewrites += 1;
+            if let Err(error) = under_savepoint(txn, &batch.rows_of(half), &batch.records).await? {
+                halves.push((half, error));
+            }
+        }
+        pending.extend(halves.into_iter().rev());
+    }
+    Ok(rewrites)
+}
+
+/// Writes `rows` under a savepoint: `Ok(Err(_))` when the rows are at fault (the savepoint is then rolled
+/// back), `Err(_)` when the database is.
+async fn under_savepoint(
+    txn: &DatabaseTransaction,
+    rows: &Rows,
+    records: &[ConsumedRecord],
+) -> Result<Result<(), DbErr>, WriteError> {
+    let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
+    let written = write_rows(&savepoint, rows, records).await?;
+    let closed = match written {
+        Ok(()) => savepoint.commit().await,
+        Err(_) => savepoint.rollback().await,
+    };
+    closed.map_err(|e| WriteError::from_db(e, "close a savepoint"))?;
+    Ok(written)
+}
+
+/// Writes every table's rows, stopping at the first statement whose rows are at fault.
+async fn write_rows(
+    txn: &DatabaseTransaction,
+    rows: &Rows,
+    records: &[ConsumedRecord],
+) -> Result<Result<(), DbErr>, WriteError> {
+    let ig = &rows.instagram;
     // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
     // then what points at a post.
-    let ig = &batch.instagram;
-    tables.write(&ig.profiles).await?;
-    tables.write(&ig.referenced_profiles).await?;
-    tables.write(&ig.snapshots).await?;
-    tables.write(&ig.posts).await?;
-    tables.write(&ig.hashtags).await?;
-    tables.write(&ig.post_hashtags).await?;
-    tables.write(&ig.comments).await?;
-    tables.write(&ig.tagged_users).await?;
-    Ok(tables.rewrite)
+    let tables = [
+        table(txn, &rows.users, records).await?,
+        table(txn, &rows.tweets, records).await?,
+        table(txn, &rows.statuses, records).await?,
+        table(txn, &ig.profiles, records).await?,
+        table(txn, &ig.referenced_profiles, records).await?,
+        table(txn, &ig.snapshots, records).await?,
+        table(txn, &ig.posts, records).await?,
+        table(txn, &ig.hashtags, records).await?,
+        table(txn, &ig.post_hashtags, records).await?,
+        table(txn, &ig.comments, records).await?,
+        table(txn, &ig.tagged_users, records).await?,
+    ];
+    Ok(tables.into_iter().collect())
 }
 
-/// The tables of one pass over a batch.
-struct Tables<'a> {
-    txn: &'a DatabaseTransaction,
-    records: &'a [ConsumedRecord],
-    /// Records refused so far, with the database's reason.
-    refused: &'a mut BTreeMap<usize, String>,
-    /// Records with rows written in this pass.
-    written: HashSet<usize>,
-    /// Whether a record refused in this pass has rows written before.
-    rewrite: bool,
-}
-
-impl Tables<'_> {
-    async fn write<R: Upsert>(&mut self, rows: &[(usize, R)]) -> Result<(), WriteError> {
-        let rows: Vec<&(usize, R)> = rows.iter().filter(|(index, _)| !self.refused.contains_key(index)).collect();
-        let records = self.records;
-        let weight = |(index, _): &&(usize, R)| if R::CARRIES_PAYLOAD { payload_len(&records[*index]) } else { 256 };
-        let failed = isolating(self.txn, &rows, ROWS_PER_STATEMENT, weight, &Upserts).await?;
-        let refused_now: HashSet<usize> = failed.iter().map(|(position, _)| rows[*position].0).collect();
-        self.rewrite |= refused_now.iter().any(|index| self.written.contains(index));
-        for (position, error) in failed {
-            self.refused.entry(rows[position].0).or_insert_with(|| failure::describe(&error));
+/// Upserts one table's rows in statements bounded by count and bytes.
+async fn table<R: Upsert>(
+    txn: &DatabaseTransaction,
+    rows: &[(usize, R)],
+    records: &[ConsumedRecord],
+) -> Result<Result<(), DbErr>, WriteError> {
+    let weight = |(index, _): &(usize, R)| if R::CARRIES_PAYLOAD { payload_len(&records[*index]) } else { 256 };
+    for (_, statement) in statements(rows, ROWS_PER_STATEMENT, &weight) {
+        if let Err(error) = run(txn, &Upserts, statement).await? {
+            return Ok(Err(error));
         }
-        self.written.extend(rows.iter().map(|(index, _)| *index).filter(|index| !refused_now.contains(index)));
-        Ok(())
     }
+    Ok(Ok(()))
 }
 
 fn payload_len(record: &ConsumedRecord) -> usize {
     record.payload.as_ref().map_or(0, Vec::len)
 }
 
-/// Runs `run` over `items` in statements of at most `max_items` and [`STATEMENT_BYTES`] (by `weight`), each
-/// under a savepoint. A statement whose items are at fault is split until the guilty items stand alone;
-/// those are returned (their positions in `items`, with their errors) and everything else is written.
+/// Runs one statement under a savepoint, again when it collided with a concurrent writer's new row.
+/// `Ok(Err(_))`: the items are at fault.
+async fn run<T>(
+    txn: &DatabaseTransaction,
+    statement: &impl Statement<T>,
+    items: &[T],
+) -> Result<Result<(), DbErr>, WriteError> {
+    let mut races = 0;
+    loop {
+        let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
+        let Err(error) = statement.run(&savepoint, items).await else {
+            savepoint.commit().await.map_err(|e| WriteError::from_db(e, "release a savepoint"))?;
+            return Ok(Ok(()));
+        };
+        savepoint.rollback().await.map_err(|e| WriteError::from_db(e, "roll back a savepoint"))?;
+        match failure::classify(&error) {
+            Reaction::RetryBatch | Reaction::Stop => return Err(WriteError::from_db(error, "write rows")),
+            Reaction::RetryStatement if races < RACE_RETRIES => {
+                races += 1;
+                tracing::debug!(error = %failure::describe(&error), "collided with a concurrent writer; again");
+            }
+            Reaction::RetryStatement | Reaction::IsolateRows => return Ok(Err(error)),
+        }
+    }
+}
+
+/// Runs `statement` over `items` in statements of at most `max_items` and [`STATEMENT_BYTES`] (by
+/// `weight`). A statement whose items are at fault is split until the guilty items stand alone; those are
+/// returned (their positions in `items`, with their errors) and everything else is written.
 async fn isolating<T>(
     txn: &DatabaseTransaction,
     items: &[T],
@@ -218,31 +272,13 @@ async fn isolating<T>(
     pending.reverse();
     let mut failed = Vec::new();
     while let Some((start, slice)) = pending.pop() {
-        let mut races = 0;
-        loop {
-            let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
-            let Err(error) = statement.run(&savepoint, slice).await else {
-                savepoint.commit().await.map_err(|e| WriteError::from_db(e, "release a savepoint"))?;
-                break;
-            };
-            savepoint.rollback().await.map_err(|e| WriteError::from_db(e, "roll back a savepoint"))?;
-            match failure::classify(&error) {
-                Reaction::RetryBatch | Reaction::Stop => return Err(WriteError::from_db(error, "write rows")),
-                Reaction::RetryStatement if races < RACE_RETRIES => {
-                    races += 1;
-                    tracing::debug!(error = %failure::describe(&error), "collided with a concurrent writer; again");
-                }
-                Reaction::RetryStatement | Reaction::IsolateRows if slice.len() == 1 => {
-                    failed.push((start, error));
-                    break;
-                }
-                Reaction::RetryStatement | Reaction::IsolateRows => {
-                    let (first, second) = slice.split_at(slice.len() / 2);
-                    pending.push((start + first.len(), second));
-                    pending.push((start, first));
-                    break;
-                }
-            }
+        let Err(error) = run(txn, statement, slice).await? else { continue };
+        if slice.len() == 1 {
+            failed.push((start, error));
+        } else {
+            let (first, second) = slice.split_at(slice.len() / 2);
+            pending.push((start + first.len(), second));
+            pending.push((start, first));
         }
     }
     Ok(failed)
@@ -256,8 +292,8 @@ trait Statement<T> {
 /// The upsert of a table's rows.
 struct Upserts;
 
-impl<R: Upsert> Statement<&(usize, R)> for Upserts {
-    async fn run(&self, txn: &DatabaseTransaction, rows: &[&(usize, R)]) -> Result<(), DbErr> {
+impl<R: Upsert> Statement<(usize, R)> for Upserts {
+    async fn run(&self, txn: &DatabaseTransaction, rows: &[(usize, R)]) -> Result<(), DbErr> {
         R::upsert(txn, rows).await
     }
 }
@@ -385,30 +421,30 @@ pub(crate) trait Upsert: Sized {
     const CARRIES_PAYLOAD: bool = true;
 
     /// Upserts the rows of `rows` (each with the index of its record).
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr>;
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr>;
 }
 
 impl Upsert for twitter_data::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_DATA.on_conflict()).await
     }
 }
 
 impl Upsert for twitter_users::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_USERS.on_conflict()).await
     }
 }
 
 impl Upsert for mastodon_statuses::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::MASTODON_STATUSES.on_conflict()).await
     }
 }
 
 impl Upsert for instagram_profiles::ActiveModel {
     /// A scraped profile; the minimal rows are [`Referenced`].
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_PROFILES.on_conflict()).await
     }
 }
@@ -421,7 +457,7 @@ pub(crate) struct Referenced(pub(crate) instagram_profiles::ActiveModel);
 impl Upsert for Referenced {
     const CARRIES_PAYLOAD: bool = false;
 
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         let on_conflict = OnConflict::column(instagram_profiles::Column::UserId).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| &row.0, on_conflict).await
     }
@@ -431,7 +467,7 @@ impl Upsert for instagram_profile_snapshots::ActiveModel {
     const CARRIES_PAYLOAD: bool = false;
 
     /// Append-only: a replayed scrape is already there.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         use instagram_profile_snapshots::Column as C;
         let on_conflict = OnConflict::columns([C::UserId, C::ScrapedAt]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
@@ -439,7 +475,7 @@ impl Upsert for instagram_profile_snapshots::ActiveModel {
 }
 
 impl Upsert for instagram_posts::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_POSTS.on_conflict()).await
     }
 }
@@ -448,7 +484,7 @@ impl Upsert for instagram_hashtags::ActiveModel {
     const CARRIES_PAYLOAD: bool = false;
 
     /// A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         use instagram_hashtags::Column as C;
         let mut on_conflict = OnConflict::column(C::Name);
         on_conflict.update_column(C::GraphHashtagId).action_and_where(Expr::cust(
@@ -462,7 +498,7 @@ impl Upsert for instagram_post_hashtags::ActiveModel {
     const CARRIES_PAYLOAD: bool = false;
 
     /// Links are only added: a caption edited to drop a tag leaves its link.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         use instagram_post_hashtags::Column as C;
         let on_conflict = OnConflict::columns([C::MediaId, C::Hashtag]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
@@ -470,7 +506,7 @@ impl Upsert for instagram_post_hashtags::ActiveModel {
 }
 
 impl Upsert for instagram_comments::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_COMMENTS.on_conflict()).await
     }
 }
@@ -479,7 +515,7 @@ impl Upsert for instagram_post_tagged_users::ActiveModel {
     const CARRIES_PAYLOAD: bool = false;
 
     /// Links are only added, like the hashtags'.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[&(usize, Self)]) -> Result<(), DbErr> {
+    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
         use instagram_post_tagged_users::Column as C;
         let on_conflict = OnConflict::columns([C::MediaId, C::UserId]).do_nothing().to_owned();
         unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await

@@ -218,7 +218,7 @@ async fn every_unstorable_status_is_dead_lettered_with_its_reason_and_the_rest_l
         ConsumedRecord { topic: TWEETS.into(), ..record(0, tweet, "x.sample", at(0)) },
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written, Written { rows: 5, dead_letters: 7, rewrites: 0 }, "rows offered, refused ones included");
+    assert_eq!((written.rows, written.dead_letters), (5, 7), "rows offered, refused ones included");
 
     let ids: Vec<i64> = mastodon_statuses::Entity::find().all(&db).await.unwrap().iter().map(|s| s.id).collect();
     assert_eq!(ids.len(), 2);

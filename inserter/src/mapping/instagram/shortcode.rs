@@ -21,6 +21,8 @@ pub enum ShortcodeError {
     Overflow(String),
     #[error("shortcode `{0}` encodes 0, which is no media id")]
     Zero(String),
+    #[error("a shortcode of {0} bytes is longer than its unique index can hold ({max} bytes)", max = crate::limits::INDEXED_TEXT_MAX_BYTES)]
+    Unindexable(usize),
 }
 
 /// The media id `code` encodes.

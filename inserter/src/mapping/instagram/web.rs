@@ -150,6 +150,11 @@ pub(super) fn media(rows: &mut InstagramRows, raw: Value, context: &Context) -> 
         let error = shortcode::ShortcodeError::Empty;
         return Err(DecodeError::Shortcode { field: "shortcode".into(), error });
     }
+    // The post's own key: left out, the record would be lost, so it is dead-lettered instead.
+    if node.shortcode.len() > crate::limits::INDEXED_TEXT_MAX_BYTES {
+        let error = shortcode::ShortcodeError::Unindexable(node.shortcode.len());
+        return Err(DecodeError::Shortcode { field: "shortcode".into(), error });
+    }
     let taken_at = node.taken_at_timestamp.map(|s| unix_time("taken_at_timestamp", s)).transpose()?;
     let caption = node.edge_media_to_caption.edges.into_iter().find_map(|edge| edge.node.text);
     let comments_count = node.edge_media_to_comment.as_ref().and_then(|c| c.count);

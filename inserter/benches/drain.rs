@@ -3,6 +3,10 @@
 //! loaded with `COPY` into an identical table (`LIKE twitter_data INCLUDING ALL`: same indexes, same checks).
 //!
 //!     cargo bench -p inserter --bench drain -- [--records 1000000] [--partitions 4] [--batch-size 10000]
+//!         [--text-bytes N]
+//!
+//! `--text-bytes` pads each post's text to about N bytes (e.g. 400000: records near the scraper's 900 kB
+//! limit), to see memory stay bounded by `BATCH_BYTES` whatever the records' sizes.
 //!
 //! Prints rows/s for both, their ratio, and the inserter's peak RSS.
 
@@ -25,6 +29,7 @@ struct Args {
     records: u64,
     partitions: i32,
     batch_size: u32,
+    text_bytes: usize,
 }
 
 fn args() -> Option<Args> {
@@ -32,7 +37,7 @@ fn args() -> Option<Args> {
     if std::env::args().any(|arg| arg == "--list") {
         return None;
     }
-    let mut args = Args { records: 1_000_000, partitions: 4, batch_size: 10_000 };
+    let mut args = Args { records: 1_000_000, partitions: 4, batch_size: 10_000, text_bytes: 0 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value =
@@ -41,6 +46,7 @@ fn args() -> Option<Args> {
             "--records" => args.records = value(),
             "--partitions" => args.partitions = value() as i32,
             "--batch-size" => args.batch_size = value() as u32,
+            "--text-bytes" => args.text_bytes = value() as usize,
             "--bench" => {}
             other => panic!("unknown flag {other}; see the file's header"),
         }
@@ -55,7 +61,12 @@ async fn main() {
     eprintln!("producing {} records to {} partitions...", args.records, args.partitions);
     let started = Instant::now();
     for chunk in (1..=args.records).collect::<Vec<_>>().chunks(100_000) {
-        rig.produce_tweets(chunk.iter().copied()).await;
+        let messages = chunk.iter().map(|id| {
+            let mut message = support::tweet_message(*id);
+            message.value = Some(line(*id, args.text_bytes).into_bytes());
+            message
+        });
+        rig.broker.produce(&rig.topic, messages).await.unwrap();
     }
     eprintln!("produced in {:.1?}", started.elapsed());
 
@@ -71,7 +82,11 @@ async fn main() {
     );
     println!("COPY (same rows):   {copy_rate:>10.0} rows/s");
     println!("ratio:              {:>10.2}x COPY", inserter_rate / copy_rate);
-    println!("inserter peak RSS:  {:>10.1} MiB", peak_rss_kib as f64 / 1024.0);
+    println!(
+        "inserter peak RSS:  {:>10.1} MiB (BATCH_BYTES default; text of {} bytes)",
+        peak_rss_kib as f64 / 1024.0,
+        args.text_bytes
+    );
 }
 
 /// Runs the release inserter until every record's offset is stored; rows/s is measured from its first
@@ -119,7 +134,7 @@ async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
             partition: 0,
             offset: *id as i64,
             key: Some(id.to_string().into_bytes()),
-            payload: Some(support::tweet_line(*id).into_bytes()),
+            payload: Some(line(*id, args.text_bytes).into_bytes()),
             headers: vec![
                 ("source".into(), Some(b"x.sample".to_vec())),
                 ("scraped_at".into(), Some(b"2025-06-01T12:00:05Z".to_vec())),
@@ -132,6 +147,15 @@ async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
     let rate = args.records as f64 / started.elapsed().as_secs_f64();
     assert_eq!(support::count(&db.conn, "SELECT count(*) FROM twitter_data").await, args.records as i64);
     rate
+}
+
+/// Post `id`'s stream line, its text padded to about `text_bytes`.
+fn line(id: u64, text_bytes: usize) -> String {
+    let line = support::tweet_line(id);
+    if text_bytes == 0 {
+        return line;
+    }
+    line.replacen(&format!("\"text\":\"post {id} "), &format!("\"text\":\"post {id} {} ", "x".repeat(text_bytes)), 1)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -157,7 +181,7 @@ async fn copy_baseline(rig: &Rig, args: &Args) -> f64 {
     let mut columns: Vec<twitter_data::Column> = Vec::new();
     let mut text = String::new();
     for id in 1..=args.records {
-        let row = twitter::map(support::tweet_line(id).as_bytes(), "x.sample", scraped_at).unwrap().tweet;
+        let row = twitter::map(line(id, args.text_bytes).as_bytes(), "x.sample", scraped_at).unwrap().tweet;
         if columns.is_empty() {
             columns = twitter_data::Column::iter().filter(|c| !matches!(row.get(*c), ActiveValue::NotSet)).collect();
         }

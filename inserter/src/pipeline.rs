@@ -238,14 +238,8 @@ impl Pipeline {
         }
         // librdkafka keeps a partition's pause across an unassign: a partition paused for backpressure before a
         // rebalance would stay silent when it comes back.
-        // New partitions follow the others: paused while a full batch waits for its write, else resumed.
-        let assigned = consumer::assign(&self.consumer, &assignment).and_then(|()| {
-            if state.paused {
-                self.consumer.pause(&assignment).context("pause the assigned partitions")
-            } else {
-                self.consumer.resume(&assignment).context("resume the assigned partitions")
-            }
-        });
+        let assigned = consumer::assign(&self.consumer, &assignment)
+            .and_then(|()| self.consumer.resume(&assignment).context("resume the assigned partitions"));
         match assigned {
             Ok(()) => {
                 tracing::info!(?starts, "consuming from the offsets stored with the rows");
@@ -255,6 +249,11 @@ impl Pipeline {
                 // Idle means no record while consuming: the wait for an assignment does not count.
                 state.last_record_at = Instant::now();
                 self.health.clear();
+                // No write is in flight here, so nothing should stay paused (a resume that failed earlier):
+                // the partitions kept through the rebalance are resumed at their positions.
+                if state.paused {
+                    self.pause_or_resume(state, false);
+                }
             }
             Err(e) => {
                 state.next_assign_attempt = Instant::now() + state.assign_backoff.next_delay();

@@ -4,11 +4,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use migration::CDC_PUBLICATION;
-use support::{Rig, tweet_message};
+use support::{Rig, http_get, tweet_message};
 use testkit::{TestMessage, cdc, unique_name};
 
 const TWEETS: &str = "SELECT count(*) FROM twitter_data";
@@ -144,12 +143,4 @@ async fn metrics_and_health_are_served() {
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
     inserter.signal(libc::SIGTERM);
     assert!(inserter.wait(Duration::from_secs(20)).await.unwrap().success());
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }

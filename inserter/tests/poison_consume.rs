@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -14,8 +12,8 @@ use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
-use support::{Rig, fixture_json, instagram_message, status_message, tweet_line, tweet_message};
-use testkit::{Broker, BrokerStorage, Postgres, Process, TestDatabase, TestMessage, unique_name};
+use support::{Rig, Schema, fixture_json, http_get, instagram_message, status_message, tweet_line, tweet_message};
+use testkit::{Broker, BrokerStorage, Process, TestMessage, unique_name};
 
 const TWEETS: &str = "SELECT count(*) FROM twitter_data";
 const DEAD_LETTERS: &str = "SELECT count(*) FROM ingest_errors";
@@ -105,14 +103,6 @@ async fn produce_raw(broker: &Broker, topic: &str, records: Vec<RawRecord>) {
 fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     format!("127.0.0.1:{port}")
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 /// The value of the unlabelled counter `name` in a /metrics response.
@@ -350,62 +340,12 @@ async fn a_privilege_error_stops_the_inserter_with_what_to_fix() {
     assert_eq!(rig.count(DEAD_LETTERS).await, 0, "a missing grant is no record's fault");
 }
 
-/// A migrated database and a broker with one topic, like `Rig`, but with the broker's storage chosen: a
-/// consumer that pauses or seeks needs SQLite (tansu's memory storage answers such fetches wrongly).
-struct Stack {
-    _pg: Postgres,
-    db: TestDatabase,
-    broker: Broker,
-    topic: String,
-    logs: tempfile::TempDir,
-}
-
-impl Stack {
-    async fn start(storage: BrokerStorage, partitions: i32) -> Self {
-        let pg = Postgres::start().await.unwrap();
-        let db = pg.migrated_database::<migration::Migrator>().await.unwrap();
-        let broker = Broker::start_with(storage).await.unwrap();
-        let topic = unique_name("tweets");
-        broker.create_topic(&topic, partitions).await.unwrap();
-        Self { _pg: pg, db, broker, topic, logs: tempfile::tempdir().unwrap() }
-    }
-
-    fn conn(&self) -> &DatabaseConnection {
-        &self.db.conn
-    }
-
-    /// The inserter in `group` as `Rig::inserter` runs it, with `env` set (after the rig's) and `args`.
-    fn inserter(&self, group: &str, env: &[(&str, &str)], args: &[&str]) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_inserter"));
-        command
-            .args(args)
-            .env("DATABASE_URL", &self.db.url)
-            .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap_servers())
-            .env("INSERTER_GROUP", group)
-            .env("TOPIC_TWEETS", &self.topic)
-            .env("TOPIC_MASTODON_STATUSES", unique_name("statuses"))
-            .env("TOPIC_INSTAGRAM_PROFILES", unique_name("instagram-profiles"))
-            .env("TOPIC_INSTAGRAM_MEDIA", unique_name("instagram-media"))
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("BATCH_SIZE", "500")
-            .env("BATCH_TIMEOUT", "100ms")
-            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-            .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
-            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
-            .env_remove("LOG_FORMAT")
-            .env_remove("RUN_MIGRATIONS");
-        command.envs(env.iter().copied());
-        Process::spawn(command, &self.logs.path().join(format!("{}.log", unique_name("inserter")))).unwrap()
-    }
-}
-
 #[tokio::test]
 async fn batches_close_on_bytes() {
     const RECORDS: u64 = 30;
     const TEXT_BYTES: usize = 200_000;
     // The writer pauses the consumer while a batch is full: SQLite storage, which fetches after a pause right.
-    let stack = Stack::start(BrokerStorage::Sqlite, 1).await;
+    let stack = Rig::start_on(1, Schema::Migrated, BrokerStorage::Sqlite).await;
     let big = |id: u64| {
         let mut post = x_post(id, 1_000 + id % 5, "Author");
         post["data"]["text"] = json!(format!("{id} {}", "p".repeat(TEXT_BYTES)));
@@ -416,7 +356,7 @@ async fn batches_close_on_bytes() {
     let group = unique_name("group");
     // A batch timeout far longer than the drain: only bytes can close the batches before the last.
     let args = ["--batch-bytes", "1MiB", "--batch-size", "10000", "--batch-timeout", "3s", "--exit-when-idle", "2s"];
-    let mut inserter = stack.inserter(&group, &[], &args);
+    let mut inserter = stack.inserter_with(&group, &[], &args);
     let status = inserter.wait(Duration::from_secs(90)).await.unwrap();
     let log = inserter.log();
     assert!(status.success(), "{log}");
@@ -436,7 +376,7 @@ async fn batches_close_on_bytes() {
 async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
     const RECORDS: i64 = 2_000;
     const BATCH: usize = 20;
-    let stack = Stack::start(BrokerStorage::Sqlite, 4).await;
+    let stack = Rig::start_on(4, Schema::Migrated, BrokerStorage::Sqlite).await;
     stack.broker.produce(&stack.topic, (1..=RECORDS as u64).map(tweet_message)).await.unwrap();
     let group = unique_name("group");
     let batch = BATCH.to_string();
@@ -446,7 +386,7 @@ async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
         ("PROGRESS_INTERVAL", "250ms"),
     ];
     let addr_a = free_addr();
-    let a = stack.inserter(&group, &env, &["--metrics-addr", &addr_a]);
+    let a = stack.inserter_with(&group, &env, &["--metrics-addr", &addr_a]);
     wait_for(stack.conn(), TWEETS, 100, Duration::from_secs(60), &[&a]).await;
 
     // Hold A's next write (a lock every insert waits for): its next batch fills while that write waits, and A
@@ -464,7 +404,7 @@ async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
     assert!(paused_at < Some(RECORDS as f64), "A must be paused mid-drain, not done: {paused_at:?}");
 
     // B joins: the cooperative rebalance takes some of A's partitions while A is paused.
-    let b = stack.inserter(&group, &env, &[]);
+    let b = stack.inserter_with(&group, &env, &[]);
     wait_for_log(&a, "partitions revoked", Duration::from_secs(60), &[&a, &b]).await;
     lock.commit().await.unwrap();
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{ingest_errors, twitter_data, twitter_users};
 use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
-use inserter::writer::{Written, stored_offsets, write};
+use inserter::writer::{stored_offsets, write};
 use migration::{CDC_PUBLICATION, Migrator};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use testkit::{Postgres, cdc};

@@ -36,6 +36,12 @@ impl Rig {
     }
 
     pub async fn start_with(partitions: i32, schema: Schema) -> Self {
+        Self::start_on(partitions, schema, BrokerStorage::Memory).await
+    }
+
+    /// A rig whose broker keeps its records in `storage`: a consumer that pauses, seeks or restarts needs
+    /// SQLite (tansu's memory storage answers a fetch from inside a record batch wrongly).
+    pub async fn start_on(partitions: i32, schema: Schema, storage: BrokerStorage) -> Self {
         let pg = Postgres::start().await.unwrap();
         let db = match schema {
             Schema::Migrated => pg.migrated_database::<Migrator>().await.unwrap(),
@@ -44,7 +50,7 @@ impl Rig {
                 TestDatabase { name, conn: Database::connect(&url).await.unwrap(), url }
             }
         };
-        let broker = Broker::start_with(BrokerStorage::Memory).await.unwrap();
+        let broker = Broker::start_with(storage).await.unwrap();
         let topic = unique_name("tweets");
         if partitions > 0 {
             broker.create_topic(&topic, partitions).await.unwrap();
@@ -62,6 +68,11 @@ impl Rig {
 
     /// The `inserter` binary in consumer group `group`, pointed at the rig, with `args` added.
     pub fn inserter(&self, group: &str, args: &[&str]) -> Process {
+        self.inserter_with(group, &[], args)
+    }
+
+    /// [`Rig::inserter`] with the variables `env` set after the rig's.
+    pub fn inserter_with(&self, group: &str, env: &[(&str, &str)], args: &[&str]) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_inserter"));
         command
             .args(args)
@@ -82,7 +93,8 @@ impl Rig {
             .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .env_remove("LOG_FORMAT")
-            .env_remove("RUN_MIGRATIONS");
+            .env_remove("RUN_MIGRATIONS")
+            .envs(env.iter().copied());
         Process::spawn(command, &self.logs.path().join(format!("{}.log", unique_name("inserter")))).unwrap()
     }
 
@@ -107,6 +119,16 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A GET of `path` from an HTTP server at `addr` (the inserter's /metrics and /healthz): the whole response.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// Waits until `process` logged `text`.

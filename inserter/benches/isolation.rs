@@ -4,9 +4,10 @@
 //!
 //!     cargo bench -p inserter --bench isolation -- [--records 10000] [--rounds 7] [--fsync-off]
 //!
-//! Two poisons: one refused by a CHECK in `twitter_data` alone (the batch's statements are split until it
-//! stands alone), and one whose author row, written first, must go too (the batch is then written again
-//! without the record). Postgres runs with fsync on, as users run it, unless `--fsync-off`. Prints the median
+//! Two poisons, both refused by a CHECK in `twitter_data`: one by an author other posts of the batch share
+//! (its author row lands from another record), one by an author of its own (its author row must not land).
+//! Either way the batch's records are split in halves, each part decoded and written on its own, until the
+//! poison stands alone. Postgres runs with fsync on, as users run it, unless `--fsync-off`. Prints the median
 //! time of each kind and its ratio to the clean batch.
 
 #[path = "../tests/support/mod.rs"]
@@ -53,7 +54,7 @@ enum Poison {
     None,
     /// A post with a negative like count, its author shared with clean posts.
     Check,
-    /// The same, by an author no other post has: its author row is written before the post is refused.
+    /// The same, by an author no other post has.
     CheckWithOwnAuthor,
 }
 
@@ -128,7 +129,7 @@ async fn main() {
     let clean = median(times[0].clone());
     println!("batches of {} new posts, fsync {durability}, median of {} rounds:", args.records, args.rounds);
     println!("  clean:                               {:>8.1?}", clean);
-    for (kind, label) in [(1, "one poison (split)"), (2, "one poison (split, written again)")] {
+    for (kind, label) in [(1, "one poison, shared author"), (2, "one poison, own author")] {
         let poisoned = median(times[kind].clone());
         println!(
             "  {label:<36} {:>8.1?}  {:.2}x the clean batch",

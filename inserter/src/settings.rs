@@ -50,10 +50,10 @@ pub struct Settings {
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
 
-    /// ...or at this many bytes of records (key, value and headers; e.g. 8MiB, 512KiB), which bounds the
+    /// ...or at this many bytes of records (key, value and headers; e.g. 4MiB, 512KiB), which bounds the
     /// inserter's memory whatever the records' sizes; the consumer pauses when the next batch is this full
     /// while one is being written
-    #[arg(long, env = "BATCH_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "BATCH_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
     pub batch_bytes: usize,
 
     /// ...or this long after its first record, whichever comes first

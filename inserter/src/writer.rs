@@ -2,10 +2,10 @@
 //! parameter per column: see `unnest`), dead letters, and the batch's bookkeeping (its next offsets, or the
 //! dead letters it re-drove), so that rows and bookkeeping become durable together.
 //!
-//! A failed statement is classified (`failure`): a statement whose rows are at fault is split under
-//! savepoints until the guilty rows stand alone, and their records alone are dead-lettered with the
-//! database's SQLSTATE and message; if such a record had rows in a table written before, the batch's rows are
-//! written again without it, so that a record is either rows or a dead letter, never both. A database that
+//! A failed statement is classified (`failure`). When rows are at fault, the batch's records are split in
+//! halves under savepoints, each part decoded and written on its own, until the guilty records stand alone;
+//! they alone are dead-lettered with the database's SQLSTATE and message, and the rest lands as writing the
+//! records one by one would. A statement that collided with a concurrent writer runs again. A database that
 //! is unwell aborts the batch (nothing is committed; the caller retries); a missing grant stops the inserter.
 
 use std::collections::HashMap;

@@ -194,23 +194,31 @@ async fn write_rows(
     rows: &Rows,
     records: &[ConsumedRecord],
 ) -> Result<Result<(), DbErr>, WriteError> {
+    // Each table has a row type of its own, so they are written in turn rather than in a loop.
+    macro_rules! in_turn {
+        ($($rows:expr),* $(,)?) => {
+            $(if let Err(error) = table(txn, $rows, records).await? {
+                return Ok(Err(error));
+            })*
+        };
+    }
     let ig = &rows.instagram;
     // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
     // then what points at a post.
-    let tables = [
-        table(txn, &rows.users, records).await?,
-        table(txn, &rows.tweets, records).await?,
-        table(txn, &rows.statuses, records).await?,
-        table(txn, &ig.profiles, records).await?,
-        table(txn, &ig.referenced_profiles, records).await?,
-        table(txn, &ig.snapshots, records).await?,
-        table(txn, &ig.posts, records).await?,
-        table(txn, &ig.hashtags, records).await?,
-        table(txn, &ig.post_hashtags, records).await?,
-        table(txn, &ig.comments, records).await?,
-        table(txn, &ig.tagged_users, records).await?,
-    ];
-    Ok(tables.into_iter().collect())
+    in_turn!(
+        &rows.users,
+        &rows.tweets,
+        &rows.statuses,
+        &ig.profiles,
+        &ig.referenced_profiles,
+        &ig.snapshots,
+        &ig.posts,
+        &ig.hashtags,
+        &ig.post_hashtags,
+        &ig.comments,
+        &ig.tagged_users,
+    );
+    Ok(Ok(()))
 }
 
 /// Upserts one table's rows in statements bounded by count and bytes.
@@ -298,23 +306,26 @@ impl<R: Upsert> Statement<(usize, R)> for Upserts {
     }
 }
 
-/// The insert of dead letters `(record index, reason)`.
-struct DeadLetters<'a>(&'a [ConsumedRecord]);
+/// The insert of dead letters `(record index, reason)`, one per record (a replayed record already
+/// dead-lettered is skipped); `minimal` ones without the record's bytes.
+struct DeadLetters<'a> {
+    records: &'a [ConsumedRecord],
+    minimal: bool,
+}
 
 impl Statement<(usize, String)> for DeadLetters<'_> {
     async fn run(&self, txn: &DatabaseTransaction, items: &[(usize, String)]) -> Result<(), DbErr> {
-        insert_dead_letters(txn, items.iter().map(|(index, reason)| self.0[*index].dead_letter(reason)).collect()).await
+        use ingest_errors::Column as C;
+        let rows = items.iter().map(|(index, reason)| match self.minimal {
+            false => self.records[*index].dead_letter(reason),
+            true => self.records[*index].minimal_dead_letter(reason),
+        });
+        ingest_errors::Entity::insert_many(rows)
+            .on_conflict(OnConflict::columns([C::Topic, C::Partition, C::Offset]).do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await
+            .map(drop)
     }
-}
-
-/// One dead letter per record: a replayed record already dead-lettered is skipped.
-async fn insert_dead_letters(txn: &DatabaseTransaction, rows: Vec<ingest_errors::ActiveModel>) -> Result<(), DbErr> {
-    use ingest_errors::Column as C;
-    ingest_errors::Entity::insert_many(rows)
-        .on_conflict(OnConflict::columns([C::Topic, C::Partition, C::Offset]).do_nothing().to_owned())
-        .exec_without_returning(txn)
-        .await
-        .map(drop)
 }
 
 /// `items` cut into statements of at most `max_items` and about [`STATEMENT_BYTES`], each with the position
@@ -345,7 +356,8 @@ async fn store_dead_letters(
     dead_letters: &[(usize, String)],
 ) -> Result<(), WriteError> {
     let weight = |(index, _): &(usize, String)| payload_len(&records[*index]) + 1_024;
-    let failed = isolating(txn, dead_letters, DEAD_LETTERS_PER_STATEMENT, weight, &DeadLetters(records)).await?;
+    let whole = DeadLetters { records, minimal: false };
+    let failed = isolating(txn, dead_letters, DEAD_LETTERS_PER_STATEMENT, weight, &whole).await?;
     for (position, error) in failed {
         let (index, reason) = &dead_letters[position];
         let record = &records[*index];
@@ -353,24 +365,15 @@ async fn store_dead_letters(
             "{reason} (its key, value and headers could not be stored: {}; read them from Kafka)",
             failure::describe(&error)
         );
-        let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
-        let stored = insert_dead_letters(&savepoint, vec![record.minimal_dead_letter(&reason)]).await;
-        let finished = match &stored {
-            Ok(()) => savepoint.commit().await,
-            Err(_) => savepoint.rollback().await,
-        };
-        finished.map_err(|e| WriteError::from_db(e, "close a savepoint"))?;
-        if let Err(error) = stored {
-            return Err(match failure::classify(&error) {
-                Reaction::RetryBatch => WriteError::Unavailable(error),
-                _ => WriteError::Fatal(format!(
-                    "cannot store even a minimal dead letter for {}/{}@{}: {}; nothing was committed",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    failure::describe(&error)
-                )),
-            });
+        let minimal = DeadLetters { records, minimal: true };
+        if let Err(error) = run(txn, &minimal, &[(*index, reason)]).await? {
+            return Err(WriteError::Fatal(format!(
+                "cannot store even a minimal dead letter for {}/{}@{}: {}; nothing was committed",
+                record.topic,
+                record.partition,
+                record.offset,
+                failure::describe(&error)
+            )));
         }
     }
     Ok(())

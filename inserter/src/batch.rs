@@ -1,61 +1,58 @@
 //! A batch: records decoded into rows (or into dead letters, with their reason), de-duplicated by conflict
-//! key, and the next offset of every partition it covers.
+//! key and encoded for the database, and the next offset of every partition it covers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
-use entity::{
-    instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
-    instagram_profile_snapshots, instagram_profiles, mastodon_statuses, twitter_data, twitter_users,
-};
-use sea_orm::ActiveModelTrait;
-
-use crate::guard::{self, Guard};
-use crate::limits::{self, Cuts};
-use crate::mapping::instagram::{self, InstagramRows};
-use crate::mapping::{mastodon, twitter};
+use crate::limits::Cuts;
+use crate::mapping::{self, MAPPINGS, Mapping};
 use crate::record::ConsumedRecord;
-use crate::writer::Referenced;
+use crate::rows::{TableStatements, Tables};
+use crate::writer;
 
 /// Which mapping reads which topic.
 #[derive(Clone, Debug)]
 pub struct Routes {
-    /// X API v2 stream lines.
-    pub tweets_topic: String,
-    /// Mastodon statuses (the REST API's Status entity).
-    pub mastodon_statuses_topic: String,
-    /// Instagram profiles: a Graph API `business_discovery` object or a web `data.user`.
-    pub instagram_profiles_topic: String,
-    /// Instagram media: a Graph API media object or a web timeline node.
-    pub instagram_media_topic: String,
+    routes: Vec<(String, &'static dyn Mapping)>,
+}
+
+impl std::fmt::Debug for dyn Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.topic().name)
+    }
 }
 
 impl Default for Routes {
-    /// The topics the scraper writes by default.
+    /// Every mapping on its default topic.
     fn default() -> Self {
-        Self {
-            tweets_topic: "twitter.tweets".into(),
-            mastodon_statuses_topic: "mastodon.statuses".into(),
-            instagram_profiles_topic: "instagram.profiles".into(),
-            instagram_media_topic: "instagram.media".into(),
-        }
+        Self { routes: MAPPINGS.iter().map(|m| (m.topic().default.to_owned(), *m)).collect() }
     }
 }
 
 impl Routes {
+    /// Mapping `name` (its [`mapping::TopicSetting::name`]) reads `topic`.
+    ///
+    /// # Panics
+    /// When no mapping has that name: a caller's mistake.
+    pub fn with_topic(mut self, name: &str, topic: impl Into<String>) -> Self {
+        let mapping = mapping::named(name).unwrap_or_else(|| panic!("no mapping is named `{name}`"));
+        let route = self.routes.iter_mut().find(|(_, m)| std::ptr::addr_eq(*m, mapping)).expect("every mapping routes");
+        route.0 = topic.into();
+        self
+    }
+
     /// Every topic a mapping reads: what the consumer subscribes to.
     pub fn topics(&self) -> Vec<&str> {
-        vec![
-            &self.tweets_topic,
-            &self.mastodon_statuses_topic,
-            &self.instagram_profiles_topic,
-            &self.instagram_media_topic,
-        ]
+        self.routes.iter().map(|(topic, _)| topic.as_str()).collect()
     }
 
     /// A topic named twice, if any: each mapping needs a topic of its own.
     pub fn shared_topic(&self) -> Option<&str> {
         let topics = self.topics();
         topics.iter().enumerate().find(|(i, topic)| topics[..*i].contains(topic)).map(|(_, topic)| *topic)
+    }
+
+    fn mapping_of(&self, topic: &str) -> Option<&'static dyn Mapping> {
+        self.routes.iter().find(|(t, _)| t == topic).map(|(_, mapping)| *mapping)
     }
 }
 
@@ -81,7 +78,7 @@ impl Batch {
         self.records.is_empty()
     }
 
-    /// Decodes `records` into a batch.
+    /// Decodes `records` into a batch, its rows ready to write.
     pub fn decode(records: impl IntoIterator<Item = ConsumedRecord>, routes: &Routes) -> Self {
         let mut batch = Self {
             records: Vec::new(),
@@ -93,6 +90,8 @@ impl Batch {
         for record in records {
             batch.push(record);
         }
+        batch.rows.prepare();
+        batch.rows.encoded = Some(writer::encode(&batch.rows, &batch.records));
         batch
     }
 
@@ -138,235 +137,39 @@ impl Batch {
 /// Rows ready to write, each with the index of the record it came from.
 #[derive(Default)]
 pub(crate) struct Rows {
-    pub(crate) tweets: Vec<(usize, twitter_data::ActiveModel)>,
-    pub(crate) users: Vec<(usize, twitter_users::ActiveModel)>,
-    pub(crate) statuses: Vec<(usize, mastodon_statuses::ActiveModel)>,
-    pub(crate) instagram: InstagramBatch,
+    pub(crate) tables: Tables,
     /// Values left out of indexed columns (they stay in `raw`), by (table, column).
     pub(crate) cuts: Cuts,
+    /// The statements that write these rows, once encoded.
+    pub(crate) encoded: Option<Vec<TableStatements>>,
 }
 
 impl Rows {
     fn map(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
+        let mapping =
+            routes.mapping_of(&record.topic).ok_or_else(|| format!("no mapping reads topic `{}`", record.topic))?;
         let source = record.source();
-        let (mapping, live_source) = if record.topic == routes.tweets_topic {
-            (Mapping::Tweet, source.starts_with("x."))
-        } else if record.topic == routes.mastodon_statuses_topic {
-            // `sse` is the scraper's generic SSE source, `sse.mastodon` and the like its named ones.
-            (Mapping::MastodonStatus, source.starts_with("sse"))
-        } else if record.topic == routes.instagram_profiles_topic {
-            (Mapping::Instagram(instagram::Kind::Profile), instagram::is_source(instagram::Kind::Profile, source))
-        } else if record.topic == routes.instagram_media_topic {
-            (Mapping::Instagram(instagram::Kind::Media), instagram::is_source(instagram::Kind::Media, source))
-        } else {
-            return Err(format!("no mapping reads topic `{}`", record.topic));
-        };
         // Records from a replay, or from a producer that sets no `source`, are read like the live source's.
-        if !(live_source || source == "replay" || source == "unknown") {
+        if !(mapping.reads_source(source) || source == "replay" || source == "unknown") {
             return Err(format!("no mapping for source `{source}` on topic `{}`", record.topic));
         }
         let payload = record.payload.as_deref().ok_or("null value (a tombstone): there is nothing to store")?;
-        match mapping {
-            Mapping::Tweet => {
-                let rows = twitter::map(payload, source, record.scraped_at()).map_err(|e| e.to_string())?;
-                self.tweets.push((index, rows.tweet));
-                self.users.extend(rows.users.into_iter().map(|user| (index, user)));
-            }
-            Mapping::MastodonStatus => {
-                let status = mastodon::map(payload, record.scraped_at()).map_err(|e| e.to_string())?;
-                self.statuses.push((index, status));
-            }
-            Mapping::Instagram(kind) => {
-                let context = instagram::Context {
-                    source,
-                    scraped_at: record.scraped_at(),
-                    owner_id: record.header("instagram_owner_id"),
-                    hashtag: record.header("instagram_hashtag"),
-                    hashtag_id: record.header("instagram_hashtag_id"),
-                };
-                let rows = instagram::map(kind, payload, &context).map_err(|e| e.to_string())?;
-                self.instagram.push(index, rows);
-            }
-        }
+        // A record's rows go in whole or not at all.
+        let mut rows = Tables::default();
+        mapping.map(index, record, payload, &mut rows).map_err(|e| e.to_string())?;
+        self.tables.append(rows);
         Ok(())
     }
 
     /// Rows offered to the database.
     pub(crate) fn count(&self) -> usize {
-        self.tweets.len() + self.users.len() + self.statuses.len() + self.instagram.rows()
+        self.tables.in_order().iter().map(|table| table.len()).sum()
     }
 
-    /// Leaves out what an index cannot hold (`limits`), then keeps one row per conflict key, the newest
-    /// scrape winning (the later record on a tie): Postgres refuses an upsert that touches one row twice.
-    /// Doing it again changes nothing.
-    pub(crate) fn prepare(&mut self) {
-        self.fit_to_indexes();
-        dedup_newest(&mut self.tweets, |t| (*t.tweet_id.as_ref(), *t.scraped_at.as_ref()));
-        dedup_newest(&mut self.users, |u| (*u.user_id.as_ref(), *u.scraped_at.as_ref()));
-        dedup_newest(&mut self.statuses, |s| (*s.id.as_ref(), *s.scraped_at.as_ref()));
-        self.instagram.deduplicate();
+    /// Leaves out what an index cannot hold (`limits`), then keeps one row per conflict key, the scrapes of
+    /// one row folded in scrape order: Postgres refuses an upsert that touches one row twice. Doing it again
+    /// changes nothing.
+    fn prepare(&mut self) {
+        self.tables.prepare(&mut self.cuts);
     }
-
-    fn fit_to_indexes(&mut self) {
-        let cuts = &mut self.cuts;
-        limits::fit(&mut self.tweets, cuts);
-        limits::fit(&mut self.users, cuts);
-        limits::fit(&mut self.statuses, cuts);
-        let ig = &mut self.instagram;
-        limits::fit(&mut ig.profiles, cuts);
-        let mut referenced: Vec<(usize, instagram_profiles::ActiveModel)> =
-            std::mem::take(&mut ig.referenced_profiles).into_iter().map(|(i, r)| (i, r.0)).collect();
-        limits::fit(&mut referenced, cuts);
-        ig.referenced_profiles = referenced.into_iter().map(|(i, r)| (i, Referenced(r))).collect();
-        limits::fit(&mut ig.snapshots, cuts);
-        limits::fit(&mut ig.posts, cuts);
-        limits::fit(&mut ig.hashtags, cuts);
-        limits::fit(&mut ig.post_hashtags, cuts);
-        limits::fit(&mut ig.comments, cuts);
-        limits::fit(&mut ig.tagged_users, cuts);
-    }
-}
-
-/// The payload formats a record can be read as.
-enum Mapping {
-    Tweet,
-    MastodonStatus,
-    Instagram(instagram::Kind),
-}
-
-/// A batch's Instagram rows, each with the index of its record.
-#[derive(Default)]
-pub(crate) struct InstagramBatch {
-    pub(crate) profiles: Vec<(usize, instagram_profiles::ActiveModel)>,
-    pub(crate) referenced_profiles: Vec<(usize, Referenced)>,
-    pub(crate) snapshots: Vec<(usize, instagram_profile_snapshots::ActiveModel)>,
-    pub(crate) posts: Vec<(usize, instagram_posts::ActiveModel)>,
-    pub(crate) hashtags: Vec<(usize, instagram_hashtags::ActiveModel)>,
-    pub(crate) post_hashtags: Vec<(usize, instagram_post_hashtags::ActiveModel)>,
-    pub(crate) comments: Vec<(usize, instagram_comments::ActiveModel)>,
-    pub(crate) tagged_users: Vec<(usize, instagram_post_tagged_users::ActiveModel)>,
-}
-
-impl InstagramBatch {
-    fn push(&mut self, index: usize, rows: InstagramRows) {
-        fn indexed<R>(index: usize, rows: Vec<R>) -> impl Iterator<Item = (usize, R)> {
-            rows.into_iter().map(move |row| (index, row))
-        }
-        self.profiles.extend(indexed(index, rows.profiles));
-        self.referenced_profiles.extend(indexed(index, rows.referenced_profiles).map(|(i, row)| (i, Referenced(row))));
-        self.snapshots.extend(indexed(index, rows.snapshots));
-        self.posts.extend(indexed(index, rows.posts));
-        self.hashtags.extend(indexed(index, rows.hashtags));
-        self.post_hashtags.extend(indexed(index, rows.post_hashtags));
-        self.comments.extend(indexed(index, rows.comments));
-        self.tagged_users.extend(indexed(index, rows.tagged_users));
-    }
-
-    fn rows(&self) -> usize {
-        self.profiles.len()
-            + self.referenced_profiles.len()
-            + self.snapshots.len()
-            + self.posts.len()
-            + self.hashtags.len()
-            + self.post_hashtags.len()
-            + self.comments.len()
-            + self.tagged_users.len()
-    }
-
-    /// One row per conflict key. Scrapes of one row are folded in scrape order by the table's rule, so that
-    /// the batch writes what writing them one by one would (a Graph and a web scrape of one post keep both
-    /// ids). The minimal profiles are sorted by id, so that two writers lock them in the same order.
-    fn deduplicate(&mut self) {
-        let time = |at: &sea_orm::ActiveValue<_>| at.clone().unwrap();
-        dedup_merging(&mut self.profiles, &guard::INSTAGRAM_PROFILES, |p| (*p.user_id.as_ref(), time(&p.scraped_at)));
-        dedup_merging(&mut self.posts, &guard::INSTAGRAM_POSTS, |p| (*p.media_id.as_ref(), *p.scraped_at.as_ref()));
-        dedup_merging(&mut self.comments, &guard::INSTAGRAM_COMMENTS, |c| {
-            (*c.comment_id.as_ref(), *c.scraped_at.as_ref())
-        });
-        dedup_newest(&mut self.snapshots, |s| ((*s.user_id.as_ref(), *s.scraped_at.as_ref()), ()));
-        // A minimal row with a username beats one without; a hashtag with the Graph API's id one without.
-        dedup_newest(&mut self.referenced_profiles, |r| (*r.0.user_id.as_ref(), r.0.username.as_ref().is_some()));
-        self.referenced_profiles.sort_by_key(|(_, r)| *r.0.user_id.as_ref());
-        dedup_newest(&mut self.hashtags, |h| (h.name.as_ref().clone(), h.graph_hashtag_id.as_ref().is_some()));
-        dedup_newest(&mut self.post_hashtags, |l| ((*l.media_id.as_ref(), l.hashtag.as_ref().clone()), ()));
-        dedup_newest(&mut self.tagged_users, |l| ((*l.media_id.as_ref(), *l.user_id.as_ref()), ()));
-        parents_first(&mut self.comments);
-    }
-}
-
-/// Orders comments so that a reply comes after the parent it points at when both are in the batch: the
-/// writer checks the parent reference at each statement's end.
-fn parents_first(comments: &mut [(usize, instagram_comments::ActiveModel)]) {
-    let parent_of: HashMap<i64, Option<i64>> = comments
-        .iter()
-        .map(|(_, c)| (*c.comment_id.as_ref(), c.parent_comment_id.try_as_ref().copied().flatten()))
-        .collect();
-    // A chain is at most as long as the batch; a cycle (a hostile payload) stops there too.
-    let depth = |mut id: i64| {
-        let mut depth = 0;
-        while let Some(Some(parent)) = parent_of.get(&id) {
-            depth += 1;
-            if depth > parent_of.len() {
-                break;
-            }
-            id = *parent;
-        }
-        depth
-    };
-    comments.sort_by_cached_key(|(_, c)| depth(*c.comment_id.as_ref()));
-}
-
-/// Keeps one row per key: the newest (the later record on a tie), with the older scrapes folded into it by
-/// `guard`'s rule.
-fn dedup_merging<A, C, K, T>(rows: &mut Vec<(usize, A)>, guard: &Guard<C>, key_and_time: impl Fn(&A) -> (K, T))
-where
-    A: ActiveModelTrait,
-    <A::Entity as sea_orm::EntityTrait>::Column: From<C>,
-    C: sea_orm::IdenStatic + Copy,
-    K: std::hash::Hash + Eq,
-    T: Ord,
-{
-    let mut groups: HashMap<K, Vec<(T, usize)>> = HashMap::new();
-    for (position, (_, row)) in rows.iter().enumerate() {
-        let (key, time) = key_and_time(row);
-        groups.entry(key).or_default().push((time, position));
-    }
-    let mut dropped = HashSet::new();
-    for mut group in groups.into_values().filter(|group| group.len() > 1) {
-        group.sort();
-        let (newest, older) = group.split_last().expect("a group has rows");
-        let mut merged = rows[older[0].1].1.clone();
-        for &(_, position) in older[1..].iter().chain([newest]) {
-            let mut next = rows[position].1.clone();
-            guard.merge(&merged, &mut next);
-            merged = next;
-        }
-        rows[newest.1].1 = merged;
-        dropped.extend(older.iter().map(|(_, position)| *position));
-    }
-    let mut position = 0;
-    rows.retain(|_| {
-        position += 1;
-        !dropped.contains(&(position - 1))
-    });
-}
-
-fn dedup_newest<R, K, T>(rows: &mut Vec<(usize, R)>, key_and_time: impl Fn(&R) -> (K, T))
-where
-    K: std::hash::Hash + Eq,
-    T: PartialOrd,
-{
-    let mut newest: HashMap<K, (usize, T)> = HashMap::new();
-    for (position, (_, row)) in rows.iter().enumerate() {
-        let (key, time) = key_and_time(row);
-        if newest.get(&key).is_none_or(|(_, kept)| time >= *kept) {
-            newest.insert(key, (position, time));
-        }
-    }
-    let keep: HashSet<usize> = newest.into_values().map(|(position, _)| position).collect();
-    let mut position = 0;
-    rows.retain(|_| {
-        position += 1;
-        keep.contains(&(position - 1))
-    });
 }

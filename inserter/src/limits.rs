@@ -73,19 +73,19 @@ pub type Cuts = BTreeMap<(&'static str, &'static str), u64>;
 /// Applies [`INDEXED`] to `rows` of one table (each with the index of its record, kept), in order: drops the
 /// rows whose key is too long, then leaves out the too-long values of the rest, counting each in `cuts`.
 /// Rows with nothing too long are not touched.
-pub(crate) fn fit<A: ActiveModelTrait>(rows: &mut Vec<(usize, A)>, cuts: &mut Cuts) {
-    let table = A::Entity::default().table_name();
+pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, cuts: &mut Cuts) {
+    let table = <R::Model as ActiveModelTrait>::Entity::default().table_name();
     let entries = || INDEXED.iter().filter(move |entry| entry.table == table);
     // Drops first, so that a dropped row's other values are not also counted as left out.
     for entry in entries().filter(|entry| entry.too_long == TooLong::DropRow) {
-        let column = column_of::<A>(entry);
+        let column = column_of::<R::Model>(entry);
         let before = rows.len();
-        rows.retain(|(_, row)| !held(&row.get(column)).is_some_and(too_long_in));
+        rows.retain(|row| !held(&row.model().get(column)).is_some_and(too_long_in));
         count(cuts, entry, (before - rows.len()) as u64);
     }
     for entry in entries().filter(|entry| entry.too_long == TooLong::LeaveOut) {
-        let column = column_of::<A>(entry);
-        for (_, row) in rows.iter_mut() {
+        let column = column_of::<R::Model>(entry);
+        for row in rows.iter_mut().map(Modeled::model_mut) {
             // `get` copies the value (the trait lends no reference), but only a row with a value too long is
             // rebuilt and set.
             let (ActiveValue::Set(value) | ActiveValue::Unchanged(value)) = row.get(column) else { continue };
@@ -104,6 +104,23 @@ pub(crate) fn fit<A: ActiveModelTrait>(rows: &mut Vec<(usize, A)>, cuts: &mut Cu
             row.set(column, fitted);
             count(cuts, entry, left_out as u64);
         }
+    }
+}
+
+/// A row with its active model: a bare `(record index, model)` or a [`crate::table::Row`].
+pub(crate) trait Modeled {
+    type Model: ActiveModelTrait;
+    fn model(&self) -> &Self::Model;
+    fn model_mut(&mut self) -> &mut Self::Model;
+}
+
+impl<A: ActiveModelTrait> Modeled for (usize, A) {
+    type Model = A;
+    fn model(&self) -> &A {
+        &self.1
+    }
+    fn model_mut(&mut self) -> &mut A {
+        &mut self.1
     }
 }
 

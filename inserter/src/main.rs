@@ -9,7 +9,7 @@ use inserter::batch::Routes;
 use inserter::metrics::Metrics;
 use inserter::pipeline::{Options, Pipeline};
 use inserter::redrive::Redrive;
-use inserter::settings::{Command, RedriveArgs, Settings};
+use inserter::settings::{Command, RedriveArgs, Settings, Topics};
 use inserter::{consumer, database};
 use prometheus_client::registry::Registry;
 
@@ -22,20 +22,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let routes = Routes {
-        tweets_topic: settings.tweets_topic.clone(),
-        mastodon_statuses_topic: settings.mastodon_statuses_topic.clone(),
-        instagram_profiles_topic: settings.instagram_profiles_topic.clone(),
-        instagram_media_topic: settings.instagram_media_topic.clone(),
-    };
+    let routes = settings.topics.routes();
     if let Some(Command::Redrive(args)) = &settings.command {
         return redrive(&settings, &routes, args).await;
     }
     if let Some(topic) = routes.shared_topic() {
-        anyhow::bail!(
-            "each source needs a topic of its own: `{topic}` is named twice among --tweets-topic, \
-             --topic-mastodon-statuses, --topic-instagram-profiles and --topic-instagram-media"
-        );
+        anyhow::bail!("each source needs a topic of its own: `{topic}` is named twice among {}", Topics::flags());
     }
     let shutdown = common::shutdown::on_signal()?;
     let mut registry = Registry::default();

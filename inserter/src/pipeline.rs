@@ -24,6 +24,7 @@ use crate::batch::{Batch, Routes};
 use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
 use crate::limits::Cuts;
 use crate::metrics::Metrics;
+use crate::offsets;
 use crate::record::ConsumedRecord;
 use crate::writer::{self, WriteError, Written};
 use common::backoff::Backoff;
@@ -216,7 +217,7 @@ impl Pipeline {
     /// Reads the offsets stored with the rows and assigns the waiting partitions there; a partition with no
     /// stored offset starts at Kafka's committed offset, else at the earliest.
     async fn assign_at_stored_offsets(&self, state: &mut State) {
-        let stored = match writer::stored_offsets(&self.db, &self.options.group).await {
+        let stored = match offsets::stored(&self.db, &self.options.group).await {
             Ok(stored) => stored,
             Err(e) => {
                 let delay = state.assign_backoff.next_delay();

@@ -6,6 +6,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use common::telemetry::LogFormat;
 
+use crate::batch::Routes;
+use crate::mapping::{MAPPINGS, TopicSetting};
+
 #[derive(Clone, Parser)]
 #[command(name = "inserter", version, about = "Lands the scraper's Kafka records in Postgres.")]
 pub struct Settings {
@@ -29,22 +32,9 @@ pub struct Settings {
     #[arg(long, env = "INSERTER_GROUP", default_value = "inserter")]
     pub group: String,
 
-    /// Topic of X posts (raw X API v2 stream lines)
-    #[arg(long, env = "TOPIC_TWEETS", default_value = "twitter.tweets")]
-    pub tweets_topic: String,
-
-    /// Topic of Mastodon statuses (the Status JSON of streaming `update` events); the inserter starts
-    /// without it and subscribes once it exists
-    #[arg(long = "topic-mastodon-statuses", env = "TOPIC_MASTODON_STATUSES", default_value = "mastodon.statuses")]
-    pub mastodon_statuses_topic: String,
-
-    /// Topic of Instagram profiles (Graph API `business_discovery` objects and web `data.user` objects)
-    #[arg(long = "topic-instagram-profiles", env = "TOPIC_INSTAGRAM_PROFILES", default_value = "instagram.profiles")]
-    pub instagram_profiles_topic: String,
-
-    /// Topic of Instagram media (Graph API media objects and web timeline nodes)
-    #[arg(long = "topic-instagram-media", env = "TOPIC_INSTAGRAM_MEDIA", default_value = "instagram.media")]
-    pub instagram_media_topic: String,
+    /// Each mapping's topic (`--tweets-topic`, `--topic-mastodon-statuses`, ...: one flag per mapping)
+    #[command(flatten)]
+    pub topics: Topics,
 
     /// A batch closes at this many records...
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -115,10 +105,7 @@ impl std::fmt::Debug for Settings {
             .field("run_migrations", &self.run_migrations)
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("group", &self.group)
-            .field("tweets_topic", &self.tweets_topic)
-            .field("mastodon_statuses_topic", &self.mastodon_statuses_topic)
-            .field("instagram_profiles_topic", &self.instagram_profiles_topic)
-            .field("instagram_media_topic", &self.instagram_media_topic)
+            .field("topics", &self.topics)
             .field("batch_size", &self.batch_size)
             .field("batch_bytes", &self.batch_bytes)
             .field("batch_timeout", &self.batch_timeout)
@@ -127,6 +114,61 @@ impl std::fmt::Debug for Settings {
             .field("progress_interval", &self.progress_interval)
             .field("log_format", &self.log_format)
             .finish()
+    }
+}
+
+/// Each mapping's topic, read from the flag, variable and default its module gives (`mapping::MAPPINGS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics(Vec<(&'static str, String)>);
+
+impl Topics {
+    /// The topic of mapping `name` (e.g. `tweets`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, topic)| topic.as_str())
+    }
+
+    /// Which mapping reads which topic.
+    pub fn routes(&self) -> Routes {
+        self.0.iter().fold(Routes::default(), |routes, (name, topic)| routes.with_topic(name, topic.clone()))
+    }
+
+    /// Every topic flag, for a message.
+    pub fn flags() -> String {
+        let flags: Vec<String> = MAPPINGS.iter().map(|m| format!("--{}", m.topic().flag)).collect();
+        flags.join(", ")
+    }
+}
+
+impl clap::FromArgMatches for Topics {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let topic = |setting: &TopicSetting| {
+            matches.get_one::<String>(setting.flag).cloned().unwrap_or_else(|| setting.default.to_owned())
+        };
+        Ok(Self(MAPPINGS.iter().map(|m| (m.topic().name, topic(m.topic()))).collect()))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for Topics {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        MAPPINGS.iter().map(|m| m.topic()).fold(command, |command, setting| {
+            command.arg(
+                clap::Arg::new(setting.flag)
+                    .long(setting.flag)
+                    .env(setting.env)
+                    .default_value(setting.default)
+                    .value_name("TOPIC")
+                    .help(setting.help),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }
 
@@ -176,7 +218,12 @@ mod tests {
     fn the_mastodon_topic_has_a_default_and_a_flag() {
         let parse = |args: &[&str]| {
             let base = ["inserter", "--database-url", "postgres://localhost/ingest"];
-            Settings::try_parse_from(base.iter().chain(args)).unwrap().mastodon_statuses_topic
+            Settings::try_parse_from(base.iter().chain(args))
+                .unwrap()
+                .topics
+                .get("mastodon-statuses")
+                .unwrap()
+                .to_owned()
         };
         assert_eq!(parse(&[]), "mastodon.statuses");
         assert_eq!(parse(&["--topic-mastodon-statuses", "fedi.statuses"]), "fedi.statuses");
@@ -187,7 +234,8 @@ mod tests {
         let parse = |args: &[&str]| {
             let base = ["inserter", "--database-url", "postgres://localhost/ingest"];
             let settings = Settings::try_parse_from(base.iter().chain(args)).unwrap();
-            (settings.instagram_profiles_topic, settings.instagram_media_topic)
+            let topic = |name| settings.topics.get(name).unwrap().to_owned();
+            (topic("instagram-profiles"), topic("instagram-media"))
         };
         assert_eq!(parse(&[]), ("instagram.profiles".into(), "instagram.media".into()));
         let flags = ["--topic-instagram-profiles", "ig.p", "--topic-instagram-media", "ig.m"];

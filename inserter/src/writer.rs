@@ -1,6 +1,8 @@
-//! Writes a batch in one transaction: rows upserted from their SeaORM entities (`ON CONFLICT`, one array
-//! parameter per column: see `unnest`), dead letters, and the batch's bookkeeping (its next offsets, or the
-//! dead letters it re-drove), so that rows and bookkeeping become durable together.
+//! Writes a batch in one transaction: rows upserted from their SeaORM entities (`ON CONFLICT`, one binary
+//! array parameter per column: see `table` and `encode`), dead letters, and the batch's bookkeeping (its next
+//! offsets, or the dead letters it re-drove), so that rows and bookkeeping become durable together. The
+//! transaction runs on a connection of SeaORM's own pool, through sqlx, which binds the binary arrays; every
+//! statement is built by sea-query from the entities.
 //!
 //! A failed statement is classified (`failure`). When rows are at fault, the batch's records are split in
 //! halves under savepoints, each part decoded and written on its own, until the guilty records stand alone;
@@ -8,24 +10,20 @@
 //! records one by one would. A statement that collided with a concurrent writer runs again. A database that
 //! is unwell aborts the batch (nothing is committed; the caller retries); a missing grant stops the inserter.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use entity::{
-    ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
-    instagram_posts, instagram_profile_snapshots, instagram_profiles, kafka_offsets, mastodon_statuses, twitter_data,
-    twitter_users,
-};
-use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
+use entity::ingest_errors;
+use sea_orm::sea_query::{OnConflict, PostgresQueryBuilder};
+use sea_orm::sqlx::{self, AssertSqlSafe, PgConnection};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryTrait, RuntimeErr};
+use sea_query_sqlx::SqlxBinder;
 
 use crate::batch::{Batch, Rows};
 use crate::failure::{self, Reaction};
+use crate::offsets;
 use crate::record::ConsumedRecord;
-use crate::{guard, unnest};
+use crate::rows::TableStatements;
+use crate::table::Encoded;
 
 /// Rows per upsert statement, at most.
 const ROWS_PER_STATEMENT: usize = 10_000;
@@ -63,7 +61,7 @@ pub enum WriteError {
 }
 
 impl WriteError {
-    fn from_db(error: DbErr, doing: &str) -> Self {
+    pub(crate) fn from_db(error: DbErr, doing: &str) -> Self {
         match failure::classify(&error) {
             Reaction::Stop => Self::Fatal(format!(
                 "{doing}: {} (the role in DATABASE_URL lacks a grant, or the schema is not migrated: grant what \
@@ -105,36 +103,36 @@ async fn write_with(
     batch: &mut Batch,
     bookkeeping: Bookkeeping<'_>,
 ) -> Result<Written, WriteError> {
-    batch.rows.prepare();
-    let txn = db.begin().await.map_err(|e| WriteError::from_db(e, "begin the batch"))?;
+    let pool = db.get_postgres_connection_pool();
+    let mut txn = pool.begin().await.map_err(|e| WriteError::from_db(conn_error(e), "begin the batch"))?;
     // A deferred constraint (a reply's parent comment) fails at COMMIT, where no row can be isolated any
     // more; checked at each statement's end instead, it fails where its record can. Rows are ordered so that
     // what they reference is written first.
-    txn.execute_unprepared("SET CONSTRAINTS ALL IMMEDIATE")
+    execute(&mut txn, "SET CONSTRAINTS ALL IMMEDIATE")
         .await
         .map_err(|e| WriteError::from_db(e, "check constraints immediately"))?;
     if let Bookkeeping::Redriven { dead_letter_ids } = bookkeeping {
-        ingest_errors::Entity::delete_many()
+        let delete = ingest_errors::Entity::delete_many()
             .filter(ingest_errors::Column::Id.is_in(dead_letter_ids.iter().copied()))
-            .exec(&txn)
-            .await
-            .map_err(|e| {
-                WriteError::from_db(
-                    e,
-                    "delete the re-driven dead letters (redrive needs DELETE on ingest_errors: run it as the \
-                     schema's owner, ingest_owner in compose)",
-                )
-            })?;
+            .into_query();
+        let (sql, values) = delete.build_sqlx(PostgresQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values).execute(&mut *txn).await.map_err(|e| {
+            WriteError::from_db(
+                exec_error(e),
+                "delete the re-driven dead letters (redrive needs DELETE on ingest_errors: run it as the \
+                 schema's owner, ingest_owner in compose)",
+            )
+        })?;
     }
 
     let mut dead_letters: Vec<(usize, String)> = batch.dead_letters.clone();
-    let rewrites = write_isolating(&txn, batch, &mut dead_letters).await?;
-    store_dead_letters(&txn, &batch.records, &dead_letters).await?;
+    let rewrites = write_isolating(&mut txn, batch, &mut dead_letters).await?;
+    store_dead_letters(&mut txn, &batch.records, &dead_letters).await?;
 
     if let Bookkeeping::Offsets { group } = bookkeeping {
-        store_offsets(&txn, group, batch).await?;
+        offsets::store(&mut txn, group, batch.next_offsets()).await?;
     }
-    txn.commit().await.map_err(|e| WriteError::from_db(e, "commit the batch"))?;
+    txn.commit().await.map_err(|e| WriteError::from_db(exec_error(e), "commit the batch"))?;
     Ok(Written { rows: batch.rows.count(), dead_letters: dead_letters.len(), rewrites })
 }
 
@@ -144,11 +142,11 @@ async fn write_with(
 /// writing the records one by one would (a refused record's rows never reach another record's, even where
 /// the batch had merged them). Returns how many parts were written again.
 async fn write_isolating(
-    txn: &DatabaseTransaction,
+    conn: &mut PgConnection,
     batch: &Batch,
     refused: &mut Vec<(usize, String)>,
 ) -> Result<usize, WriteError> {
-    let Err(error) = under_savepoint(txn, &batch.rows, &batch.records).await? else { return Ok(0) };
+    let Err(error) = under_savepoint(conn, &batch.rows, &batch.records).await? else { return Ok(0) };
     let decoded = batch.decoded();
     let mut pending: Vec<(&[usize], DbErr)> = vec![(&decoded[..], error)];
     let mut rewrites = 0;
@@ -162,7 +160,7 @@ async fn write_isolating(
         let mut halves = Vec::with_capacity(2);
         for half in [first, second] {
             rewrites += 1;
-            if let Err(error) = under_savepoint(txn, &batch.rows_of(half), &batch.records).await? {
+            if let Err(error) = under_savepoint(conn, &batch.rows_of(half), &batch.records).await? {
                 halves.push((half, error));
             }
         }
@@ -174,87 +172,75 @@ async fn write_isolating(
 /// Writes `rows` under a savepoint: `Ok(Err(_))` when the rows are at fault (the savepoint is then rolled
 /// back), `Err(_)` when the database is.
 async fn under_savepoint(
-    txn: &DatabaseTransaction,
+    conn: &mut PgConnection,
     rows: &Rows,
     records: &[ConsumedRecord],
 ) -> Result<Result<(), DbErr>, WriteError> {
-    let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
-    let written = write_rows(&savepoint, rows, records).await?;
-    let closed = match written {
-        Ok(()) => savepoint.commit().await,
-        Err(_) => savepoint.rollback().await,
-    };
-    closed.map_err(|e| WriteError::from_db(e, "close a savepoint"))?;
+    let savepoint = Savepoint::open(conn, "batch_part").await?;
+    let written = write_rows(conn, rows, records).await?;
+    savepoint.close(conn, written.is_ok()).await?;
     Ok(written)
 }
 
-/// Writes every table's rows, stopping at the first statement whose rows are at fault.
+/// Writes every table's rows, in order, stopping at the first statement whose rows are at fault.
 async fn write_rows(
-    txn: &DatabaseTransaction,
+    conn: &mut PgConnection,
     rows: &Rows,
     records: &[ConsumedRecord],
 ) -> Result<Result<(), DbErr>, WriteError> {
-    // Each table has a row type of its own, so they are written in turn rather than in a loop.
-    macro_rules! in_turn {
-        ($($rows:expr),* $(,)?) => {
-            $(if let Err(error) = table(txn, $rows, records).await? {
-                return Ok(Err(error));
-            })*
-        };
+    // The batch's own rows were encoded when it was decoded (beside the previous batch's write); a part
+    // written again to isolate a record is encoded here.
+    match &rows.encoded {
+        Some(encoded) => write_encoded(conn, encoded).await,
+        None => write_encoded(conn, &encode(rows, records)).await,
     }
-    let ig = &rows.instagram;
-    // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
-    // then what points at a post.
-    in_turn!(
-        &rows.users,
-        &rows.tweets,
-        &rows.statuses,
-        &ig.profiles,
-        &ig.referenced_profiles,
-        &ig.snapshots,
-        &ig.posts,
-        &ig.hashtags,
-        &ig.post_hashtags,
-        &ig.comments,
-        &ig.tagged_users,
-    );
-    Ok(Ok(()))
 }
 
-/// Upserts one table's rows in statements bounded by count and bytes.
-async fn table<R: Upsert>(
-    txn: &DatabaseTransaction,
-    rows: &[(usize, R)],
-    records: &[ConsumedRecord],
-) -> Result<Result<(), DbErr>, WriteError> {
-    let weight = |(index, _): &(usize, R)| if R::CARRIES_PAYLOAD { payload_len(&records[*index]) } else { 256 };
-    for (_, statement) in statements(rows, ROWS_PER_STATEMENT, &weight) {
-        if let Err(error) = run(txn, &Upserts, statement).await? {
-            return Ok(Err(error));
+/// `rows`' statements, table by table in the order they are written.
+pub(crate) fn encode(rows: &Rows, records: &[ConsumedRecord]) -> Vec<TableStatements> {
+    rows.tables.encode(records, ROWS_PER_STATEMENT, STATEMENT_BYTES)
+}
+
+async fn write_encoded(conn: &mut PgConnection, tables: &[TableStatements]) -> Result<Result<(), DbErr>, WriteError> {
+    for (table, statements) in tables {
+        let statements = match statements {
+            Ok(statements) => statements,
+            // A value of a type its column does not take: the rows' fault.
+            Err(error) => return Ok(Err(DbErr::Custom(format!("{table}: {error}")))),
+        };
+        for statement in statements {
+            if let Err(error) = run(conn, statement).await? {
+                return Ok(Err(error));
+            }
         }
     }
     Ok(Ok(()))
 }
 
-fn payload_len(record: &ConsumedRecord) -> usize {
-    record.payload.as_ref().map_or(0, Vec::len)
+/// A statement the writer runs under a savepoint.
+trait Statement {
+    async fn run(&self, conn: &mut PgConnection) -> Result<(), DbErr>;
+}
+
+impl Statement for Encoded {
+    async fn run(&self, conn: &mut PgConnection) -> Result<(), DbErr> {
+        let mut query = sqlx::query(AssertSqlSafe(self.sql.as_str()));
+        for array in &self.arrays {
+            query = query.bind(array);
+        }
+        query.execute(conn).await.map(drop).map_err(exec_error)
+    }
 }
 
 /// Runs one statement under a savepoint, again when it collided with a concurrent writer's new row.
-/// `Ok(Err(_))`: the items are at fault.
-async fn run<T>(
-    txn: &DatabaseTransaction,
-    statement: &impl Statement<T>,
-    items: &[T],
-) -> Result<Result<(), DbErr>, WriteError> {
+/// `Ok(Err(_))`: its rows are at fault.
+async fn run(conn: &mut PgConnection, statement: &impl Statement) -> Result<Result<(), DbErr>, WriteError> {
     let mut races = 0;
     loop {
-        let savepoint = txn.begin().await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
-        let Err(error) = statement.run(&savepoint, items).await else {
-            savepoint.commit().await.map_err(|e| WriteError::from_db(e, "release a savepoint"))?;
-            return Ok(Ok(()));
-        };
-        savepoint.rollback().await.map_err(|e| WriteError::from_db(e, "roll back a savepoint"))?;
+        let savepoint = Savepoint::open(conn, "statement").await?;
+        let result = statement.run(conn).await;
+        savepoint.close(conn, result.is_ok()).await?;
+        let Err(error) = result else { return Ok(Ok(())) };
         match failure::classify(&error) {
             Reaction::RetryBatch | Reaction::Stop => return Err(WriteError::from_db(error, "write rows")),
             Reaction::RetryStatement if races < RACE_RETRIES => {
@@ -266,70 +252,67 @@ async fn run<T>(
     }
 }
 
-/// Runs `statement` over `items` in statements of at most `max_items` and [`STATEMENT_BYTES`] (by
-/// `weight`). A statement whose items are at fault is split until the guilty items stand alone; those are
-/// returned (their positions in `items`, with their errors) and everything else is written.
-async fn isolating<T>(
-    txn: &DatabaseTransaction,
-    items: &[T],
-    max_items: usize,
-    weight: impl Fn(&T) -> usize,
-    statement: &impl Statement<T>,
-) -> Result<Vec<(usize, DbErr)>, WriteError> {
-    let mut pending: Vec<(usize, &[T])> = statements(items, max_items, &weight);
-    pending.reverse();
-    let mut failed = Vec::new();
-    while let Some((start, slice)) = pending.pop() {
-        let Err(error) = run(txn, statement, slice).await? else { continue };
-        if slice.len() == 1 {
-            failed.push((start, error));
-        } else {
-            let (first, second) = slice.split_at(slice.len() / 2);
-            pending.push((start + first.len(), second));
-            pending.push((start, first));
-        }
+/// A savepoint: released when what ran under it succeeded, rolled back to otherwise.
+struct Savepoint(&'static str);
+
+impl Savepoint {
+    async fn open(conn: &mut PgConnection, name: &'static str) -> Result<Self, WriteError> {
+        execute(conn, &format!("SAVEPOINT {name}")).await.map_err(|e| WriteError::from_db(e, "open a savepoint"))?;
+        Ok(Self(name))
     }
-    Ok(failed)
+
+    async fn close(self, conn: &mut PgConnection, keep: bool) -> Result<(), WriteError> {
+        let sql = match keep {
+            true => format!("RELEASE SAVEPOINT {}", self.0),
+            false => format!("ROLLBACK TO SAVEPOINT {0}; RELEASE SAVEPOINT {0}", self.0),
+        };
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(conn)
+            .await
+            .map(drop)
+            .map_err(|e| WriteError::from_db(exec_error(e), "close a savepoint"))
+    }
 }
 
-/// A statement over a slice of items, which [`isolating`] runs.
-trait Statement<T> {
-    async fn run(&self, txn: &DatabaseTransaction, items: &[T]) -> Result<(), DbErr>;
+async fn execute(conn: &mut PgConnection, sql: &str) -> Result<(), DbErr> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(conn).await.map(drop).map_err(exec_error)
 }
 
-/// The upsert of a table's rows.
-struct Upserts;
+/// A statement's error as SeaORM reports it, which `failure` classifies.
+pub(crate) fn exec_error(error: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(error)))
+}
 
-impl<R: Upsert> Statement<(usize, R)> for Upserts {
-    async fn run(&self, txn: &DatabaseTransaction, rows: &[(usize, R)]) -> Result<(), DbErr> {
-        R::upsert(txn, rows).await
-    }
+/// A connection's error (begin, acquire) as SeaORM reports it.
+fn conn_error(error: sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error)))
 }
 
 /// The insert of dead letters `(record index, reason)`, one per record (a replayed record already
 /// dead-lettered is skipped); `minimal` ones without the record's bytes.
 struct DeadLetters<'a> {
     records: &'a [ConsumedRecord],
+    items: &'a [(usize, String)],
     minimal: bool,
 }
 
-impl Statement<(usize, String)> for DeadLetters<'_> {
-    async fn run(&self, txn: &DatabaseTransaction, items: &[(usize, String)]) -> Result<(), DbErr> {
+impl Statement for DeadLetters<'_> {
+    async fn run(&self, conn: &mut PgConnection) -> Result<(), DbErr> {
         use ingest_errors::Column as C;
-        let rows = items.iter().map(|(index, reason)| match self.minimal {
+        let rows = self.items.iter().map(|(index, reason)| match self.minimal {
             false => self.records[*index].dead_letter(reason),
             true => self.records[*index].minimal_dead_letter(reason),
         });
-        ingest_errors::Entity::insert_many(rows)
+        let insert = ingest_errors::Entity::insert_many(rows)
             .on_conflict(OnConflict::columns([C::Topic, C::Partition, C::Offset]).do_nothing().to_owned())
-            .exec_without_returning(txn)
-            .await
-            .map(drop)
+            .into_query();
+        let (sql, values) = insert.build_sqlx(PostgresQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values).execute(conn).await.map(drop).map_err(exec_error)
     }
 }
 
-/// `items` cut into statements of at most `max_items` and about [`STATEMENT_BYTES`], each with the position
-/// of its first item.
+/// `items` cut into runs of at most `max_items` and about [`STATEMENT_BYTES`], each with the position of
+/// its first item.
 fn statements<'a, T>(items: &'a [T], max_items: usize, weight: &impl Fn(&T) -> usize) -> Vec<(usize, &'a [T])> {
     let mut statements = Vec::new();
     let (mut start, mut bytes) = (0, 0);
@@ -347,180 +330,52 @@ fn statements<'a, T>(items: &'a [T], max_items: usize, weight: &impl Fn(&T) -> u
     statements
 }
 
-/// Stores the dead letters `(record index, reason)`, isolated like rows. A dead letter refused whole (for a
-/// key or a header value the database cannot hold) is stored without its bytes; if even that is refused,
-/// nothing is committed and the inserter stops: a record is never skipped.
+/// Stores the dead letters `(record index, reason)`, isolated like rows: a statement refused is split until
+/// the refused dead letters stand alone. A dead letter refused whole (for a key or a header value the
+/// database cannot hold) is stored without its bytes; if even that is refused, nothing is committed and the
+/// inserter stops: a record is never skipped.
 async fn store_dead_letters(
-    txn: &DatabaseTransaction,
+    conn: &mut PgConnection,
     records: &[ConsumedRecord],
     dead_letters: &[(usize, String)],
 ) -> Result<(), WriteError> {
-    let weight = |(index, _): &(usize, String)| payload_len(&records[*index]) + 1_024;
-    let whole = DeadLetters { records, minimal: false };
-    let failed = isolating(txn, dead_letters, DEAD_LETTERS_PER_STATEMENT, weight, &whole).await?;
-    for (position, error) in failed {
-        let (index, reason) = &dead_letters[position];
-        let record = &records[*index];
-        let reason = format!(
-            "{reason} (its key, value and headers could not be stored: {}; read them from Kafka)",
-            failure::describe(&error)
-        );
-        let minimal = DeadLetters { records, minimal: true };
-        if let Err(error) = run(txn, &minimal, &[(*index, reason)]).await? {
-            return Err(WriteError::Fatal(format!(
-                "cannot store even a minimal dead letter for {}/{}@{}: {}; nothing was committed",
-                record.topic,
-                record.partition,
-                record.offset,
-                failure::describe(&error)
-            )));
+    let weight = |(index, _): &(usize, String)| records[*index].payload.as_ref().map_or(0, Vec::len) + 1_024;
+    let mut pending: Vec<(usize, &[(usize, String)])> = statements(dead_letters, DEAD_LETTERS_PER_STATEMENT, &weight);
+    pending.reverse();
+    while let Some((start, items)) = pending.pop() {
+        let Err(error) = run(conn, &DeadLetters { records, items, minimal: false }).await? else { continue };
+        if let [(index, reason)] = items {
+            store_minimal_dead_letter(conn, &records[*index], *index, reason, &error, records).await?;
+        } else {
+            let (first, second) = items.split_at(items.len() / 2);
+            pending.push((start + first.len(), second));
+            pending.push((start, first));
         }
     }
     Ok(())
 }
 
-/// Stores the batch's next offsets for `group`. An offset never moves backwards: after a rebalance, the
-/// member that lost a partition may commit its last batch after the new owner started below it.
-async fn store_offsets(txn: &DatabaseTransaction, group: &str, batch: &Batch) -> Result<(), WriteError> {
-    let offsets: Vec<kafka_offsets::ActiveModel> = batch
-        .next_offsets
-        .iter()
-        .map(|((topic, partition), next)| kafka_offsets::ActiveModel {
-            consumer_group: Set(group.to_owned()),
-            topic: Set(topic.clone()),
-            partition: Set(*partition),
-            next_offset: Set(*next),
-            updated_at: Set(chrono::Utc::now()),
-        })
-        .collect();
-    if offsets.is_empty() {
-        return Ok(());
+async fn store_minimal_dead_letter(
+    conn: &mut PgConnection,
+    record: &ConsumedRecord,
+    index: usize,
+    reason: &str,
+    refused: &DbErr,
+    records: &[ConsumedRecord],
+) -> Result<(), WriteError> {
+    let reason = format!(
+        "{reason} (its key, value and headers could not be stored: {}; read them from Kafka)",
+        failure::describe(refused)
+    );
+    let items = [(index, reason)];
+    if let Err(error) = run(conn, &DeadLetters { records, items: &items, minimal: true }).await? {
+        return Err(WriteError::Fatal(format!(
+            "cannot store even a minimal dead letter for {}/{}@{}: {}; nothing was committed",
+            record.topic,
+            record.partition,
+            record.offset,
+            failure::describe(&error)
+        )));
     }
-    use kafka_offsets::Column as C;
-    kafka_offsets::Entity::insert_many(offsets)
-        .on_conflict(
-            OnConflict::columns([C::ConsumerGroup, C::Topic, C::Partition])
-                .values([
-                    (C::NextOffset, Expr::cust("GREATEST(kafka_offsets.next_offset, EXCLUDED.next_offset)")),
-                    (C::UpdatedAt, Expr::cust("EXCLUDED.updated_at")),
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await
-        .map_err(|e| WriteError::from_db(e, "store the offsets"))?;
     Ok(())
-}
-
-/// The offsets `group` committed with its rows: where to resume each partition.
-pub async fn stored_offsets(db: &DatabaseConnection, group: &str) -> Result<HashMap<(String, i32), i64>, DbErr> {
-    let rows = kafka_offsets::Entity::find().filter(kafka_offsets::Column::ConsumerGroup.eq(group)).all(db).await?;
-    Ok(rows.into_iter().map(|row| ((row.topic, row.partition), row.next_offset)).collect())
-}
-
-/// A row type the writer can upsert in bulk.
-pub(crate) trait Upsert: Sized {
-    /// Whether a row carries its record's payload (`raw`): it then weighs that much in a statement.
-    const CARRIES_PAYLOAD: bool = true;
-
-    /// Upserts the rows of `rows` (each with the index of its record).
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr>;
-}
-
-impl Upsert for twitter_data::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_DATA.on_conflict()).await
-    }
-}
-
-impl Upsert for twitter_users::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        unnest::upsert(txn, rows, |(_, row)| row, guard::TWITTER_USERS.on_conflict()).await
-    }
-}
-
-impl Upsert for mastodon_statuses::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        unnest::upsert(txn, rows, |(_, row)| row, guard::MASTODON_STATUSES.on_conflict()).await
-    }
-}
-
-impl Upsert for instagram_profiles::ActiveModel {
-    /// A scraped profile; the minimal rows are [`Referenced`].
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_PROFILES.on_conflict()).await
-    }
-}
-
-/// A minimal profile row: written only where the account has no row, so it never overwrites a scraped
-/// profile, and two writers adding the same account do not conflict.
-#[derive(Clone)]
-pub(crate) struct Referenced(pub(crate) instagram_profiles::ActiveModel);
-
-impl Upsert for Referenced {
-    const CARRIES_PAYLOAD: bool = false;
-
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        let on_conflict = OnConflict::column(instagram_profiles::Column::UserId).do_nothing().to_owned();
-        unnest::upsert(txn, rows, |(_, row)| &row.0, on_conflict).await
-    }
-}
-
-impl Upsert for instagram_profile_snapshots::ActiveModel {
-    const CARRIES_PAYLOAD: bool = false;
-
-    /// Append-only: a replayed scrape is already there.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use instagram_profile_snapshots::Column as C;
-        let on_conflict = OnConflict::columns([C::UserId, C::ScrapedAt]).do_nothing().to_owned();
-        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
-    }
-}
-
-impl Upsert for instagram_posts::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_POSTS.on_conflict()).await
-    }
-}
-
-impl Upsert for instagram_hashtags::ActiveModel {
-    const CARRIES_PAYLOAD: bool = false;
-
-    /// A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use instagram_hashtags::Column as C;
-        let mut on_conflict = OnConflict::column(C::Name);
-        on_conflict.update_column(C::GraphHashtagId).action_and_where(Expr::cust(
-            "instagram_hashtags.graph_hashtag_id IS NULL AND EXCLUDED.graph_hashtag_id IS NOT NULL",
-        ));
-        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
-    }
-}
-
-impl Upsert for instagram_post_hashtags::ActiveModel {
-    const CARRIES_PAYLOAD: bool = false;
-
-    /// Links are only added: a caption edited to drop a tag leaves its link.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use instagram_post_hashtags::Column as C;
-        let on_conflict = OnConflict::columns([C::MediaId, C::Hashtag]).do_nothing().to_owned();
-        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
-    }
-}
-
-impl Upsert for instagram_comments::ActiveModel {
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        unnest::upsert(txn, rows, |(_, row)| row, guard::INSTAGRAM_COMMENTS.on_conflict()).await
-    }
-}
-
-impl Upsert for instagram_post_tagged_users::ActiveModel {
-    const CARRIES_PAYLOAD: bool = false;
-
-    /// Links are only added, like the hashtags'.
-    async fn upsert(txn: &DatabaseTransaction, rows: &[(usize, Self)]) -> Result<(), DbErr> {
-        use instagram_post_tagged_users::Column as C;
-        let on_conflict = OnConflict::columns([C::MediaId, C::UserId]).do_nothing().to_owned();
-        unnest::upsert(txn, rows, |(_, row)| row, on_conflict).await
-    }
 }

@@ -92,7 +92,8 @@ async fn sigterm_commits_the_batch_in_hand_then_a_restart_resumes_after_it() {
     let rig = Rig::start(2).await;
     rig.produce_tweets(1..=20_000).await;
     let group = unique_name("group");
-    let mut inserter = rig.inserter(&group, &[]);
+    // Small batches, so that the drain is still under way when the signal comes.
+    let mut inserter = rig.inserter_with(&group, &[("BATCH_SIZE", "50")], &[]);
     rig.wait_for_count(TWEETS, 1, Duration::from_secs(30), &inserter).await;
 
     inserter.signal(libc::SIGTERM);

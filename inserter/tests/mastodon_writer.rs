@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{ingest_errors, mastodon_statuses, twitter_data};
 use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
-use inserter::writer::{Written, stored_offsets, write};
+use inserter::writer::{Written, write};
 use migration::{CDC_PUBLICATION, Migrator};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
@@ -238,7 +238,7 @@ async fn every_unstorable_status_is_dead_lettered_with_its_reason_and_the_rest_l
     assert_eq!(dead.payload.as_deref(), Some(&b"{\"id\":\"1\",\"content\":\"\xff\"}"[..]), "bytes kept as consumed");
     assert_eq!(dead.headers.as_ref().unwrap()["source"], "sse.mastodon");
 
-    let offsets = stored_offsets(&db, "g").await.unwrap();
+    let offsets = inserter::offsets::stored(&db, "g").await.unwrap();
     assert_eq!(offsets.get(&(STATUSES.to_owned(), 0)), Some(&9));
     assert_eq!(offsets.get(&(TWEETS.to_owned(), 0)), Some(&1));
 }

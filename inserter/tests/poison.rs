@@ -19,7 +19,7 @@ use inserter::batch::{Batch, Routes};
 use inserter::limits::INDEXED_TEXT_MAX_BYTES;
 use inserter::mapping::instagram::encode_shortcode;
 use inserter::record::{ConsumedRecord, headers_from_json};
-use inserter::writer::{STATEMENT_BYTES, WriteError, stored_offsets, write};
+use inserter::writer::{STATEMENT_BYTES, WriteError, write};
 use migration::{Migrator, MigratorTrait};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
@@ -247,7 +247,7 @@ async fn a_nul_in_the_source_header_is_dead_lettered_with_the_nul_shown_as_an_es
     assert_eq!(message, "invalid byte sequence for encoding \"UTF8\": 0x00");
     assert_eq!(unstorable.headers.as_ref().unwrap()["source"], json!({"hex": "782e7361006d706c65"}));
     assert_eq!(twitter_users::Entity::find_by_id(4_i64).one(db).await.unwrap(), None, "no row of it stays");
-    assert_eq!(stored_offsets(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 4);
+    assert_eq!(inserter::offsets::stored(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 4);
 }
 
 #[tokio::test]
@@ -660,7 +660,7 @@ async fn a_statement_timeout_dead_letters_the_slow_record_and_the_other_1999_lan
     let dead = dead_letter(&db, TWEETS, 1234).await;
     assert_eq!(refused_with(&dead.error, "57014"), "canceling statement due to statement timeout");
     assert_eq!(dead_letters(&db).await.len(), 1);
-    assert_eq!(stored_offsets(&db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 2000);
+    assert_eq!(inserter::offsets::stored(&db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 2000);
 }
 
 // ----- 8. privilege -----
@@ -819,7 +819,7 @@ async fn a_dead_letter_refused_whole_is_stored_minimal_saying_why() {
     let why = "(its key, value and headers could not be stored: SQLSTATE 23514: new row for relation \
                \"ingest_errors\" violates check constraint \"small\"; read them from Kafka)";
     assert!(minimal.error.ends_with(why), "{}", minimal.error);
-    assert_eq!(stored_offsets(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 4);
+    assert_eq!(inserter::offsets::stored(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 4);
 }
 
 #[tokio::test]
@@ -856,18 +856,18 @@ async fn stored_offsets_never_move_backwards() {
     let db = &test.conn;
     let records = (98..=100).map(|offset| tweet_record(offset, &tweet(offset))).collect();
     write(db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(stored_offsets(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 101);
+    assert_eq!(inserter::offsets::stored(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 101);
 
     // A member that lost the partition commits its last, older batch after the new owner went past it.
     let older = (48..=50).map(|offset| tweet_record(offset, &tweet(offset))).collect();
     write(db, "g", &mut batch(older)).await.unwrap();
-    assert_eq!(stored_offsets(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 101);
+    assert_eq!(inserter::offsets::stored(db, "g").await.unwrap()[&(TWEETS.to_owned(), 0)], 101);
     assert_eq!(tweet_ids(db).await, set([48, 49, 50, 98, 99, 100]), "its rows still land");
 
     let mut other_partition = tweet_record(50, &tweet(500));
     other_partition.partition = 1;
     write(db, "g", &mut batch(vec![other_partition, tweet_record(101, &tweet(101))])).await.unwrap();
-    let offsets = stored_offsets(db, "g").await.unwrap();
+    let offsets = inserter::offsets::stored(db, "g").await.unwrap();
     assert_eq!((offsets[&(TWEETS.to_owned(), 0)], offsets[&(TWEETS.to_owned(), 1)]), (102, 51));
 }
 

@@ -48,7 +48,7 @@ async fn dead_letters(db: &DatabaseConnection) {
 }
 
 fn fixed_routes() -> Routes {
-    Routes { tweets_topic: NEW_TOPIC.into(), ..Routes::default() }
+    Routes::default().with_topic("tweets", NEW_TOPIC)
 }
 
 async fn setup() -> (Postgres, testkit::TestDatabase) {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{ingest_errors, twitter_data, twitter_users};
 use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
-use inserter::writer::{stored_offsets, write};
+use inserter::writer::write;
 use migration::{CDC_PUBLICATION, Migrator};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use testkit::{Postgres, cdc};
@@ -15,7 +15,7 @@ use testkit::{Postgres, cdc};
 const TOPIC: &str = "twitter.tweets";
 
 fn routes() -> Routes {
-    Routes { tweets_topic: TOPIC.into(), ..Routes::default() }
+    Routes::default().with_topic("tweets", TOPIC)
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -107,7 +107,7 @@ async fn every_bad_record_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     assert_eq!(utf8.key.as_deref(), Some(&b"2"[..]));
     assert_eq!(utf8.headers.as_ref().unwrap()["source"], "x.sample");
 
-    let offsets = stored_offsets(&db, "g").await.unwrap();
+    let offsets = inserter::offsets::stored(&db, "g").await.unwrap();
     assert_eq!(offsets.get(&(TOPIC.to_owned(), 0)), Some(&12));
     assert_eq!(offsets.get(&("elsewhere".to_owned(), 0)), Some(&1));
 }
@@ -163,7 +163,7 @@ async fn a_batch_of_50_000_posts_is_written_whole() {
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!(written.dead_letters, 0);
     assert_eq!(twitter_data::Entity::find().all(&db).await.unwrap().len(), 50_000);
-    assert_eq!(stored_offsets(&db, "g").await.unwrap()[&(TOPIC.to_owned(), 0)], 50_000);
+    assert_eq!(inserter::offsets::stored(&db, "g").await.unwrap()[&(TOPIC.to_owned(), 0)], 50_000);
 }
 
 /// The upsert passes each column as one array: text that array syntax treats specially (quotes, backslashes,

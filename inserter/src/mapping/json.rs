@@ -53,6 +53,47 @@ pub(crate) fn parse_object(payload: &[u8]) -> Result<Value, DecodeError> {
     Ok(value)
 }
 
+/// `payload` as text, when it can go to Postgres as it is: UTF-8 with no escape that `jsonb` refuses
+/// (`\u0000`, a surrogate not in a pair). `None`
+/// sends the payload down the slow path, [`parse_object`], which says what is wrong with it, if anything.
+/// Whether it is JSON, and of the expected shape, is for the typed decode that follows to find out.
+pub(crate) fn plain_text(payload: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let bytes = text.as_bytes();
+    let surrogate = |at: usize, low: bool| -> Option<bool> {
+        let hex = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+        let unit = u16::from_str_radix(hex, 16).ok()?;
+        Some(if low { (0xDC00..=0xDFFF).contains(&unit) } else { (0xD800..=0xDBFF).contains(&unit) })
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // An escape: `\\`, `\"`, ..., or `\uXXXX`.
+        match bytes.get(i + 1)? {
+            b'u' => {
+                let hex = bytes.get(i + 2..i + 6)?;
+                if hex == b"0000" || surrogate(i + 2, true)? {
+                    return None;
+                }
+                if surrogate(i + 2, false)? {
+                    // A high surrogate must be followed by a low one.
+                    if bytes.get(i + 6..i + 8)? != b"\\u" || !surrogate(i + 8, true)? {
+                        return None;
+                    }
+                    i += 12;
+                } else {
+                    i += 6;
+                }
+            }
+            _ => i += 2,
+        }
+    }
+    Some(text)
+}
+
 /// The JSON path of the first string or key holding a NUL character.
 fn nul_path(value: &Value, path: &str) -> Option<String> {
     match value {
@@ -125,6 +166,19 @@ mod tests {
             Err(DecodeError::Nul { path: "$.data.entities.urls[0].x".into() })
         );
         assert_eq!(parse_object(br#"{"a\u0000":1}"#), Err(DecodeError::Nul { path: "$ (a key)".into() }));
+    }
+
+    #[test]
+    fn only_text_postgres_takes_as_it_is_skips_the_slow_path() {
+        assert_eq!(plain_text(br#"{"a":"\u00e9\\u0000"}"#), Some(r#"{"a":"\u00e9\\u0000"}"#));
+        assert_eq!(plain_text(br#"{"a":"\u0000"}"#), None);
+        assert_eq!(plain_text(br#"{"a":"\\\u0000"}"#), None, "an escaped backslash, then an escape");
+        assert!(plain_text(br#"{"a":"\ud83d\ude00"}"#).is_some(), "a surrogate pair");
+        assert_eq!(plain_text(br#"{"a":"\uD800"}"#), None, "a lone high surrogate");
+        assert_eq!(plain_text(br#"{"a":"\uDC00\uD800"}"#), None, "a lone low surrogate");
+        assert_eq!(plain_text(br#"{"a":"\ud83dx"}"#), None);
+        assert_eq!(plain_text(b"{\"a\":\"\xff\"}"), None);
+        assert_eq!(plain_text(br#"{"a":"\u"}"#), None, "a truncated escape");
     }
 
     #[test]

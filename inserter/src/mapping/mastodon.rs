@@ -6,17 +6,63 @@ use chrono::{DateTime, Utc};
 use entity::mastodon_statuses;
 use sea_orm::ActiveValue::{NotSet, Set};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::DecodeError;
-use super::html;
-use super::json::{Id, null_as_default, parse_object};
+use super::json::{Id, null_as_default, parse_object, plain_text};
+use super::{DecodeError, Mapping, TopicSetting, html};
+use crate::record::ConsumedRecord;
+use crate::rows::Tables;
+use crate::table::detach_raw;
+
+/// The Mastodon mapping, registered in [`super::MAPPINGS`].
+pub(crate) static STATUSES: Statuses = Statuses;
+
+pub(crate) struct Statuses;
+
+static TOPIC: TopicSetting = TopicSetting {
+    name: "mastodon-statuses",
+    flag: "topic-mastodon-statuses",
+    env: "TOPIC_MASTODON_STATUSES",
+    default: "mastodon.statuses",
+    help: "Topic of Mastodon statuses (the Status JSON of streaming `update` events); the inserter starts \
+           without it and subscribes once it exists",
+};
+
+impl Mapping for Statuses {
+    fn topic(&self) -> &'static TopicSetting {
+        &TOPIC
+    }
+
+    /// `sse` is the scraper's generic SSE source, `sse.mastodon` and the like its named ones.
+    fn reads_source(&self, source: &str) -> bool {
+        source.starts_with("sse")
+    }
+
+    /// The status is read from the payload as it is, which becomes `raw`; only a payload that fails is
+    /// parsed into a tree, to say why.
+    fn map(
+        &self,
+        index: usize,
+        record: &ConsumedRecord,
+        payload: &[u8],
+        tables: &mut Tables,
+    ) -> Result<(), DecodeError> {
+        let fast = plain_text(payload).and_then(|text| Some((serde_json::from_str::<Status>(text).ok()?, text)));
+        let (model, raw) = match fast {
+            Some((status, text)) => (status.into_row(record.scraped_at()), Some(text.into())),
+            None => detach_raw(map(payload, record.scraped_at())?),
+        };
+        tables.mastodon_statuses.push(index, model, raw);
+        Ok(())
+    }
+}
 
 /// Maps one status; `scraped_at` comes from the record's headers.
 pub fn map(payload: &[u8], scraped_at: DateTime<Utc>) -> Result<mastodon_statuses::ActiveModel, DecodeError> {
     let raw = parse_object(payload)?;
     let status = Status::deserialize(&raw).map_err(|e| DecodeError::Shape(e.to_string()))?;
-    Ok(status.into_row(raw, scraped_at))
+    let mut row = status.into_row(scraped_at);
+    row.raw = Set(raw);
+    Ok(row)
 }
 
 /// The fields stored in typed columns; everything else is kept in `raw` only.
@@ -69,7 +115,7 @@ struct Mention {
 }
 
 impl Status {
-    fn into_row(self, raw: Value, scraped_at: DateTime<Utc>) -> mastodon_statuses::ActiveModel {
+    fn into_row(self, scraped_at: DateTime<Utc>) -> mastodon_statuses::ActiveModel {
         // Servers send a tag as its author typed it (`#RustLang`); lower-cased, `tags @> '{rustlang}'` finds
         // every spelling.
         let mut tags: Vec<String> = Vec::with_capacity(self.tags.len());
@@ -101,7 +147,7 @@ impl Status {
             favourites_count: Set(self.favourites_count),
             replies_count: Set(self.replies_count),
             edited_at: Set(self.edited_at),
-            raw: Set(raw),
+            raw: NotSet,
             scraped_at: Set(scraped_at),
             ingested_at: NotSet,
         }

@@ -1,5 +1,8 @@
 //! Mappings from raw Kafka payloads to rows, one module per payload format, and the decoding checks every
 //! format shares. A payload that fails them becomes a [`DecodeError`], which the inserter dead-letters.
+//!
+//! A new format is one module implementing [`Mapping`] and one line in [`MAPPINGS`]: its topic's flag,
+//! variable and default, the sources it reads, and the rows a record becomes all live in that module.
 
 pub mod instagram;
 pub mod mastodon;
@@ -9,3 +12,73 @@ mod html;
 mod json;
 
 pub use json::DecodeError;
+
+use crate::record::ConsumedRecord;
+use crate::rows::Tables;
+
+/// Every payload format the inserter reads, each from a topic of its own.
+pub(crate) static MAPPINGS: &[&dyn Mapping] =
+    &[&twitter::TWEETS, &mastodon::STATUSES, &instagram::PROFILES, &instagram::MEDIA];
+
+/// One payload format.
+pub(crate) trait Mapping: Sync {
+    /// The setting that names its topic.
+    fn topic(&self) -> &'static TopicSetting;
+
+    /// Whether a record from `source` is of this format. Records from a replay (`replay`), or from a producer
+    /// that sets no `source` (`unknown`), are read by any.
+    fn reads_source(&self, source: &str) -> bool;
+
+    /// Adds the rows record `index` becomes to `tables`.
+    fn map(
+        &self,
+        index: usize,
+        record: &ConsumedRecord,
+        payload: &[u8],
+        tables: &mut Tables,
+    ) -> Result<(), DecodeError>;
+}
+
+/// A topic's flag, environment variable, default and help text.
+#[derive(Debug)]
+pub struct TopicSetting {
+    /// The name the topic is known by in code and tests (`tweets`).
+    pub name: &'static str,
+    pub flag: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// The mapping named `name`.
+pub(crate) fn named(name: &str) -> Option<&'static dyn Mapping> {
+    MAPPINGS.iter().copied().find(|mapping| mapping.topic().name == name)
+}
+
+/// A row a mapping made, with its JSON exactly as the source sent it (its table's `raw` column), kept as
+/// text: the writer sends it to Postgres as it is, never parsed into a tree.
+#[derive(Clone, Debug)]
+pub struct Mapped<A> {
+    pub model: A,
+    pub raw: Box<str>,
+}
+
+impl<A: sea_orm::ActiveModelTrait> Mapped<A> {
+    /// The active model with `raw` set, as SeaORM would write it.
+    pub fn into_model(self) -> A {
+        use sea_orm::{EntityTrait, IdenStatic, Iterable};
+        let mut model = self.model;
+        let raw: serde_json::Value = serde_json::from_str(&self.raw).expect("a mapping keeps valid JSON");
+        if let Some(column) = <A::Entity as EntityTrait>::Column::iter().find(|c| c.as_str() == "raw") {
+            model.set(column, raw.into());
+        }
+        model
+    }
+}
+
+impl<A> std::ops::Deref for Mapped<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        &self.model
+    }
+}

@@ -6,22 +6,84 @@ use chrono::{DateTime, Utc};
 use entity::{twitter_data, twitter_users};
 use sea_orm::ActiveValue::{NotSet, Set};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::DecodeError;
-use super::json::{Id, null_as_default, parse_object};
+use super::json::{Id, null_as_default, parse_object, plain_text};
+use super::{DecodeError, Mapped, Mapping, TopicSetting};
+use crate::record::ConsumedRecord;
+use crate::rows::Tables;
 
-/// The rows one stream line becomes. `ingested_at` is left to the database.
-#[derive(Clone, Debug)]
-pub struct TweetRows {
-    pub tweet: twitter_data::ActiveModel,
-    pub users: Vec<twitter_users::ActiveModel>,
+/// The X mapping, registered in [`super::MAPPINGS`].
+pub(crate) static TWEETS: Tweets = Tweets;
+
+pub(crate) struct Tweets;
+
+static TOPIC: TopicSetting = TopicSetting {
+    name: "tweets",
+    flag: "tweets-topic",
+    env: "TOPIC_TWEETS",
+    default: "twitter.tweets",
+    help: "Topic of X posts (raw X API v2 stream lines)",
+};
+
+impl Mapping for Tweets {
+    fn topic(&self) -> &'static TopicSetting {
+        &TOPIC
+    }
+
+    fn reads_source(&self, source: &str) -> bool {
+        source.starts_with("x.")
+    }
+
+    fn map(
+        &self,
+        index: usize,
+        record: &ConsumedRecord,
+        payload: &[u8],
+        tables: &mut Tables,
+    ) -> Result<(), DecodeError> {
+        let TweetRows { tweet, users } = map(payload, record.source(), record.scraped_at())?;
+        tables.twitter_data.push(index, tweet.model, Some(tweet.raw));
+        for user in users {
+            tables.twitter_users.push(index, user.model, Some(user.raw));
+        }
+        Ok(())
+    }
 }
 
-/// Maps one stream line; `source` and `scraped_at` come from the record's headers.
+/// The rows one stream line becomes, each with its JSON as sent. `ingested_at` is left to the database.
+#[derive(Clone, Debug)]
+pub struct TweetRows {
+    pub tweet: Mapped<twitter_data::ActiveModel>,
+    pub users: Vec<Mapped<twitter_users::ActiveModel>>,
+}
+
+/// Maps one stream line; `source` and `scraped_at` come from the record's headers. The line is read as it is
+/// (its users borrowed from it), and only a line that fails is parsed into a tree, to say why.
 pub fn map(payload: &[u8], source: &str, scraped_at: DateTime<Utc>) -> Result<TweetRows, DecodeError> {
+    let fast = plain_text(payload).and_then(|text| {
+        let line: StreamLine<&RawValue> = serde_json::from_str(text).ok()?;
+        let users = line
+            .includes
+            .users
+            .iter()
+            .map(|user| Some(map_user(user.get(), serde_json::from_str(user.get()).ok()?, scraped_at)))
+            .collect::<Option<Vec<_>>>()?;
+        let post = line.data?;
+        Some(TweetRows { tweet: post.into_row(text.into(), source, scraped_at), users })
+    });
+    match fast {
+        Some(rows) => Ok(rows),
+        None => map_tree(payload, source, scraped_at),
+    }
+}
+
+/// [`map`] by way of a `serde_json::Value`: what a payload the fast path refuses is, or why it is refused.
+fn map_tree(payload: &[u8], source: &str, scraped_at: DateTime<Utc>) -> Result<TweetRows, DecodeError> {
     let raw = parse_object(payload)?;
-    let line = StreamLine::deserialize(&raw).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    let line: StreamLine<Value> = deserialize(&raw)?;
     let post = match line.data {
         Some(post) => post,
         None if !line.errors.is_empty() => return Err(DecodeError::SourceError(Value::Array(line.errors).to_string())),
@@ -30,21 +92,31 @@ pub fn map(payload: &[u8], source: &str, scraped_at: DateTime<Utc>) -> Result<Tw
     let users = line
         .includes
         .users
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(i, user)| match User::deserialize(&user) {
-            Ok(parsed) => Ok(parsed.into_row(user, scraped_at)),
-            Err(e) => Err(DecodeError::Shape(format!("includes.users[{i}]: {e}"))),
+        .map(|(i, user)| match deserialize::<User>(user) {
+            Ok(parsed) => Ok(map_user(&user.to_string(), parsed, scraped_at)),
+            Err(DecodeError::Shape(e)) => Err(DecodeError::Shape(format!("includes.users[{i}]: {e}"))),
+            Err(e) => Err(e),
         })
         .collect::<Result<_, _>>()?;
-    Ok(TweetRows { tweet: post.into_row(raw, source, scraped_at), users })
+    Ok(TweetRows { tweet: post.into_row(raw.to_string().into(), source, scraped_at), users })
+}
+
+fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
+    T::deserialize(value).map_err(|e| DecodeError::Shape(e.to_string()))
+}
+
+fn map_user(raw: &str, user: User, scraped_at: DateTime<Utc>) -> Mapped<twitter_users::ActiveModel> {
+    Mapped { model: user.into_row(scraped_at), raw: raw.into() }
 }
 
 #[derive(Deserialize)]
-struct StreamLine {
+#[serde(bound(deserialize = "U: Deserialize<'de>"))]
+struct StreamLine<U> {
     data: Option<Post>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    includes: Includes,
+    #[serde(default = "Includes::default", deserialize_with = "null_as_default")]
+    includes: Includes<U>,
     #[serde(default, deserialize_with = "null_as_default")]
     errors: Vec<Value>,
 }
@@ -110,16 +182,23 @@ struct Url {
     expanded_url: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
-struct Includes {
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "U: Deserialize<'de>"))]
+struct Includes<U> {
     /// Kept as JSON until mapped, so that each user's `raw` is the object exactly as sent.
-    #[serde(default, deserialize_with = "null_as_default")]
-    users: Vec<Value>,
+    #[serde(default = "Vec::new", deserialize_with = "null_as_default")]
+    users: Vec<U>,
     /// Referenced posts (quoted, replied to): kept in the raw JSON, not mapped to rows of their own, because
     /// an expansion carries only the fields the stream requested and would overwrite fuller rows.
     #[serde(default, alias = "posts", deserialize_with = "null_as_default")]
     #[allow(dead_code)]
-    tweets: Vec<Value>,
+    tweets: Vec<serde::de::IgnoredAny>,
+}
+
+impl<U> Default for Includes<U> {
+    fn default() -> Self {
+        Self { users: Vec::new(), tweets: Vec::new() }
+    }
 }
 
 #[derive(Deserialize)]
@@ -149,10 +228,10 @@ struct UserMetrics {
 }
 
 impl Post {
-    fn into_row(self, raw: Value, source: &str, scraped_at: DateTime<Utc>) -> twitter_data::ActiveModel {
+    fn into_row(self, raw: Box<str>, source: &str, scraped_at: DateTime<Utc>) -> Mapped<twitter_data::ActiveModel> {
         let reference = |kind: &str| self.referenced_tweets.iter().find(|r| r.kind == kind).map(|r| r.id.0);
         let metrics = self.public_metrics.unwrap_or_default();
-        twitter_data::ActiveModel {
+        let model = twitter_data::ActiveModel {
             tweet_id: Set(self.id.0),
             replied_to_id: Set(reference("replied_to")),
             quoted_id: Set(reference("quoted")),
@@ -174,15 +253,16 @@ impl Post {
             mentions: Set(self.entities.mentions.into_iter().map(|m| m.username).collect()),
             urls: Set(self.entities.urls.into_iter().filter_map(|u| u.expanded_url.or(u.url)).collect()),
             source: Set(source.to_owned()),
-            raw: Set(raw),
+            raw: NotSet,
             scraped_at: Set(scraped_at),
             ingested_at: NotSet,
-        }
+        };
+        Mapped { model, raw }
     }
 }
 
 impl User {
-    fn into_row(self, raw: Value, scraped_at: DateTime<Utc>) -> twitter_users::ActiveModel {
+    fn into_row(self, scraped_at: DateTime<Utc>) -> twitter_users::ActiveModel {
         let metrics = &self.public_metrics;
         twitter_users::ActiveModel {
             user_id: Set(self.id.0),
@@ -201,7 +281,7 @@ impl User {
             tweet_count: Set(metrics.tweet_count),
             listed_count: Set(metrics.listed_count),
             like_count: Set(metrics.like_count),
-            raw: Set(raw),
+            raw: NotSet,
             scraped_at: Set(scraped_at),
             ingested_at: NotSet,
         }

@@ -13,6 +13,13 @@ mod hashtags;
 mod shortcode;
 mod web;
 
+use super::{Mapping, TopicSetting};
+use crate::record::ConsumedRecord;
+use crate::rows::Tables;
+use crate::table::{Row, Table, detach_raw};
+
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use entity::{
     instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
@@ -274,4 +281,101 @@ fn id_header(name: &str, value: Option<&str>) -> Result<Option<i64>, DecodeError
             parse_id(text).ok_or_else(|| DecodeError::invalid(format!("header {name}"), text, "a positive 64-bit id"))
         })
         .transpose()
+}
+
+/// The Instagram profiles mapping, registered in [`super::MAPPINGS`].
+pub(crate) static PROFILES: Instagram = Instagram {
+    kind: Kind::Profile,
+    topic: TopicSetting {
+        name: "instagram-profiles",
+        flag: "topic-instagram-profiles",
+        env: "TOPIC_INSTAGRAM_PROFILES",
+        default: "instagram.profiles",
+        help: "Topic of Instagram profiles (Graph API `business_discovery` objects and web `data.user` objects)",
+    },
+};
+
+/// The Instagram media mapping, registered in [`super::MAPPINGS`].
+pub(crate) static MEDIA: Instagram = Instagram {
+    kind: Kind::Media,
+    topic: TopicSetting {
+        name: "instagram-media",
+        flag: "topic-instagram-media",
+        env: "TOPIC_INSTAGRAM_MEDIA",
+        default: "instagram.media",
+        help: "Topic of Instagram media (Graph API media objects and web timeline nodes)",
+    },
+};
+
+/// An Instagram topic's mapping.
+pub(crate) struct Instagram {
+    kind: Kind,
+    topic: TopicSetting,
+}
+
+impl Mapping for Instagram {
+    fn topic(&self) -> &'static TopicSetting {
+        match self.kind {
+            Kind::Profile => &PROFILES.topic,
+            Kind::Media => &MEDIA.topic,
+        }
+    }
+
+    fn reads_source(&self, source: &str) -> bool {
+        is_source(self.kind, source)
+    }
+
+    fn map(
+        &self,
+        index: usize,
+        record: &ConsumedRecord,
+        payload: &[u8],
+        tables: &mut Tables,
+    ) -> Result<(), DecodeError> {
+        let context = Context {
+            source: record.source(),
+            scraped_at: record.scraped_at(),
+            owner_id: record.header("instagram_owner_id"),
+            hashtag: record.header("instagram_hashtag"),
+            hashtag_id: record.header("instagram_hashtag_id"),
+        };
+        let rows = map(self.kind, payload, &context)?;
+        fn add<E: sea_orm::EntityTrait>(table: &mut Table<E>, index: usize, rows: Vec<E::ActiveModel>) {
+            for row in rows {
+                let (model, raw) = detach_raw(row);
+                table.push(index, model, raw);
+            }
+        }
+        add(&mut tables.instagram_profiles, index, rows.profiles);
+        add(&mut tables.instagram_referenced_profiles, index, rows.referenced_profiles);
+        add(&mut tables.instagram_profile_snapshots, index, rows.snapshots);
+        add(&mut tables.instagram_posts, index, rows.posts);
+        add(&mut tables.instagram_hashtags, index, rows.hashtags);
+        add(&mut tables.instagram_post_hashtags, index, rows.post_hashtags);
+        add(&mut tables.instagram_comments, index, rows.comments);
+        add(&mut tables.instagram_post_tagged_users, index, rows.tagged_users);
+        Ok(())
+    }
+}
+
+/// Orders comments so that a reply comes after the parent it points at when both are in the batch: the
+/// writer checks the parent reference at each statement's end.
+pub(crate) fn parents_first(comments: &mut [Row<instagram_comments::ActiveModel>]) {
+    let parent_of: HashMap<i64, Option<i64>> = comments
+        .iter()
+        .map(|c| (*c.model.comment_id.as_ref(), c.model.parent_comment_id.try_as_ref().copied().flatten()))
+        .collect();
+    // A chain is at most as long as the batch; a cycle (a hostile payload) stops there too.
+    let depth = |mut id: i64| {
+        let mut depth = 0;
+        while let Some(Some(parent)) = parent_of.get(&id) {
+            depth += 1;
+            if depth > parent_of.len() {
+                break;
+            }
+            id = *parent;
+        }
+        depth
+    };
+    comments.sort_by_cached_key(|c| depth(*c.model.comment_id.as_ref()));
 }

@@ -1,0 +1,264 @@
+//! One table's rows in a batch and the rule they are written by: the conflict target, what a conflict does
+//! (the guarded upsert, or nothing), and how one batch's scrapes of a row fold into one. Every table is
+//! written by the same code from this rule and its entity: the column names, their types and the conflict
+//! target all come from SeaORM.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict, PostgresQueryBuilder, Query};
+use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, ColumnType, EntityTrait, IdenStatic, Iterable, Value};
+
+use crate::encode::{BinaryArray, Wire};
+use crate::guard::Guard;
+use crate::limits::{self, Cuts, Modeled};
+
+/// A row, the record it came from, and its JSON exactly as the source sent it (the table's `raw` column),
+/// never parsed into a tree.
+#[derive(Clone, Debug)]
+pub struct Row<A> {
+    pub record: usize,
+    pub model: A,
+    pub raw: Option<Box<str>>,
+}
+
+impl<A: ActiveModelTrait> Modeled for Row<A> {
+    type Model = A;
+    fn model(&self) -> &A {
+        &self.model
+    }
+    fn model_mut(&mut self) -> &mut A {
+        &mut self.model
+    }
+}
+
+/// What a conflict on the key does.
+pub(crate) enum Conflict<C: 'static> {
+    /// The guarded upsert (see `guard`): a newer scrape replaces what it changes; duplicates in a batch are
+    /// folded oldest first by the same rule.
+    Guarded(&'static Guard<C>),
+    /// Nothing: the row is written once. Among duplicates in a batch, one with `preferred` set wins (then the
+    /// later record).
+    Nothing { preferred: Option<C> },
+    /// Nothing, except that `column` is filled where it is NULL (and kept once known).
+    FillOnce(C),
+}
+
+/// How a table's rows are written.
+pub(crate) struct Rule<E: EntityTrait + 'static> {
+    /// The conflict target: a unique index's columns.
+    pub key: &'static [E::Column],
+    pub conflict: Conflict<E::Column>,
+    /// Whether a row carries its record's payload: it then weighs that much in a statement.
+    pub carries_payload: bool,
+    /// Whether rows are written in key order, so that two writers lock them in the same order.
+    pub sorted: bool,
+}
+
+/// One statement's worth of rows, encoded: the SQL and one binary array per column.
+pub(crate) struct Encoded {
+    pub sql: String,
+    pub arrays: Vec<BinaryArray>,
+}
+
+/// A table's rows of one batch.
+pub(crate) struct Table<E: EntityTrait + 'static> {
+    pub rule: &'static Rule<E>,
+    pub rows: Vec<Row<E::ActiveModel>>,
+}
+
+impl<E: EntityTrait> Table<E> {
+    pub(crate) const fn new(rule: &'static Rule<E>) -> Self {
+        Self { rule, rows: Vec::new() }
+    }
+
+    pub(crate) fn push(&mut self, record: usize, model: E::ActiveModel, raw: Option<Box<str>>) {
+        self.rows.push(Row { record, model, raw });
+    }
+
+    /// Leaves out what an index cannot hold, then keeps one row per key: scrapes of a row folded in scrape
+    /// order (the later record on a tie), as writing them one by one would. Doing it again changes nothing.
+    pub(crate) fn prepare(&mut self, cuts: &mut Cuts)
+    where
+        E::Column: From<E::Column>,
+    {
+        limits::fit(&mut self.rows, cuts);
+        let key = |row: &Row<E::ActiveModel>| key_bytes(&row.model, self.rule.key);
+        let rows = std::mem::take(&mut self.rows);
+        let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        let mut order = Vec::new();
+        for (position, row) in rows.iter().enumerate() {
+            match groups.entry(key(row)) {
+                Entry::Vacant(entry) => {
+                    order.push(entry.key().clone());
+                    entry.insert(vec![position]);
+                }
+                Entry::Occupied(mut entry) => entry.get_mut().push(position),
+            }
+        }
+        let mut rows: Vec<Option<Row<E::ActiveModel>>> = rows.into_iter().map(Some).collect();
+        let mut kept = Vec::with_capacity(order.len());
+        for key in order {
+            let positions = &groups[&key];
+            let row = match positions.as_slice() {
+                [only] => rows[*only].take().expect("each row is taken once"),
+                group => self.fold(group.iter().map(|p| rows[*p].take().expect("each row is taken once")).collect()),
+            };
+            kept.push((key, row));
+        }
+        if self.rule.sorted {
+            kept.sort_by(|(a, _), (b, _)| a.cmp(b));
+        }
+        self.rows = kept.into_iter().map(|(_, row)| row).collect();
+    }
+
+    /// One row from several of one key, in record order.
+    fn fold(&self, mut group: Vec<Row<E::ActiveModel>>) -> Row<E::ActiveModel> {
+        match &self.rule.conflict {
+            Conflict::Guarded(guard) => {
+                // Oldest first; a stable sort keeps record order on a tie, so the later record is newer.
+                group.sort_by_key(|row| scraped_at(&row.model));
+                let mut rows = group.into_iter();
+                let mut merged = rows.next().expect("a group has rows");
+                for mut next in rows {
+                    guard.merge(&merged.model, &mut next.model);
+                    merged = next;
+                }
+                merged
+            }
+            Conflict::Nothing { preferred: Some(column) } | Conflict::FillOnce(column) => {
+                let set = |row: &Row<E::ActiveModel>| !is_null(&row.model.get(*column));
+                let best = group.iter().rposition(set).unwrap_or(group.len() - 1);
+                group.swap_remove(best)
+            }
+            Conflict::Nothing { preferred: None } => group.pop().expect("a group has rows"),
+        }
+    }
+
+    /// The `ON CONFLICT` clause.
+    fn on_conflict(&self) -> OnConflict {
+        let table = E::default().table_name().to_owned();
+        match &self.rule.conflict {
+            Conflict::Guarded(guard) => guard.on_conflict(),
+            Conflict::Nothing { .. } => OnConflict::columns(self.rule.key.iter().copied()).do_nothing().to_owned(),
+            Conflict::FillOnce(column) => {
+                let name = column.as_str();
+                let mut on_conflict = OnConflict::columns(self.rule.key.iter().copied());
+                on_conflict
+                    .update_column(*column)
+                    .action_and_where(Expr::cust(format!("{table}.{name} IS NULL AND EXCLUDED.{name} IS NOT NULL")));
+                on_conflict
+            }
+        }
+    }
+
+    /// Encodes `rows` as one upsert. The first row's set columns (and `raw` when it carries one) are the
+    /// columns written; a column another row leaves unset is written as NULL.
+    pub(crate) fn encode(&self, rows: &[Row<E::ActiveModel>]) -> Result<Encoded, String> {
+        let first = rows.first().ok_or("no rows to encode")?;
+        let is_raw = |c: &E::Column| c.as_str() == "raw";
+        let columns: Vec<E::Column> = E::Column::iter()
+            .filter(|c| !matches!(first.model.get(*c), ActiveValue::NotSet) || (is_raw(c) && first.raw.is_some()))
+            .collect();
+        let mut select = Query::select();
+        let mut arrays = Vec::with_capacity(columns.len());
+        for (i, column) in columns.iter().enumerate() {
+            let wire = Wire::of(column)?;
+            let mut array = wire.array(rows.len());
+            let raw_column = is_raw(column);
+            for row in rows {
+                match (raw_column, &row.raw, row.model.get(*column)) {
+                    (true, Some(raw), _) => array.push_json_text(raw),
+                    (_, _, ActiveValue::Set(value) | ActiveValue::Unchanged(value)) => {
+                        array.push(&value, column.as_str())?
+                    }
+                    (_, _, ActiveValue::NotSet) => array.push_null(),
+                }
+            }
+            select.expr(Expr::cust(wire.select_expr(i + 1, &sql_type(column)?)));
+            arrays.push(array.finish());
+        }
+        let insert = Query::insert()
+            .into_table(E::default())
+            .columns(columns)
+            .select_from(select)
+            .map_err(|e| format!("build the upsert: {e}"))?
+            .on_conflict(self.on_conflict())
+            .to_owned();
+        Ok(Encoded { sql: insert.to_string(PostgresQueryBuilder), arrays })
+    }
+}
+
+/// The SQL type of a column, for the cast of a per-row array.
+fn sql_type<C: ColumnTrait>(column: &C) -> Result<String, String> {
+    match column.def().get_column_type() {
+        ColumnType::Array(inner) => {
+            let element = match inner.as_ref() {
+                ColumnType::BigInteger => "bigint",
+                ColumnType::Integer => "integer",
+                ColumnType::SmallInteger => "smallint",
+                ColumnType::Boolean => "boolean",
+                ColumnType::Text | ColumnType::String(_) | ColumnType::Char(_) => "text",
+                ColumnType::TimestampWithTimeZone => "timestamptz",
+                other => return Err(format!("column `{}`: arrays of {other:?} are not supported", column.as_str())),
+            };
+            Ok(format!("{element}[]"))
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+/// The key's values as bytes: equal keys, equal bytes.
+fn key_bytes<A: ActiveModelTrait>(model: &A, key: &[<A::Entity as EntityTrait>::Column]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for column in key {
+        match model.get(*column) {
+            ActiveValue::Set(value) | ActiveValue::Unchanged(value) if value != value.as_null() => {
+                let text = match value {
+                    Value::String(Some(s)) => s.to_string(),
+                    Value::BigInt(Some(n)) => format!("{n:020}"),
+                    Value::Int(Some(n)) => format!("{n:011}"),
+                    Value::ChronoDateTimeUtc(Some(t)) => t.to_rfc3339(),
+                    other => format!("{other:?}"),
+                };
+                bytes.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(text.as_bytes());
+            }
+            _ => bytes.extend_from_slice(&u32::MAX.to_be_bytes()),
+        }
+    }
+    bytes
+}
+
+fn is_null(value: &ActiveValue<Value>) -> bool {
+    match value {
+        ActiveValue::Set(value) | ActiveValue::Unchanged(value) => *value == value.as_null(),
+        ActiveValue::NotSet => true,
+    }
+}
+
+/// The row's `scraped_at` (NULL first: a placeholder row is the oldest).
+fn scraped_at<A: ActiveModelTrait>(model: &A) -> Option<DateTime<Utc>> {
+    let column = <A::Entity as EntityTrait>::Column::iter().find(|c| c.as_str() == "scraped_at")?;
+    match model.get(column) {
+        ActiveValue::Set(Value::ChronoDateTimeUtc(Some(at)))
+        | ActiveValue::Unchanged(Value::ChronoDateTimeUtc(Some(at))) => Some(at),
+        _ => None,
+    }
+}
+
+/// `model` without its `raw` JSON, and that JSON as text: for a mapping that builds its rows from a tree.
+pub(crate) fn detach_raw<A: ActiveModelTrait>(mut model: A) -> (A, Option<Box<str>>) {
+    let Some(column) = <A::Entity as EntityTrait>::Column::iter().find(|c| c.as_str() == "raw") else {
+        return (model, None);
+    };
+    let raw = match model.take(column) {
+        ActiveValue::Set(Value::Json(Some(json))) | ActiveValue::Unchanged(Value::Json(Some(json))) => {
+            Some(json.to_string().into())
+        }
+        _ => None,
+    };
+    model.not_set(column);
+    (model, raw)
+}

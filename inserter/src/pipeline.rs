@@ -66,6 +66,12 @@ struct Flushed {
     elapsed: Duration,
 }
 
+/// A batch being decoded, and when its records were taken.
+struct Decoding {
+    started: Instant,
+    handle: JoinHandle<Batch>,
+}
+
 /// What the loop tracks between two polls.
 struct State {
     /// Records read but not yet handed to a write, oldest first.
@@ -76,6 +82,8 @@ struct State {
     pending_since: Option<Instant>,
     /// The one write under way; the next one starts when it is durable, so batches commit in order.
     in_flight: Option<JoinHandle<anyhow::Result<Flushed>>>,
+    /// The next batch, decoded and encoded while the one in flight is written.
+    decoding: Option<Decoding>,
     /// Partitions the group gave us that still wait for their stored offsets to be read.
     unassigned: BTreeSet<Partition>,
     next_assign_attempt: Instant,
@@ -120,6 +128,7 @@ impl Pipeline {
             pending_bytes: 0,
             pending_since: None,
             in_flight: None,
+            decoding: None,
             unassigned: BTreeSet::new(),
             next_assign_attempt: now,
             assign_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
@@ -136,17 +145,25 @@ impl Pipeline {
             for event in self.consumer.context().take_events() {
                 state.apply(event);
             }
-            if !state.unassigned.is_empty() && state.in_flight.is_none() && Instant::now() >= state.next_assign_attempt
-            {
+            if !state.unassigned.is_empty() && state.idle_writer() && Instant::now() >= state.next_assign_attempt {
                 self.assign_at_stored_offsets(&mut state).await;
             }
-            if state.in_flight.is_none() && self.batch_due(&state) {
-                self.start_write(&mut state, &shutdown);
+            if state.in_flight.is_none() {
+                let next = match state.decoding.take() {
+                    Some(decoding) => Some(decoding),
+                    None => self.batch_due(&state).then(|| self.start_decode(&mut state)),
+                };
+                if let Some(decoding) = next {
+                    self.start_write(&mut state, decoding, &shutdown);
+                }
+            }
+            if state.in_flight.is_some() && state.decoding.is_none() && self.batch_due(&state) {
+                state.decoding = Some(self.start_decode(&mut state));
             }
             if state.in_flight.is_some() && self.batch_full(&state) && !state.paused {
                 self.pause_or_resume(&mut state, true);
             }
-            let settled = state.pending.is_empty() && state.in_flight.is_none() && state.unassigned.is_empty();
+            let settled = state.pending.is_empty() && state.idle_writer() && state.unassigned.is_empty();
             if settled && state.stopping {
                 return Ok(Stopped::Shutdown);
             }
@@ -263,9 +280,9 @@ impl Pipeline {
         }
     }
 
-    /// Hands up to `batch_size` pending records (and `batch_bytes`, at least one record) to a background
-    /// write, retried while the database is unavailable until it is durable.
-    fn start_write(&self, state: &mut State, shutdown: &CancellationToken) {
+    /// Takes up to `batch_size` pending records (and `batch_bytes`, at least one record) and decodes them
+    /// into a batch on a blocking thread: beside the write in flight, if there is one.
+    fn start_decode(&self, state: &mut State) -> Decoding {
         let (mut take, mut bytes) = (0, 0);
         for record in state.pending.iter().take(self.options.batch_size) {
             if take > 0 && bytes + record.size() > self.options.batch_bytes {
@@ -277,12 +294,20 @@ impl Pipeline {
         state.pending_bytes -= bytes;
         let records: Vec<ConsumedRecord> = state.pending.drain(..take).collect();
         state.pending_since = (!state.pending.is_empty()).then(Instant::now);
+        let routes = self.options.routes.clone();
+        let started = Instant::now();
+        Decoding { started, handle: tokio::task::spawn_blocking(move || Batch::decode(records, &routes)) }
+    }
+
+    /// Writes the batch `decoding` gives in the background, retried while the database is unavailable
+    /// until it is durable.
+    fn start_write(&self, state: &mut State, decoding: Decoding, shutdown: &CancellationToken) {
         let (db, options, metrics, health, shutdown) =
             (self.db.clone(), self.options.clone(), self.metrics.clone(), self.health.clone(), shutdown.clone());
         state.in_flight = Some(tokio::spawn(async move {
-            let started = Instant::now();
-            let count = records.len();
-            let mut batch = Batch::decode(records, &options.routes);
+            let Decoding { started, handle } = decoding;
+            let mut batch = handle.await.context("decoding a batch panicked")?;
+            let count = batch.len();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
             loop {
                 match writer::write(&db, &options.group, &mut batch).await {
@@ -408,6 +433,11 @@ impl Pipeline {
 }
 
 impl State {
+    /// No batch is being decoded or written.
+    fn idle_writer(&self) -> bool {
+        self.in_flight.is_none() && self.decoding.is_none()
+    }
+
     fn apply(&mut self, event: RebalanceEvent) {
         // A rebalance is activity: the idle clock starts again.
         self.last_record_at = Instant::now();

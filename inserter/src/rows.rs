@@ -175,3 +175,121 @@ static INSTAGRAM_POST_TAGGED_USERS: Rule<instagram_post_tagged_users::Entity> = 
     carries_payload: false,
     sorted: false,
 };
+
+#[cfg(test)]
+mod tests {
+    //! SeaORM's entities are the schema's one source of truth: every column of every table a mapping writes
+    //! is written by it, with a value of the column's type (the encoder refuses any other), or is one the
+    //! database fills.
+    use std::collections::BTreeSet;
+
+    use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, IdenStatic, Iterable};
+
+    use super::*;
+    use crate::batch::{Batch, Routes};
+    use crate::table::Row;
+
+    /// Columns the database fills (defaults), by table; `*` is every table.
+    const FILLED_BY_THE_DATABASE: &[(&str, &str)] = &[("*", "ingested_at"), ("instagram_hashtags", "first_seen_at")];
+
+    /// Tables whose rows are placeholders that write only some columns, and those columns.
+    const PARTIAL: &[(&str, &[&str])] = &[("instagram_referenced_profiles", &["user_id", "username"])];
+
+    fn record(topic: &str, source: &str, headers: &[(&str, &str)], fixture: &str) -> ConsumedRecord {
+        let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let mut all = vec![("source", source), ("scraped_at", "2025-06-01T12:00:05Z")];
+        all.extend_from_slice(headers);
+        ConsumedRecord {
+            topic: topic.into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            payload: Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))),
+            headers: all.iter().map(|(k, v)| (k.to_string(), Some(v.as_bytes().to_vec()))).collect(),
+            timestamp: None,
+        }
+    }
+
+    /// One record of each format, each filling as much as its format can.
+    fn batch() -> Batch {
+        let routes = Routes::default();
+        let topic = |name| crate::mapping::named(name).unwrap().topic().default;
+        let hashtag = [("instagram_hashtag", "coffee"), ("instagram_hashtag_id", "17843853986012965")];
+        let records = vec![
+            record(topic("tweets"), "x.sample", &[], "x_stream/full.json"),
+            record(topic("mastodon-statuses"), "sse.mastodon", &[], "mastodon/status.json"),
+            record(
+                topic("instagram-profiles"),
+                "instagram.graph.business_discovery",
+                &[],
+                "instagram/graph_profile.json",
+            ),
+            record(topic("instagram-profiles"), "instagram.web.profile", &[], "instagram/web_profile.json"),
+            record(
+                topic("instagram-media"),
+                "instagram.graph.hashtag.recent_media",
+                &hashtag,
+                "instagram/graph_hashtag_media.json",
+            ),
+            record(topic("instagram-media"), "instagram.web.profile", &[], "instagram/web_node.json"),
+        ];
+        let batch = Batch::decode(records, &routes);
+        assert_eq!(batch.dead_letters, vec![], "every fixture maps");
+        batch
+    }
+
+    /// The columns of `table` that its rows leave unwritten.
+    fn unwritten<E: EntityTrait>(field: &str, table: &Table<E>) -> BTreeSet<String> {
+        let name = E::default().table_name();
+        let partial = PARTIAL.iter().find(|(f, _)| *f == field).map(|(_, columns)| *columns);
+        let written = |row: &Row<E::ActiveModel>, column: E::Column| {
+            !matches!(row.model.get(column), ActiveValue::NotSet) || (column.as_str() == "raw" && row.raw.is_some())
+        };
+        E::Column::iter()
+            .filter(|c| !FILLED_BY_THE_DATABASE.iter().any(|(t, col)| (*t == "*" || *t == name) && *col == c.as_str()))
+            .filter(|c| partial.is_none_or(|columns| columns.contains(&c.as_str())))
+            .filter(|c| table.rows.iter().any(|row| !written(row, *c)))
+            .map(|c| c.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_entity_column_is_written_by_its_mapping_with_its_type() {
+        let batch = batch();
+        let tables = &batch.rows.tables;
+        macro_rules! check {
+            ($($field:ident),*) => {$(
+                assert!(!tables.$field.rows.is_empty(), "no fixture fills {}", stringify!($field));
+                assert_eq!(unwritten(stringify!($field), &tables.$field), BTreeSet::new(), "{}", stringify!($field));
+            )*};
+        }
+        check!(
+            twitter_users,
+            twitter_data,
+            mastodon_statuses,
+            instagram_profiles,
+            instagram_referenced_profiles,
+            instagram_profile_snapshots,
+            instagram_posts,
+            instagram_hashtags,
+            instagram_post_hashtags,
+            instagram_comments,
+            instagram_post_tagged_users
+        );
+        // Every value is of its column's type: the encoder takes nothing else.
+        for (table, statements) in batch.rows.encoded.as_ref().expect("a decoded batch is encoded") {
+            assert!(statements.is_ok(), "{table}: {statements:?}", statements = statements.as_ref().err());
+        }
+    }
+
+    #[test]
+    fn a_value_of_another_type_than_its_column_is_refused() {
+        // What a mapping that set a column from the wrong kind of value would send.
+        let wire = crate::encode::Wire::of(&twitter_data::Column::TweetId).unwrap();
+        let mut array = wire.array(1);
+        let error = array.push(&sea_orm::Value::String(Some("1".into())), "tweet_id").unwrap_err();
+        assert!(error.contains("tweet_id") && error.contains("bigint"), "{error}");
+        let wire = crate::encode::Wire::of(&twitter_data::Column::Hashtags).unwrap();
+        assert!(wire.array(1).push(&sea_orm::Value::BigInt(Some(1)), "hashtags").is_err());
+    }
+}

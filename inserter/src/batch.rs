@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::limits::Cuts;
-use crate::mapping::{self, MAPPINGS, Mapping};
+use crate::mapping::{MAPPINGS, Mapping};
 use crate::record::ConsumedRecord;
 use crate::rows::{TableStatements, Tables};
 use crate::writer;
@@ -34,8 +34,12 @@ impl Routes {
     /// # Panics
     /// When no mapping has that name: a caller's mistake.
     pub fn with_topic(mut self, name: &str, topic: impl Into<String>) -> Self {
-        let mapping = mapping::named(name).unwrap_or_else(|| panic!("no mapping is named `{name}`"));
-        let route = self.routes.iter_mut().find(|(_, m)| std::ptr::addr_eq(*m, mapping)).expect("every mapping routes");
+        // By name: the mappings are zero-sized statics, which may share one address.
+        let route = self
+            .routes
+            .iter_mut()
+            .find(|(_, m)| m.topic().name == name)
+            .unwrap_or_else(|| panic!("no mapping is named `{name}`"));
         route.0 = topic.into();
         self
     }
@@ -171,5 +175,24 @@ impl Rows {
     /// changes nothing.
     fn prepare(&mut self) {
         self.tables.prepare(&mut self.cuts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mapping_reads_the_topic_named_for_it() {
+        let mut routes = Routes::default();
+        let names: Vec<&str> = MAPPINGS.iter().map(|m| m.topic().name).collect();
+        for name in &names {
+            routes = routes.with_topic(name, format!("topic-of-{name}"));
+        }
+        for name in names {
+            let mapping = routes.mapping_of(&format!("topic-of-{name}")).expect("routed");
+            assert_eq!(mapping.topic().name, name);
+        }
+        assert_eq!(routes.shared_topic(), None);
     }
 }

@@ -51,6 +51,7 @@ pub struct TopicSetting {
 }
 
 /// The mapping named `name`.
+#[cfg(test)]
 pub(crate) fn named(name: &str) -> Option<&'static dyn Mapping> {
     MAPPINGS.iter().copied().find(|mapping| mapping.topic().name == name)
 }

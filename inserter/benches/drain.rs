@@ -1,35 +1,73 @@
-//! The inserter against `COPY`, in one run: N synthetic X stream lines are produced to a real broker, the
-//! release `inserter` binary drains them into `twitter_data`, and the same rows (mapped by the same code) are
-//! loaded with `COPY` into an identical table (`LIKE twitter_data INCLUDING ALL`: same indexes, same checks).
+//! The inserter against `COPY` and against a Python peer, in one run, on the same N synthetic X stream lines
+//! produced once to a real broker, all into the same Postgres database, each into its own table:
 //!
-//!     cargo bench -p inserter --bench drain -- [--records 1000000] [--partitions 4] [--batch-size 10000]
-//!         [--text-bytes N]
+//! 0. The broker's read ceiling: one rdkafka consumer reading every record and discarding it, no database.
+//!    No end-to-end figure can pass it, so it says how much of a gap to `COPY` is the broker's.
+//! 1. The COPY limit: the rows, mapped by the inserter's own code and rendered as COPY text before the clock
+//!    starts, loaded with one `COPY` into `twitter_data_copy` (`LIKE twitter_data INCLUDING ALL`: same
+//!    indexes, same checks).
+//! 2. The release `inserter` binary draining the topic into `twitter_data`, timed from its first committed
+//!    batch to its last, so that process start and the group join are not counted. Its RSS is sampled every
+//!    second over the drain, and its peak (`VmHWM`) is read too.
+//! 3. The Python peer (`--peer PATH`, by default `../shared/peers/copy_inserter.py` from the workspace root):
+//!    confluent-kafka batches, `COPY` into a staging table, `INSERT .. SELECT .. ON CONFLICT` into
+//!    `twitter_data_peer`. It reads the same topic in a consumer group of its own, and times itself from the
+//!    first record it consumes. It is skipped, with a message, when the file is absent or when `python3`
+//!    cannot import `confluent_kafka` and `psycopg` (`scripts/bench-peer.sh` installs them).
 //!
-//! `--text-bytes` pads each post's text to about N bytes (e.g. 400000: records near the scraper's 900 kB
-//! limit), to see memory stay bounded by `BATCH_BYTES` whatever the records' sizes.
+//! ```text
+//! cargo bench -p inserter --bench drain -- [--records 1000000] [--partitions 4] [--batch-size N]
+//!     [--text-bytes N] [--fsync-off] [--peer PATH] [--writer-alone]
+//! ```
 //!
-//! Prints rows/s for both, their ratio, and the inserter's peak RSS.
+//! Postgres runs with `fsync`, `full_page_writes` and `synchronous_commit` on, as users run it; `--fsync-off`
+//! turns `fsync` and `full_page_writes` off (the test clusters' setting). A `CHECKPOINT` precedes each timed
+//! run, so that none pays for the previous one's dirty pages.
+//!
+//! The broker is tansu with SQLite storage, not memory storage: tansu's memory storage answers a fetch from
+//! inside a record batch wrongly (a paused-and-resumed drain of 200,000 batched records stopped 2,781
+//! records short), and the inserter pauses and resumes partitions whenever its next batch is full. The
+//! records are produced in batches, as the scraper produces them. tansu 0.6's SQLite schema lacks an index
+//! on its `header` table, which makes every fetch scan all the headers stored (a 20,000-record topic read at
+//! about a hundred records a second); the bench adds it before anything reads (`index_broker_headers`).
+//!
+//! Without `--batch-size` the inserter runs with its own batching defaults (`BATCH_SIZE`, `BATCH_BYTES`,
+//! `BATCH_TIMEOUT`, or those set in the environment). `--text-bytes` pads each post's text to about N bytes
+//! (e.g. 400000: records near the scraper's 900 kB limit), to see memory stay bounded by `BATCH_BYTES`
+//! whatever the records' sizes. `--writer-alone` also times the inserter's decode and write path in this
+//! process, with no broker and no consumer, into a database of its own.
+//!
+//! Prints rows/s of each, the ratios inserter / COPY, peer / COPY and inserter / peer, and the inserter's
+//! memory: its peak RSS and its RSS over the drain, with the min and max after the first 10 % of it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use entity::twitter_data;
-use inserter::batch::{Batch, Routes};
 use inserter::mapping::twitter;
-use inserter::record::ConsumedRecord;
-use inserter::writer;
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use sea_orm::sqlx::{Connection, postgres::PgConnection};
-use sea_orm::{ActiveModelTrait, ActiveValue, ConnectionTrait, IdenStatic, Iterable, Statement, Value};
-use support::Rig;
-use testkit::unique_name;
+use sea_orm::{ActiveModelTrait, ActiveValue, ConnectionTrait, IdenStatic, Iterable, Value};
+use support::{Rig, Schema};
+use testkit::{BrokerStorage, Postgres, unique_name};
 
 struct Args {
     records: u64,
     partitions: i32,
-    batch_size: u32,
+    /// `None`: the inserter's own default.
+    batch_size: Option<u32>,
     text_bytes: usize,
+    fsync: bool,
+    peer: PathBuf,
+    writer_alone: bool,
 }
 
 fn args() -> Option<Args> {
@@ -37,16 +75,28 @@ fn args() -> Option<Args> {
     if std::env::args().any(|arg| arg == "--list") {
         return None;
     }
-    let mut args = Args { records: 1_000_000, partitions: 4, batch_size: 10_000, text_bytes: 0 };
+    let mut args = Args {
+        records: 1_000_000,
+        partitions: 4,
+        batch_size: None,
+        text_bytes: 0,
+        fsync: true,
+        // `../shared/peers/copy_inserter.py` from the workspace root.
+        peer: Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().join("shared/peers/copy_inserter.py"),
+        writer_alone: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value =
-            || it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let number = |value: String| value.parse::<u64>().unwrap_or_else(|_| panic!("{flag} needs a number"));
         match flag.as_str() {
-            "--records" => args.records = value(),
-            "--partitions" => args.partitions = value() as i32,
-            "--batch-size" => args.batch_size = value() as u32,
-            "--text-bytes" => args.text_bytes = value() as usize,
+            "--records" => args.records = number(value()),
+            "--partitions" => args.partitions = number(value()) as i32,
+            "--batch-size" => args.batch_size = Some(number(value()) as u32),
+            "--text-bytes" => args.text_bytes = number(value()) as usize,
+            "--fsync-off" => args.fsync = false,
+            "--peer" => args.peer = PathBuf::from(value()),
+            "--writer-alone" => args.writer_alone = true,
             "--bench" => {}
             other => panic!("unknown flag {other}; see the file's header"),
         }
@@ -57,52 +107,193 @@ fn args() -> Option<Args> {
 #[tokio::main]
 async fn main() {
     let Some(args) = args() else { return };
-    let rig = Rig::start(args.partitions).await;
+    let pg = Postgres::start_durable().await.unwrap();
+    let rig = Rig::start_in(pg, args.partitions, Schema::Migrated, BrokerStorage::Sqlite).await;
+    support::set_durability(rig.conn(), &rig.db.url, args.fsync).await;
+    let fsync = if args.fsync { "on (synchronous_commit on)" } else { "off (full_page_writes off)" };
+
     eprintln!("producing {} records to {} partitions...", args.records, args.partitions);
     let started = Instant::now();
-    for chunk in (1..=args.records).collect::<Vec<_>>().chunks(100_000) {
-        let messages = chunk.iter().map(|id| {
-            let mut message = support::tweet_message(*id);
-            message.value = Some(line(*id, args.text_bytes).into_bytes());
-            message
-        });
-        rig.broker.produce(&rig.topic, messages).await.unwrap();
-    }
+    produce(&rig, &args).await;
     eprintln!("produced in {:.1?}", started.elapsed());
+    index_broker_headers(&rig);
+    eprintln!("broker read limit...");
+    let read_rate = broker_read(&rig, &args).await;
 
-    let (inserter_rate, peak_rss_kib) = drain(&rig, &args).await;
+    eprintln!("COPY limit...");
     let copy_rate = copy_baseline(&rig, &args).await;
-    let writer_rate = writer_alone(&rig, &args).await;
+    eprintln!("inserter...");
+    let drained = drain(&rig, &args).await;
+    eprintln!("python peer...");
+    let peer = peer(&rig, &args).await;
+    let writer_rate = if args.writer_alone {
+        eprintln!("writer alone...");
+        Some(writer_alone(&rig, &args).await)
+    } else {
+        None
+    };
 
-    println!("records:            {}", args.records);
-    println!("inserter:           {inserter_rate:>10.0} rows/s (batch size {})", args.batch_size);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let batch = match args.batch_size {
+        Some(n) => format!("--batch-size {n}"),
+        None => "the inserter's default batching".to_owned(),
+    };
+    let text = if args.text_bytes > 0 { format!(", text of {} bytes", args.text_bytes) } else { String::new() };
+    println!();
     println!(
-        "writer alone:       {writer_rate:>10.0} rows/s (decode + write, no broker: {:.2}x COPY)",
-        writer_rate / copy_rate
+        "records {}, partitions {}, fsync {fsync}, broker storage sqlite, {batch}{text}",
+        args.records, args.partitions
     );
-    println!("COPY (same rows):   {copy_rate:>10.0} rows/s");
-    println!("ratio:              {:>10.2}x COPY", inserter_rate / copy_rate);
+    println!("COPY limit       {copy_rate:>8.0} rows/s  1.00x");
     println!(
-        "inserter peak RSS:  {:>10.1} MiB (BATCH_BYTES default; text of {} bytes)",
-        peak_rss_kib as f64 / 1024.0,
-        args.text_bytes
+        "broker read      {read_rate:>8.0} rows/s  {:.2}x COPY  (one rdkafka consumer, no database: the broker's ceiling)",
+        read_rate / copy_rate
     );
+    println!("inserter         {:>8.0} rows/s  {:.2}x COPY", drained.rate, drained.rate / copy_rate);
+    match &peer {
+        Peer::Ran { rate, peak_rss_kib } => {
+            println!(
+                "python peer      {rate:>8.0} rows/s  {:.2}x COPY  (peak RSS {:.1} MiB)",
+                rate / copy_rate,
+                mib(*peak_rss_kib)
+            );
+            println!("inserter / peer                  {:.2}x", drained.rate / rate);
+        }
+        Peer::Skipped(why) => println!("python peer      skipped: {why}"),
+        Peer::Failed(why) => println!("python peer      FAILED: {why}"),
+    }
+    if let Some(rate) = writer_rate {
+        println!("writer alone     {rate:>8.0} rows/s  {:.2}x COPY  (decode + write, no broker)", rate / copy_rate);
+    }
+    println!("inserter peak RSS {:.1} MiB; {}", mib(drained.peak_rss_kib), rss_series(&drained.rss));
+}
+
+/// Produces the N lines to the rig's topic, keyed by post id, in batches as the scraper does (SQLite storage
+/// fetches from inside a batch correctly, unlike the memory storage `Broker::produce` is made for).
+async fn produce(rig: &Rig, args: &Args) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", rig.broker.bootstrap_servers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let ids: Vec<u64> = (1..=args.records).collect();
+    for chunk in ids.chunks(100_000) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            let message = support::tweet_message(*id);
+            let key = message.key.unwrap();
+            let value = line(*id, args.text_bytes);
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &message.headers {
+                headers = headers.insert(Header { key, value: Some(value) });
+            }
+            let mut record = FutureRecord::to(&rig.topic).key(&key).payload(&value).headers(headers);
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break deliveries.push(delivery),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => panic!("produce: {e}"),
+                }
+            }
+        }
+        for delivery in deliveries {
+            delivery.await.expect("delivery cancelled").unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
+        }
+    }
+}
+
+/// tansu 0.6's SQLite schema has no index on `header (topition, offset_id)`, and its fetch looks each record's
+/// headers up one record at a time: a scan of every header stored, so reading slows down as the topic grows
+/// (about a hundred records a second with 20,000 records of three headers), and the broker would be what
+/// is measured. This index turns the scan into a lookup. Made in the broker's `tansu.db` (its working
+/// directory) with the `sqlite3` shell, or with Python's `sqlite3` module.
+fn index_broker_headers(rig: &Rig) {
+    const SQL: &str = "CREATE INDEX IF NOT EXISTS header_by_record ON header (topition, offset_id)";
+    let pid = rig.broker.pid().expect("the broker runs");
+    let db = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap().join("tansu.db");
+    let shell = Command::new("sqlite3").args(["-cmd", ".timeout 10000"]).arg(&db).arg(SQL).output();
+    if shell.as_ref().is_ok_and(|output| output.status.success()) {
+        return;
+    }
+    let script =
+        format!("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=10); c.execute('{SQL}'); c.commit()");
+    let python = Command::new("python3").args(["-c", &script]).arg(&db).output();
+    match python {
+        Ok(output) if output.status.success() => {}
+        _ => panic!(
+            "could not index the broker's headers with sqlite3 ({shell:?}) nor with python3 ({python:?}); \
+             apt-get install sqlite3"
+        ),
+    }
+}
+
+/// The broker's read ceiling: one rdkafka consumer, in a group of its own, reading every record and
+/// discarding it, timed from its first record to its last.
+async fn broker_read(rig: &Rig, args: &Args) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", rig.broker.bootstrap_servers())
+        .set("group.id", unique_name("read"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&rig.topic]).unwrap();
+    let total = args.records;
+    tokio::task::spawn_blocking(move || {
+        let mut read = 0;
+        let mut first = None;
+        let mut last_progress = Instant::now();
+        while read < total {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(_)) => {
+                    first.get_or_insert_with(Instant::now);
+                    read += 1;
+                    last_progress = Instant::now();
+                }
+                Some(Err(e)) => panic!("broker read: {e}"),
+                None => assert!(last_progress.elapsed() < Duration::from_secs(120), "broker read: {read} of {total}"),
+            }
+        }
+        (total - 1) as f64 / first.expect("a record").elapsed().as_secs_f64()
+    })
+    .await
+    .unwrap()
+}
+
+/// A run of the inserter: rows/s, peak RSS, and RSS samples (progress from 0 to 1, KiB).
+struct Drained {
+    rate: f64,
+    peak_rss_kib: u64,
+    rss: Vec<(f64, u64)>,
 }
 
 /// Runs the release inserter until every record's offset is stored; rows/s is measured from its first
 /// committed batch to its last, so that process start and group join are not counted.
-async fn drain(rig: &Rig, args: &Args) -> (f64, u64) {
+async fn drain(rig: &Rig, args: &Args) -> Drained {
+    checkpoint(rig).await;
     let group = unique_name("bench");
-    let batch_size = args.batch_size.to_string();
-    let mut inserter =
-        rig.inserter(&group, &["--exit-when-idle", "3s", "--batch-size", &batch_size, "--batch-timeout", "1s"]);
+    let batch_size = args.batch_size.map(|n| n.to_string());
+    let mut flags = vec!["--exit-when-idle", "3s"];
+    if let Some(n) = &batch_size {
+        flags.extend(["--batch-size", n]);
+    }
+    let mut inserter = rig.inserter_with_batch_defaults(&group, &flags);
     let stored =
         format!("SELECT coalesce(sum(next_offset), 0)::bigint FROM kafka_offsets WHERE consumer_group = '{group}'");
-    let mut first: Option<(Instant, i64)> = None;
-    let mut peak_rss = 0;
     let total = args.records as i64;
+    let mut first: Option<(Instant, i64)> = None;
+    let mut peak_rss_kib = 0;
+    let mut rss = Vec::new();
+    let mut next_sample = Instant::now();
+    let mut progress = (Instant::now(), 0);
     loop {
-        peak_rss = peak_rss.max(peak_rss_kib(inserter.pid()));
+        peak_rss_kib = peak_rss_kib.max(proc_status_kib(inserter.pid(), "VmHWM:"));
         let now = support::count(rig.conn(), &stored).await;
         if now > 0 && first.is_none() {
             first = Some((Instant::now(), now));
@@ -110,6 +301,17 @@ async fn drain(rig: &Rig, args: &Args) -> (f64, u64) {
         if now >= total {
             break;
         }
+        if first.is_some() && Instant::now() >= next_sample {
+            rss.push((now as f64 / total as f64, proc_status_kib(inserter.pid(), "VmRSS:")));
+            next_sample = Instant::now() + Duration::from_secs(1);
+        }
+        if now > progress.1 {
+            progress = (Instant::now(), now);
+        }
+        if let Some(status) = inserter.try_wait().unwrap() {
+            panic!("the inserter exited ({status}) with {now} of {total} offsets stored:\n{}", inserter.log());
+        }
+        assert!(progress.0.elapsed() < Duration::from_secs(120), "no progress for 2 min:\n{}", inserter.log());
         assert!(inserter.log().len() < 50_000_000, "runaway log");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -118,17 +320,117 @@ async fn drain(rig: &Rig, args: &Args) -> (f64, u64) {
     let status = inserter.wait(Duration::from_secs(60)).await.unwrap();
     assert!(status.success(), "{}", inserter.log());
     assert_eq!(support::count(rig.conn(), "SELECT count(*) FROM twitter_data").await, total);
-    (rate, peak_rss)
+    Drained { rate, peak_rss_kib, rss }
+}
+
+/// "RSS over the drain (MiB): 95 120 131 ..., after the first 10 %: min .., max .." from `samples`, one a
+/// second, folded to the max of every k seconds when there are more than 60.
+fn rss_series(samples: &[(f64, u64)]) -> String {
+    if samples.is_empty() {
+        return "no RSS sample (the drain took under a second)".to_owned();
+    }
+    let per = samples.len().div_ceil(60);
+    let folded: Vec<String> = samples
+        .chunks(per)
+        .map(|chunk| format!("{:.0}", chunk.iter().map(|s| s.1).max().unwrap() as f64 / 1024.0))
+        .collect();
+    let every = if per == 1 { "every 1 s".to_owned() } else { format!("max of every {per} s") };
+    let later: Vec<u64> = samples.iter().filter(|s| s.0 >= 0.1).map(|s| s.1).collect();
+    let spread = match (later.iter().min(), later.iter().max()) {
+        (Some(min), Some(max)) => {
+            format!("after the first 10 %: min {:.1}, max {:.1} MiB", *min as f64 / 1024.0, *max as f64 / 1024.0)
+        }
+        _ => "no sample after the first 10 %".to_owned(),
+    };
+    format!("RSS over the drain (MiB, {every}): {}; {spread}", folded.join(" "))
+}
+
+enum Peer {
+    Ran { rate: f64, peak_rss_kib: u64 },
+    Skipped(String),
+    Failed(String),
+}
+
+const PEER_TABLE: &str = "twitter_data_peer";
+
+/// Runs the Python peer on the rig's topic in a group of its own, into `twitter_data_peer` next to the
+/// inserter's table; its rate is the one it prints.
+async fn peer(rig: &Rig, args: &Args) -> Peer {
+    if !args.peer.is_file() {
+        return Peer::Skipped(format!("{} not found (--peer PATH)", args.peer.display()));
+    }
+    let import = Command::new("python3").args(["-c", "import confluent_kafka, psycopg"]).output();
+    if !import.is_ok_and(|output| output.status.success()) {
+        return Peer::Skipped(
+            "python3 cannot import confluent_kafka and psycopg; install them with scripts/bench-peer.sh".to_owned(),
+        );
+    }
+    let db = rig.conn();
+    db.execute_unprepared(&format!(
+        "CREATE TABLE {PEER_TABLE} (LIKE twitter_data INCLUDING ALL); \
+         ALTER TABLE {PEER_TABLE} ALTER scraped_at SET DEFAULT now();"
+    ))
+    .await
+    .unwrap();
+    checkpoint(rig).await;
+    let mut command = Command::new("python3");
+    command.arg(&args.peer).args([
+        &rig.broker.bootstrap_servers(),
+        &rig.topic,
+        &unique_name("peer"),
+        &rig.db.url,
+        &args.records.to_string(),
+        PEER_TABLE,
+    ]);
+    let mut process = rig.spawn("peer", command);
+    let inserted =
+        format!("SELECT coalesce(max(n_tup_ins), 0) FROM pg_stat_user_tables WHERE relname = '{PEER_TABLE}'");
+    let mut peak_rss_kib = 0;
+    let mut progress = (Instant::now(), 0);
+    let status = loop {
+        peak_rss_kib = peak_rss_kib.max(proc_status_kib(process.pid(), "VmHWM:"));
+        if let Some(status) = process.try_wait().unwrap() {
+            break status;
+        }
+        let now = support::count(db, &inserted).await;
+        if now > progress.1 {
+            progress = (Instant::now(), now);
+        } else if progress.0.elapsed() > Duration::from_secs(120) {
+            process.kill();
+            return Peer::Failed(format!("no progress for 2 min at {now} rows; its output:\n{}", process.log()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let output = process.log();
+    let rows = support::count(db, &format!("SELECT count(*) FROM {PEER_TABLE}")).await;
+    // "copy_inserter: N rows in S s = R rows/s"
+    let rate = output
+        .lines()
+        .find_map(|line| line.strip_prefix("copy_inserter: "))
+        .and_then(|rest| rest.split(" = ").nth(1)?.strip_suffix(" rows/s")?.parse::<f64>().ok());
+    match rate {
+        Some(rate) if status.success() && rows == args.records as i64 => Peer::Ran { rate, peak_rss_kib },
+        _ => Peer::Failed(format!("exited {status} with {rows} of {} rows; its output:\n{output}", args.records)),
+    }
 }
 
 /// The inserter's decode and write path on its own, batch after batch in this process, into a fresh
-/// database: what the end-to-end figure would be if the broker and the consumer cost nothing.
+/// database: what the end-to-end figure would be if the broker and the consumer cost nothing. Batches of
+/// `--batch-size`, or of the inserter's default `BATCH_SIZE` (10,000), by count only.
+///
+/// Uses the inserter's internal API (`Batch::decode`, `writer::write`), which is why it is behind
+/// `--writer-alone` and all in this one function.
 async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
+    use inserter::batch::{Batch, Routes};
+    use inserter::record::ConsumedRecord;
+    use inserter::writer;
+
     let db = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
-    let routes = Routes { tweets_topic: rig.topic.clone(), ..Routes::default() };
+    checkpoint(rig).await;
+    let routes = Routes::default().with_topic("tweets", rig.topic.clone());
     let started = Instant::now();
     let ids: Vec<u64> = (1..=args.records).collect();
-    for (n, chunk) in ids.chunks(args.batch_size as usize).enumerate() {
+    for (n, chunk) in ids.chunks(args.batch_size.unwrap_or(10_000) as usize).enumerate() {
         let records = chunk.iter().map(|id| ConsumedRecord {
             topic: rig.topic.clone(),
             partition: 0,
@@ -158,30 +460,32 @@ fn line(id: u64, text_bytes: usize) -> String {
     line.replacen(&format!("\"text\":\"post {id} "), &format!("\"text\":\"post {id} {} ", "x".repeat(text_bytes)), 1)
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A `/proc/PID/status` figure in KiB (`VmHWM:`, the peak RSS; `VmRSS:`, the RSS now); 0 once it exited.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Flushes the dirty pages of the previous run, so that the next one does not pay for them.
+async fn checkpoint(rig: &Rig) {
+    rig.conn().execute_unprepared("CHECKPOINT").await.unwrap();
 }
 
 /// Maps the same lines with the inserter's own mapping, renders them as COPY text before the clock starts,
 /// and times only the `COPY` into an identical table.
 async fn copy_baseline(rig: &Rig, args: &Args) -> f64 {
     let db = rig.conn();
-    db.execute_raw(Statement::from_string(
-        db.get_database_backend(),
-        "CREATE TABLE twitter_data_copy (LIKE twitter_data INCLUDING ALL)",
-    ))
-    .await
-    .unwrap();
+    db.execute_unprepared("CREATE TABLE twitter_data_copy (LIKE twitter_data INCLUDING ALL)").await.unwrap();
     let scraped_at = chrono::DateTime::parse_from_rfc3339("2025-06-01T12:00:05Z").unwrap().to_utc();
     let mut columns: Vec<twitter_data::Column> = Vec::new();
     let mut text = String::new();
     for id in 1..=args.records {
-        let row = twitter::map(line(id, args.text_bytes).as_bytes(), "x.sample", scraped_at).unwrap().tweet;
+        let mapped = twitter::map(line(id, args.text_bytes).as_bytes(), "x.sample", scraped_at).unwrap();
+        let row = mapped.tweet.into_model();
         if columns.is_empty() {
             columns = twitter_data::Column::iter().filter(|c| !matches!(row.get(*c), ActiveValue::NotSet)).collect();
         }
@@ -197,6 +501,7 @@ async fn copy_baseline(rig: &Rig, args: &Args) -> f64 {
     }
     let names: Vec<&str> = columns.iter().map(|c| c.as_str()).collect();
     let mut conn = PgConnection::connect(&rig.db.url).await.unwrap();
+    checkpoint(rig).await;
     let started = Instant::now();
     let mut copy =
         conn.copy_in_raw(&format!("COPY twitter_data_copy ({}) FROM STDIN", names.join(", "))).await.unwrap();

@@ -19,7 +19,6 @@ use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
 use inserter::writer;
 use migration::Migrator;
-use sea_orm::ConnectionTrait;
 use testkit::Postgres;
 
 struct Args {
@@ -98,15 +97,12 @@ fn median(mut times: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() {
     let Some(args) = args() else { return };
-    let pg = Postgres::start().await.unwrap();
-    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
+    // A cluster that does not force fsync off on its command line, which `ALTER SYSTEM` cannot override.
+    let pg = Postgres::start_durable().await.unwrap();
+    let migrated = pg.migrated_database::<Migrator>().await.unwrap();
+    support::set_durability(&migrated.conn, &migrated.url, args.fsync).await;
+    let db = migrated.conn;
     let durability = if args.fsync { "on" } else { "off" };
-    for setting in
-        [format!("ALTER SYSTEM SET fsync = {durability}"), format!("ALTER SYSTEM SET full_page_writes = {durability}")]
-    {
-        db.execute_unprepared(&setting).await.unwrap();
-    }
-    db.execute_unprepared("SELECT pg_reload_conf()").await.unwrap();
 
     let kinds = [Poison::None, Poison::Check, Poison::CheckWithOwnAuthor];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];

@@ -23,6 +23,8 @@ pub struct Postgres {
     run_as: Option<RunAs>,
     /// The postmaster, when running; `None` between [`Postgres::stop`] and [`Postgres::restart`].
     server: Option<Child>,
+    /// Started by [`Postgres::start_durable`]: without [`NO_DURABILITY`] on the command line.
+    durable: bool,
 }
 
 /// A database of its own for one test, migrated by the migrator it was made with.
@@ -39,14 +41,25 @@ impl Postgres {
         Self::start_on_port(0).await
     }
 
+    /// Creates and starts a new cluster on a free port with `fsync` and `full_page_writes` at Postgres's
+    /// defaults (on), as users run it, for benchmarks. The test clusters set both off on the command line,
+    /// which `ALTER SYSTEM` cannot override; here `ALTER SYSTEM` and `pg_reload_conf()` can turn them off.
+    pub async fn start_durable() -> Result<Self> {
+        Self::start_as(0, true).await
+    }
+
     /// Creates and starts a new cluster on 127.0.0.1:`port`, or on a free port when `port` is 0.
     pub async fn start_on_port(port: u16) -> Result<Self> {
+        Self::start_as(port, false).await
+    }
+
+    async fn start_as(port: u16, durable: bool) -> Result<Self> {
         let run_as = RunAs::for_postgres()?;
         let dir = child::service_dir("pg")?;
         if let Some(run_as) = run_as {
             run_as.chown(dir.path())?;
         }
-        let mut pg = Self { dir, port, run_as, server: None };
+        let mut pg = Self { dir, port, run_as, server: None, durable };
         pg.initdb()?;
         if port == 0 {
             child::on_free_port("postgres", async |port| {
@@ -134,7 +147,7 @@ impl Postgres {
             .arg(self.data_dir())
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
-            .args(SERVER_SETTINGS.iter().flat_map(|setting| ["-c", setting]))
+            .args(self.settings().flat_map(|setting| ["-c", setting]))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -146,6 +159,12 @@ impl Postgres {
             self.stop();
         }
         ready
+    }
+
+    /// The `-c` settings of the postmaster.
+    fn settings(&self) -> impl Iterator<Item = &'static str> {
+        let durability: &[&str] = if self.durable { &[] } else { NO_DURABILITY };
+        SERVER_SETTINGS.iter().chain(durability).copied()
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -217,17 +236,18 @@ impl Drop for Postgres {
     }
 }
 
-/// Logical WAL as in production; durability off, because the cluster is thrown away after the test.
+/// Logical WAL as in production.
 const SERVER_SETTINGS: &[&str] = &[
     "listen_addresses=127.0.0.1",
     "wal_level=logical",
     "max_wal_senders=10",
     "max_replication_slots=10",
     "max_connections=200",
-    "fsync=off",
-    "full_page_writes=off",
     "log_min_messages=warning",
 ];
+
+/// Durability off, because the cluster is thrown away after the test (all but [`Postgres::start_durable`]).
+const NO_DURABILITY: &[&str] = &["fsync=off", "full_page_writes=off"];
 
 fn pg_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("PG_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_PG_BIN));

@@ -42,7 +42,11 @@ impl Rig {
     /// A rig whose broker keeps its records in `storage`: a consumer that pauses, seeks or restarts needs
     /// SQLite (tansu's memory storage answers a fetch from inside a record batch wrongly).
     pub async fn start_on(partitions: i32, schema: Schema, storage: BrokerStorage) -> Self {
-        let pg = Postgres::start().await.unwrap();
+        Self::start_in(Postgres::start().await.unwrap(), partitions, schema, storage).await
+    }
+
+    /// [`Rig::start_on`] with the cluster `pg` (e.g. one from [`Postgres::start_durable`]).
+    pub async fn start_in(pg: Postgres, partitions: i32, schema: Schema, storage: BrokerStorage) -> Self {
         let db = match schema {
             Schema::Migrated => pg.migrated_database::<Migrator>().await.unwrap(),
             Schema::Empty => {
@@ -73,6 +77,30 @@ impl Rig {
 
     /// [`Rig::inserter`] with the variables `env` set after the rig's.
     pub fn inserter_with(&self, group: &str, env: &[(&str, &str)], args: &[&str]) -> Process {
+        let mut command = self.inserter_command(group, args);
+        command.envs(env.iter().copied());
+        self.spawn("inserter", command)
+    }
+
+    /// [`Rig::inserter`] batching as the inserter does by default: without the rig's small `BATCH_SIZE` and
+    /// `BATCH_TIMEOUT` (those of this process's environment are passed on, if set). For benchmarks.
+    pub fn inserter_with_batch_defaults(&self, group: &str, args: &[&str]) -> Process {
+        let mut command = self.inserter_command(group, args);
+        for name in ["BATCH_SIZE", "BATCH_TIMEOUT"] {
+            match std::env::var_os(name) {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        self.spawn("inserter", command)
+    }
+
+    /// `command` run as a [`Process`], its output in a log file of the rig's named after `name`.
+    pub fn spawn(&self, name: &str, command: Command) -> Process {
+        Process::spawn(command, &self.logs.path().join(format!("{}.log", unique_name(name)))).unwrap()
+    }
+
+    fn inserter_command(&self, group: &str, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_inserter"));
         command
             .args(args)
@@ -93,9 +121,8 @@ impl Rig {
             .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .env_remove("LOG_FORMAT")
-            .env_remove("RUN_MIGRATIONS")
-            .envs(env.iter().copied());
-        Process::spawn(command, &self.logs.path().join(format!("{}.log", unique_name("inserter")))).unwrap()
+            .env_remove("RUN_MIGRATIONS");
+        command
     }
 
     /// Produces tweets `ids` (one record each, keyed by id).
@@ -136,6 +163,36 @@ pub async fn wait_for_log(process: &Process, text: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while !process.log().contains(text) {
         assert!(Instant::now() < deadline, "no `{text}` in the log after {timeout:?}:\n{}", process.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets the cluster of `db` to `fsync` and `full_page_writes` on (as users run Postgres) or off, with
+/// `synchronous_commit` at its default (on), through `ALTER SYSTEM` and a reload; returns once a new session
+/// sees them. The cluster must not set them on its command line (see [`Postgres::start_durable`]).
+pub async fn set_durability(db: &DatabaseConnection, url: &str, fsync: bool) {
+    let setting = if fsync { "on" } else { "off" };
+    for sql in [
+        format!("ALTER SYSTEM SET fsync = {setting}"),
+        format!("ALTER SYSTEM SET full_page_writes = {setting}"),
+        "ALTER SYSTEM RESET synchronous_commit".to_owned(),
+        "SELECT pg_reload_conf()".to_owned(),
+    ] {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let session = Database::connect(url).await.unwrap();
+        let sql = "SELECT current_setting('fsync'), current_setting('full_page_writes'), \
+                   current_setting('synchronous_commit')";
+        let row = session.query_one_raw(Statement::from_string(session.get_database_backend(), sql)).await.unwrap();
+        let row = row.unwrap();
+        let now: [String; 3] = std::array::from_fn(|i| row.try_get_by_index(i).unwrap());
+        session.close().await.unwrap();
+        if now == [setting, setting, "on"] {
+            return;
+        }
+        assert!(Instant::now() < deadline, "fsync, full_page_writes, synchronous_commit: {now:?}, not {setting}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -34,7 +34,7 @@
 //! Without `--batch-size` the inserter runs with its own batching defaults (`BATCH_SIZE`, `BATCH_BYTES`,
 //! `BATCH_TIMEOUT`, or those set in the environment). `--text-bytes` pads each post's text to about N bytes
 //! (e.g. 400000: records near the scraper's 900 kB limit), to see memory stay bounded by `BATCH_BYTES`
-//! whatever the records' sizes. `--writer-alone` also times the inserter's decode and write path in this
+//! whatever the records' sizes. `--writer-alone` also times the inserter's decode and write path (the next batch decoded beside the write) in this
 //! process, with no broker and no consumer, into a database of its own.
 //!
 //! Prints rows/s of each, the ratios inserter / COPY, peer / COPY and inserter / peer, and the inserter's
@@ -50,14 +50,10 @@ use std::time::{Duration, Instant};
 use entity::twitter_data;
 use inserter::mapping::twitter;
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use sea_orm::sqlx::{Connection, postgres::PgConnection};
 use sea_orm::{ActiveModelTrait, ActiveValue, ConnectionTrait, IdenStatic, Iterable, Value};
 use support::{Rig, Schema};
-use testkit::{BrokerStorage, Postgres, unique_name};
+use testkit::{BrokerStorage, Postgres, TestMessage, unique_name};
 
 struct Args {
     records: u64,
@@ -163,7 +159,10 @@ async fn main() {
         Peer::Failed(why) => println!("python peer      FAILED: {why}"),
     }
     if let Some(rate) = writer_rate {
-        println!("writer alone     {rate:>8.0} rows/s  {:.2}x COPY  (decode + write, no broker)", rate / copy_rate);
+        println!(
+            "writer alone     {rate:>8.0} rows/s  {:.2}x COPY  (the next batch decoded beside the write, as in the inserter; no broker)",
+            rate / copy_rate
+        );
     }
     println!("inserter peak RSS {:.1} MiB; {}", mib(drained.peak_rss_kib), rss_series(&drained.rss));
 }
@@ -171,38 +170,13 @@ async fn main() {
 /// Produces the N lines to the rig's topic, keyed by post id, in batches as the scraper does (SQLite storage
 /// fetches from inside a batch correctly, unlike the memory storage `Broker::produce` is made for).
 async fn produce(rig: &Rig, args: &Args) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", rig.broker.bootstrap_servers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
     let ids: Vec<u64> = (1..=args.records).collect();
     for chunk in ids.chunks(100_000) {
-        let mut deliveries = Vec::with_capacity(chunk.len());
-        for id in chunk {
-            let message = support::tweet_message(*id);
-            let key = message.key.unwrap();
-            let value = line(*id, args.text_bytes);
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &message.headers {
-                headers = headers.insert(Header { key, value: Some(value) });
-            }
-            let mut record = FutureRecord::to(&rig.topic).key(&key).payload(&value).headers(headers);
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => break deliveries.push(delivery),
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err((e, _)) => panic!("produce: {e}"),
-                }
-            }
-        }
-        for delivery in deliveries {
-            delivery.await.expect("delivery cancelled").unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
-        }
+        let messages = chunk.iter().map(|id| TestMessage {
+            value: Some(line(*id, args.text_bytes).into_bytes()),
+            ..support::tweet_message(*id)
+        });
+        rig.broker.produce_batched(&rig.topic, messages).await.unwrap();
     }
 }
 
@@ -428,23 +402,43 @@ async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
     let db = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
     checkpoint(rig).await;
     let routes = Routes::default().with_topic("tweets", rig.topic.clone());
+    // The records are made before the clock starts; then, as in the inserter, the next batch is decoded on
+    // a blocking thread while the current one is written.
+    let batch_size = args.batch_size.unwrap_or(10_000) as usize;
+    let mut batches: Vec<Vec<ConsumedRecord>> = (1..=args.records)
+        .collect::<Vec<_>>()
+        .chunks(batch_size)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|id| ConsumedRecord {
+                    topic: rig.topic.clone(),
+                    partition: 0,
+                    offset: *id as i64,
+                    key: Some(id.to_string().into_bytes()),
+                    payload: Some(line(*id, args.text_bytes).into_bytes()),
+                    headers: vec![
+                        ("source".into(), Some(b"x.sample".to_vec())),
+                        ("scraped_at".into(), Some(b"2025-06-01T12:00:05Z".to_vec())),
+                    ],
+                    timestamp: None,
+                })
+                .collect()
+        })
+        .collect();
+    batches.reverse();
+    let decode = |records: Vec<ConsumedRecord>| {
+        let routes = routes.clone();
+        tokio::task::spawn_blocking(move || Batch::decode(records, &routes))
+    };
     let started = Instant::now();
-    let ids: Vec<u64> = (1..=args.records).collect();
-    for (n, chunk) in ids.chunks(args.batch_size.unwrap_or(10_000) as usize).enumerate() {
-        let records = chunk.iter().map(|id| ConsumedRecord {
-            topic: rig.topic.clone(),
-            partition: 0,
-            offset: *id as i64,
-            key: Some(id.to_string().into_bytes()),
-            payload: Some(line(*id, args.text_bytes).into_bytes()),
-            headers: vec![
-                ("source".into(), Some(b"x.sample".to_vec())),
-                ("scraped_at".into(), Some(b"2025-06-01T12:00:05Z".to_vec())),
-            ],
-            timestamp: None,
-        });
-        let mut batch = Batch::decode(records.collect::<Vec<_>>(), &routes);
+    let mut next = batches.pop().map(decode);
+    let mut n = 0;
+    while let Some(decoding) = next.take() {
+        let mut batch = decoding.await.unwrap();
+        next = batches.pop().map(decode);
         writer::write(&db.conn, "bench", &mut batch).await.unwrap_or_else(|e| panic!("batch {n}: {e}"));
+        n += 1;
     }
     let rate = args.records as f64 / started.elapsed().as_secs_f64();
     assert_eq!(support::count(&db.conn, "SELECT count(*) FROM twitter_data").await, args.records as i64);

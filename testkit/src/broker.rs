@@ -150,14 +150,27 @@ impl Broker {
 
     /// Produces `messages` to `topic` and returns once the broker acknowledged every one.
     pub async fn produce(&self, topic: &str, messages: impl IntoIterator<Item = TestMessage>) -> Result<()> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap_servers())
-            .set("enable.idempotence", "true")
-            // One record per batch: tansu 0.6's memory engine answers a fetch from inside a batch wrongly.
-            .set("batch.num.messages", "1")
-            .set("linger.ms", "0")
-            .create()
-            .context("create a producer")?;
+        // One record per batch: tansu 0.6's memory engine answers a fetch from inside a batch wrongly.
+        self.produce_with(topic, messages, &[("batch.num.messages", "1"), ("linger.ms", "0")]).await
+    }
+
+    /// [`Broker::produce`] in record batches, as the scraper produces: for SQLite storage only.
+    pub async fn produce_batched(&self, topic: &str, messages: impl IntoIterator<Item = TestMessage>) -> Result<()> {
+        self.produce_with(topic, messages, &[("linger.ms", "20")]).await
+    }
+
+    async fn produce_with(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = TestMessage>,
+        settings: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap_servers()).set("enable.idempotence", "true");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let producer: FutureProducer = config.create().context("create a producer")?;
         let mut deliveries = Vec::new();
         for message in messages {
             let mut headers = OwnedHeaders::new();

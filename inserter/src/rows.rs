@@ -11,7 +11,7 @@ use sea_orm::EntityTrait;
 use crate::guard;
 use crate::limits::Cuts;
 use crate::record::ConsumedRecord;
-use crate::table::{Conflict, Encoded, Rule, Table};
+use crate::table::{Conflict, Encoded, Row, Rule, Table, runs};
 
 /// A table of rows, whatever its entity: what the writer needs of it.
 pub(crate) trait Rows: Send + Sync {
@@ -43,24 +43,11 @@ where
         max_rows: usize,
         max_bytes: usize,
     ) -> Result<Vec<Encoded>, String> {
-        let weight = |record: usize| match self.rule.carries_payload {
-            true => records[record].payload.as_ref().map_or(0, Vec::len),
+        let weight = |row: &Row<E::ActiveModel>| match self.rule.carries_payload {
+            true => records[row.record].payload.as_ref().map_or(0, Vec::len),
             false => 256,
         };
-        let mut statements = Vec::new();
-        let (mut start, mut bytes) = (0, 0);
-        for (position, row) in self.rows.iter().enumerate() {
-            let row_bytes = weight(row.record);
-            if position > start && (position - start >= max_rows || bytes + row_bytes > max_bytes) {
-                statements.push(self.encode(&self.rows[start..position])?);
-                (start, bytes) = (position, 0);
-            }
-            bytes += row_bytes;
-        }
-        if start < self.rows.len() {
-            statements.push(self.encode(&self.rows[start..])?);
-        }
-        Ok(statements)
+        runs(&self.rows, max_rows, max_bytes, weight).into_iter().map(|(_, rows)| self.encode(rows)).collect()
     }
 }
 
@@ -187,7 +174,6 @@ mod tests {
 
     use super::*;
     use crate::batch::{Batch, Routes};
-    use crate::table::Row;
 
     /// Columns the database fills (defaults), by table; `*` is every table.
     const FILLED_BY_THE_DATABASE: &[(&str, &str)] = &[("*", "ingested_at"), ("instagram_hashtags", "first_seen_at")];

@@ -79,10 +79,7 @@ impl<E: EntityTrait> Table<E> {
 
     /// Leaves out what an index cannot hold, then keeps one row per key: scrapes of a row folded in scrape
     /// order (the later record on a tie), as writing them one by one would. Doing it again changes nothing.
-    pub(crate) fn prepare(&mut self, cuts: &mut Cuts)
-    where
-        E::Column: From<E::Column>,
-    {
+    pub(crate) fn prepare(&mut self, cuts: &mut Cuts) {
         limits::fit(&mut self.rows, cuts);
         let key = |row: &Row<E::ActiveModel>| key_bytes(&row.model, self.rule.key);
         let rows = std::mem::take(&mut self.rows);
@@ -261,4 +258,28 @@ pub(crate) fn detach_raw<A: ActiveModelTrait>(mut model: A) -> (A, Option<Box<st
     };
     model.not_set(column);
     (model, raw)
+}
+
+/// `items` cut into runs of at most `max_items` and about `max_bytes` (by `weight`; one item alone may
+/// exceed it), each with the position of its first item.
+pub(crate) fn runs<T>(
+    items: &[T],
+    max_items: usize,
+    max_bytes: usize,
+    weight: impl Fn(&T) -> usize,
+) -> Vec<(usize, &[T])> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (position, item) in items.iter().enumerate() {
+        let item_bytes = weight(item);
+        if position > start && (position - start >= max_items || bytes + item_bytes > max_bytes) {
+            runs.push((start, &items[start..position]));
+            (start, bytes) = (position, 0);
+        }
+        bytes += item_bytes;
+    }
+    if start < items.len() {
+        runs.push((start, &items[start..]));
+    }
+    runs
 }

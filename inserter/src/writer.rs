@@ -23,7 +23,7 @@ use crate::failure::{self, Reaction};
 use crate::offsets;
 use crate::record::ConsumedRecord;
 use crate::rows::TableStatements;
-use crate::table::Encoded;
+use crate::table::{Encoded, runs};
 
 /// Rows per upsert statement, at most.
 const ROWS_PER_STATEMENT: usize = 10_000;
@@ -311,25 +311,6 @@ impl Statement for DeadLetters<'_> {
     }
 }
 
-/// `items` cut into runs of at most `max_items` and about [`STATEMENT_BYTES`], each with the position of
-/// its first item.
-fn statements<'a, T>(items: &'a [T], max_items: usize, weight: &impl Fn(&T) -> usize) -> Vec<(usize, &'a [T])> {
-    let mut statements = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (position, item) in items.iter().enumerate() {
-        let item_bytes = weight(item);
-        if position > start && (position - start >= max_items || bytes + item_bytes > STATEMENT_BYTES) {
-            statements.push((start, &items[start..position]));
-            (start, bytes) = (position, 0);
-        }
-        bytes += item_bytes;
-    }
-    if start < items.len() {
-        statements.push((start, &items[start..]));
-    }
-    statements
-}
-
 /// Stores the dead letters `(record index, reason)`, isolated like rows: a statement refused is split until
 /// the refused dead letters stand alone. A dead letter refused whole (for a key or a header value the
 /// database cannot hold) is stored without its bytes; if even that is refused, nothing is committed and the
@@ -340,7 +321,7 @@ async fn store_dead_letters(
     dead_letters: &[(usize, String)],
 ) -> Result<(), WriteError> {
     let weight = |(index, _): &(usize, String)| records[*index].payload.as_ref().map_or(0, Vec::len) + 1_024;
-    let mut pending: Vec<(usize, &[(usize, String)])> = statements(dead_letters, DEAD_LETTERS_PER_STATEMENT, &weight);
+    let mut pending = runs(dead_letters, DEAD_LETTERS_PER_STATEMENT, STATEMENT_BYTES, weight);
     pending.reverse();
     while let Some((start, items)) = pending.pop() {
         let Err(error) = run(conn, &DeadLetters { records, items, minimal: false }).await? else { continue };

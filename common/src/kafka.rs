@@ -2,21 +2,60 @@
 //! property passed through the environment as `KAFKA_<PROPERTY>` (e.g. `KAFKA_SECURITY_PROTOCOL=ssl`,
 //! `KAFKA_SASL_PASSWORD=...`), so that TLS and SASL need no code.
 
+use std::ffi::CString;
+
 use rdkafka::ClientConfig;
+use rdkafka::bindings as rd;
 
 /// Environment variables that are ours, not librdkafka properties.
 const NOT_PROPERTIES: &[&str] = &["KAFKA_BOOTSTRAP_SERVERS"];
 
-/// A client config for `bootstrap_servers` with every `KAFKA_*` property from `vars` applied.
+/// A client config for `bootstrap_servers` with every `KAFKA_*` property from `vars` applied. A `KAFKA_*`
+/// variable that names no librdkafka property (Kubernetes sets `KAFKA_PORT`, `KAFKA_SERVICE_HOST`, ... for a
+/// service named `kafka`) is skipped with a warning that names it, instead of stopping the client.
 pub fn client_config(bootstrap_servers: &str, vars: impl IntoIterator<Item = (String, String)>) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap_servers);
-    for (name, value) in vars {
-        if let Some(property) = property_name(&name) {
-            config.set(property, value);
-        }
+    let (config, skipped) = split_config(bootstrap_servers, vars);
+    if !skipped.is_empty() {
+        tracing::warn!(?skipped, "KAFKA_* variables that name no librdkafka property: skipped");
     }
     config
+}
+
+/// [`client_config`], and the variables it skipped.
+fn split_config(
+    bootstrap_servers: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> (ClientConfig, Vec<String>) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap_servers);
+    let mut skipped = Vec::new();
+    for (name, value) in vars {
+        match property_name(&name) {
+            Some(property) if is_property(&property) => {
+                config.set(property, value);
+            }
+            Some(_) => skipped.push(name),
+            None => {}
+        }
+    }
+    skipped.sort();
+    (config, skipped)
+}
+
+/// Whether librdkafka knows `property` (whatever the value: a bad value still fails where the client is made,
+/// with librdkafka's message).
+fn is_property(property: &str) -> bool {
+    let Ok(name) = CString::new(property) else { return false };
+    // The empty value is refused as invalid by some properties, never as unknown.
+    let value = CString::default();
+    let mut error = [0 as std::ffi::c_char; 512];
+    // SAFETY: a fresh configuration, set once and destroyed; the strings and the buffer outlive the calls.
+    unsafe {
+        let conf = rd::rd_kafka_conf_new();
+        let result = rd::rd_kafka_conf_set(conf, name.as_ptr(), value.as_ptr(), error.as_mut_ptr(), error.len());
+        rd::rd_kafka_conf_destroy(conf);
+        result != rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_UNKNOWN
+    }
 }
 
 /// `KAFKA_SASL_MECHANISMS` -> `sasl.mechanisms`.
@@ -50,5 +89,25 @@ mod tests {
         assert_eq!(config.get("bootstrap.servers"), Some("broker:9092"));
         assert_eq!(config.get("client.id"), Some("x"));
         assert_eq!(config.get("home"), None);
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_skipped_by_name() {
+        let vars = [
+            ("KAFKA_PORT", "tcp://10.0.0.7:9092"),
+            ("KAFKA_SERVICE_HOST", "10.0.0.7"),
+            ("KAFKA_PORT_9092_TCP_ADDR", "10.0.0.7"),
+            ("KAFKA_SECURITY_PROTOCOL", "plaintext"),
+            ("KAFKA_LINGER_MS", "20"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let (config, skipped) = split_config("broker:9092", vars);
+        assert_eq!(skipped, ["KAFKA_PORT", "KAFKA_PORT_9092_TCP_ADDR", "KAFKA_SERVICE_HOST"]);
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        assert_eq!(config.get("linger.ms"), Some("20"));
+        assert_eq!(config.get("port"), None);
+        // What stopped both binaries at start-up: the client is made.
+        let producer: Result<rdkafka::producer::BaseProducer, _> = config.create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
     }
 }

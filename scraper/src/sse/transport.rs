@@ -33,7 +33,7 @@ impl HttpTransport for ReqwestTransport {
         let (stall_timeout, event_limit) = (self.stall_timeout, self.event_limit);
         let pending = builder.send();
         Box::pin(Exclusive::new(async move {
-            let response = pending.await.map_err(TransportError::new)?;
+            let response = pending.await.map_err(without_url)?;
             let (status, headers) = (response.status(), response.headers().clone());
             let watched = Watched {
                 inner: Box::pin(response.bytes_stream()),
@@ -85,7 +85,7 @@ impl Stream for Watched {
                     Err(runaway) => Poll::Ready(Some(Err(TransportError::new(runaway)))),
                 }
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(TransportError::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(without_url(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(TransportError::new(Stalled(this.stall_timeout))))),
@@ -215,5 +215,26 @@ mod tests {
         bound.feed(b"data: 0123456789\n\ndata: 0123").unwrap();
         let runaway = bound.feed(b"456789abcdefghij").unwrap_err();
         assert_eq!(runaway.prefix, b"data: 0123456789abcdefghi");
+    }
+}
+
+/// `error` without the request's URL, which reqwest puts in its message: `SSE_URL` may carry a token in its
+/// query, and the message is logged.
+fn without_url(error: reqwest::Error) -> TransportError {
+    TransportError::new(error.without_url())
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::without_url;
+
+    #[tokio::test]
+    async fn a_transport_error_does_not_show_the_url_or_its_token() {
+        // Nothing listens on port 1.
+        let client = crate::http::client(std::time::Duration::from_secs(5)).unwrap();
+        let error = client.get("http://127.0.0.1:1/stream?access_token=SECRET123").send().await.unwrap_err();
+        assert!(format!("{error:#}").contains("SECRET123"), "reqwest's own message shows it: {error:#}");
+        let shown = format!("{:#}", anyhow::Error::from(without_url(error)));
+        assert!(!shown.contains("SECRET123") && !shown.contains("127.0.0.1:1/stream"), "{shown}");
     }
 }

@@ -274,6 +274,17 @@ async fn a_dry_run_changes_nothing_and_reports_what_a_real_run_does() {
 }
 
 #[tokio::test]
+async fn a_rules_response_past_the_bound_is_not_read_whole() {
+    let huge = format!(r#"{{"data":[{{"id":"1","value":"{}"}}]}}"#, "x".repeat(scraper::x::rules::MAX_RULES_RESPONSE));
+    let server = HttpServer::scripted(vec![Reply::json(200, &huge)], Reply::json(500, "{}")).await.unwrap();
+
+    let error = sync(&client(), &server.url(), &Secret::new("t"), &desired(), false).await.unwrap_err();
+
+    assert!(matches!(error, RulesError::TooLarge { status: 200 }), "{error:?}");
+    assert!(error.to_string().contains("bytes"), "{error}");
+}
+
+#[tokio::test]
 async fn a_refused_token_stops_the_sync_with_a_message_naming_x_bearer_token() {
     let (server, state) = fake_x(&start()).await;
 

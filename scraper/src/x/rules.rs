@@ -70,7 +70,15 @@ pub enum RulesError {
     Network(#[from] reqwest::Error),
     #[error("X's rules response is not in the documented shape: {0}")]
     Parse(#[from] serde_json::Error),
+    /// X allows at most 1,000 rules of at most 1,024 characters: a body past [`MAX_RULES_RESPONSE`] is
+    /// not X's answer.
+    #[error("X's rules response ({status}) is over {MAX_RULES_RESPONSE} bytes: not read further")]
+    TooLarge { status: u16 },
 }
+
+/// The most bytes of a rules response read: 1,000 rules of 1,024 characters, JSON-escaped, with ids and
+/// tags, fit many times over.
+pub const MAX_RULES_RESPONSE: usize = 16 << 20;
 
 fn list(refusals: &[Refusal]) -> String {
     refusals.iter().map(Refusal::to_string).collect::<Vec<_>>().join(", ")
@@ -336,7 +344,10 @@ impl Api<'_> {
 async fn send(request: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, String), RulesError> {
     let response = request.send().await?;
     let status = response.status();
-    Ok((status, response.text().await?))
+    let body = crate::http::read_capped(response, MAX_RULES_RESPONSE)
+        .await?
+        .ok_or(RulesError::TooLarge { status: status.as_u16() })?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn parse<T: DeserializeOwned>(body: &str) -> Result<T, RulesError> {

@@ -215,7 +215,7 @@ impl XStream {
                     tracing::warn!(%body, "X rate-limited the rules request (429)");
                     Disconnect::RateLimited
                 }
-                Err(e @ RulesError::Http { .. }) => {
+                Err(e @ (RulesError::Http { .. } | RulesError::TooLarge { .. })) => {
                     tracing::warn!(error = %e, "the rules request failed");
                     Disconnect::Http
                 }

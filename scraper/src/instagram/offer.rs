@@ -50,7 +50,42 @@ pub async fn offer(
     Ok(None)
 }
 
+/// [`prefix`] of a whole API response, with every `access_token=` value in it (a Graph `paging.next` URL
+/// carries the token) replaced by `REDACTED`: what the rejects topic keeps of a page that did not parse.
+pub fn redacted_prefix(bytes: &[u8], max: usize) -> Vec<u8> {
+    const KEY: &[u8] = b"access_token=";
+    let mut out = Vec::with_capacity(bytes.len().min(max));
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        out.extend_from_slice(&rest[..at + KEY.len()]);
+        out.extend_from_slice(b"REDACTED");
+        rest = &rest[at + KEY.len()..];
+        // The value ends where the URL's query or the JSON string does.
+        let end = rest.iter().position(|b| matches!(b, b'&' | b'"' | b'\\' | b' ' | b'#')).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.extend_from_slice(rest);
+    prefix(&out, max)
+}
+
 /// `bytes`, or their first KiB when they are larger than `max`: what the rejects topic keeps of a payload.
 pub fn prefix(bytes: &[u8], max: usize) -> Vec<u8> {
     if bytes.len() > max { bytes[..REJECT_PREFIX_BYTES.min(bytes.len())].to_vec() } else { bytes.to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{REJECT_PREFIX_BYTES, redacted_prefix};
+
+    #[test]
+    fn a_rejected_page_keeps_no_token_and_is_bounded() {
+        let page = br#"{"data":[{"id":"1"}],"paging":{"next":"https://graph.facebook.com/v21.0/1/recent_media?access_token=EAAB123&after=QVFI","previous":"https://x/?a=1&access_token=EAAB456"}}"#;
+        let kept = String::from_utf8(redacted_prefix(page, 10_000)).unwrap();
+        assert!(!kept.contains("EAAB123") && !kept.contains("EAAB456"), "{kept}");
+        assert!(kept.contains("access_token=REDACTED&after=QVFI"), "{kept}");
+        let big = [page.as_slice(), &[b' '; 20_000]].concat();
+        let kept = redacted_prefix(&big, 10_000);
+        assert_eq!(kept.len(), REJECT_PREFIX_BYTES.min(big.len()));
+        assert!(!String::from_utf8_lossy(&kept).contains("EAAB"));
+    }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use self::pages::{Discovered, Discovery, HashtagSearch, Media, MediaPage};
 use self::usage::Usage;
 use self::verdict::{GraphError, Verdict};
-use super::offer::offer;
+use super::offer::{offer, redacted_prefix};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
 use super::{InstagramTopics, header, numeric_id};
@@ -228,7 +228,8 @@ impl Poller {
             let (profile, discovered) = match parsed {
                 Ok(parsed) => parsed,
                 Err(why) => {
-                    self.discovery.reject(body, &format!("business discovery of @{username}: {why}")).await?;
+                    let kept = redacted_prefix(&body, self.config.max_record_bytes);
+                    self.discovery.reject(kept, &format!("business discovery of @{username}: {why}")).await?;
                     self.tally.rejected += 1;
                     return Ok(true);
                 }
@@ -327,7 +328,8 @@ impl Poller {
                 let media = match serde_json::from_slice::<MediaPage>(&body) {
                     Ok(media) => media,
                     Err(e) => {
-                        emitter.reject(body.clone(), &format!("#{tag} {edge}: {e}")).await?;
+                        let kept = redacted_prefix(&body, self.config.max_record_bytes);
+                        emitter.reject(kept, &format!("#{tag} {edge}: {e}")).await?;
                         self.tally.rejected += 1;
                         break;
                     }

@@ -229,7 +229,8 @@ mod tests {
         let name = E::default().table_name();
         let partial = PARTIAL.iter().find(|(f, _)| *f == field).map(|(_, columns)| *columns);
         let written = |row: &Row<E::ActiveModel>, column: E::Column| {
-            !matches!(row.model.get(column), ActiveValue::NotSet) || (column.as_str() == "raw" && row.raw.is_some())
+            !matches!(row.model.get(column), ActiveValue::NotSet)
+                || (crate::table::is_raw(&column) && row.raw.is_some())
         };
         E::Column::iter()
             .filter(|c| !FILLED_BY_THE_DATABASE.iter().any(|(t, col)| (*t == "*" || *t == name) && *col == c.as_str()))

@@ -154,7 +154,6 @@ impl<E: EntityTrait> Table<E> {
     /// columns written; a column another row leaves unset is written as NULL.
     pub(crate) fn encode(&self, rows: &[Row<E::ActiveModel>]) -> Result<Encoded, String> {
         let first = rows.first().ok_or("no rows to encode")?;
-        let is_raw = |c: &E::Column| c.as_str() == "raw";
         let columns: Vec<E::Column> = E::Column::iter()
             .filter(|c| !matches!(first.model.get(*c), ActiveValue::NotSet) || (is_raw(c) && first.raw.is_some()))
             .collect();
@@ -247,7 +246,7 @@ fn scraped_at<A: ActiveModelTrait>(model: &A) -> Option<DateTime<Utc>> {
 
 /// `model` without its `raw` JSON, and that JSON as text: for a mapping that builds its rows from a tree.
 pub(crate) fn detach_raw<A: ActiveModelTrait>(mut model: A) -> (A, Option<Box<str>>) {
-    let Some(column) = <A::Entity as EntityTrait>::Column::iter().find(|c| c.as_str() == "raw") else {
+    let Some(column) = raw_column::<A>() else {
         return (model, None);
     };
     let raw = match model.take(column) {
@@ -282,4 +281,15 @@ pub(crate) fn runs<T>(
         runs.push((start, &items[start..]));
     }
     runs
+}
+
+/// Whether `column` is its table's `raw` column: the JSON as the source sent it, which a [`Row`] carries
+/// beside its model.
+pub(crate) fn is_raw<C: IdenStatic>(column: &C) -> bool {
+    column.as_str() == "raw"
+}
+
+/// The `raw` column of `A`'s table, if it has one.
+pub(crate) fn raw_column<A: ActiveModelTrait>() -> Option<<A::Entity as EntityTrait>::Column> {
+    <A::Entity as EntityTrait>::Column::iter().find(is_raw)
 }

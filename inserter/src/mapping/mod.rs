@@ -67,10 +67,9 @@ pub struct Mapped<A> {
 impl<A: sea_orm::ActiveModelTrait> Mapped<A> {
     /// The active model with `raw` set, as SeaORM would write it.
     pub fn into_model(self) -> A {
-        use sea_orm::{EntityTrait, IdenStatic, Iterable};
         let mut model = self.model;
         let raw: serde_json::Value = serde_json::from_str(&self.raw).expect("a mapping keeps valid JSON");
-        if let Some(column) = <A::Entity as EntityTrait>::Column::iter().find(|c| c.as_str() == "raw") {
+        if let Some(column) = crate::table::raw_column::<A>() {
             model.set(column, raw.into());
         }
         model

@@ -3,19 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// Header names of the Kafka contract.
-pub mod header {
-    /// Which source produced the record, e.g. `x.sample` or `replay`; the inserter picks its mapping by it.
-    pub const SOURCE: &str = "source";
-    /// When the scraper read the payload, RFC 3339 in UTC.
-    pub const SCRAPED_AT: &str = "scraped_at";
-    pub const CONTENT_TYPE: &str = "content_type";
-    pub const SCRAPER_VERSION: &str = "scraper_version";
-    /// On the rejects topic only: why the payload was rejected.
-    pub const ERROR: &str = "error";
-}
-
-pub const JSON_CONTENT_TYPE: &str = "application/json";
+pub use contract::header;
 
 /// A record ready to produce.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +33,7 @@ fn contract_headers(source: &str, scraped_at: DateTime<Utc>) -> Vec<(&'static st
     vec![
         (header::SOURCE, source.to_owned()),
         (header::SCRAPED_AT, scraped_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        (header::CONTENT_TYPE, JSON_CONTENT_TYPE.to_owned()),
+        (header::CONTENT_TYPE, header::JSON.to_owned()),
         (header::SCRAPER_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
     ]
 }

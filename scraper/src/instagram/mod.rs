@@ -18,15 +18,6 @@ pub struct InstagramTopics {
 }
 
 /// Headers that carry what a media object does not say itself.
-pub mod header {
-    /// On a business-discovery media record: the Graph id of the account that owns it.
-    pub const OWNER_ID: &str = "instagram_owner_id";
-    /// On a hashtag media record: the hashtag as searched.
-    pub const HASHTAG: &str = "instagram_hashtag";
-    /// On a hashtag media record: the Graph API's id of the hashtag.
-    pub const HASHTAG_ID: &str = "instagram_hashtag_id";
-}
-
 /// An id as Instagram sends it (a JSON string, sometimes a number), checked to be a positive 64-bit integer:
 /// the key of a record and the row's key in Postgres.
 pub fn numeric_id(value: &serde_json::Value) -> Option<String> {

@@ -25,7 +25,9 @@ use self::verdict::{GraphError, Verdict};
 use super::offer::{offer, redacted_prefix};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
-use super::{InstagramTopics, header, numeric_id};
+use contract::header;
+
+use super::{InstagramTopics, numeric_id};
 use crate::queue::Emitter;
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
@@ -252,7 +254,8 @@ impl Poller {
                 }
             }
             let Some(media) = discovered.media else { break };
-            let newest = self.emit_media(&media, &self.discovery.clone(), &[(header::OWNER_ID, owner)]).await?;
+            let newest =
+                self.emit_media(&media, &self.discovery.clone(), &[(header::INSTAGRAM_OWNER_ID, owner)]).await?;
             if let Some(newest) = newest {
                 let entry = self.newest_seen.entry(username.to_owned()).or_insert(newest);
                 *entry = (*entry).max(newest);
@@ -304,7 +307,7 @@ impl Poller {
         if self.config.top_media {
             edges.push(("top_media", self.top.clone()));
         }
-        let headers = [(header::HASHTAG, tag.to_owned()), (header::HASHTAG_ID, id.clone())];
+        let headers = [(header::INSTAGRAM_HASHTAG, tag.to_owned()), (header::INSTAGRAM_HASHTAG_ID, id.clone())];
         for (edge, emitter) in edges {
             let mut url = self.url(
                 &format!("{id}/{edge}"),

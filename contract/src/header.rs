@@ -1,0 +1,22 @@
+//! Header names of every record, and of the extra context some sources add.
+
+/// Which source produced the record (see [`crate::source`]); the inserter checks it against the topic's mapping.
+pub const SOURCE: &str = "source";
+/// When the scraper read the payload, RFC 3339 in UTC with milliseconds.
+pub const SCRAPED_AT: &str = "scraped_at";
+/// Always [`JSON`]: the value is the source's JSON as it sent it.
+pub const CONTENT_TYPE: &str = "content_type";
+/// The version of the scraper that produced the record.
+pub const SCRAPER_VERSION: &str = "scraper_version";
+/// On the rejects topic only: why the payload was rejected ([`crate::reject`]).
+pub const ERROR: &str = "error";
+
+/// On a business-discovery media record: the Graph id of the account that owns it.
+pub const INSTAGRAM_OWNER_ID: &str = "instagram_owner_id";
+/// On a hashtag media record: the hashtag as searched.
+pub const INSTAGRAM_HASHTAG: &str = "instagram_hashtag";
+/// On a hashtag media record: the Graph API's id of the hashtag.
+pub const INSTAGRAM_HASHTAG_ID: &str = "instagram_hashtag_id";
+
+/// The `content_type` of every record.
+pub const JSON: &str = "application/json";

@@ -1,0 +1,53 @@
+//! Why the scraper rejects a payload: the `error` header of a record on the rejects topic. Each reason's text
+//! starts with a fixed phrase, so that a consumer of the rejects topic can count them by kind.
+
+use crate::IdError;
+
+/// Bytes of a payload kept on the rejects topic when the payload is over the size limit.
+pub const KEPT_OF_OVERSIZE: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("payload is {len} bytes, over the {max}-byte limit (only its first {KEPT_OF_OVERSIZE} bytes are kept)")]
+    TooLarge { len: usize, max: usize },
+    #[error("payload is not UTF-8: {0}")]
+    NotUtf8(String),
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("payload is JSON but not an object: {0}")]
+    NotAnObject(String),
+    #[error("payload has no `{0}`")]
+    NoId(&'static str),
+    #[error("payload's `{field}` {error}")]
+    BadId { field: &'static str, error: IdError },
+    #[error("payload is not of the source's shape: {0}")]
+    Shape(String),
+}
+
+impl Reject {
+    /// The kind of the reason, as a metric label or a log field would name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::NotUtf8(_) => "not_utf8",
+            Self::NotJson(_) => "not_json",
+            Self::NotAnObject(_) => "not_an_object",
+            Self::NoId(_) => "no_id",
+            Self::BadId { .. } => "bad_id",
+            Self::Shape(_) => "shape",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reject;
+    use crate::IdError;
+
+    #[test]
+    fn a_reason_names_the_field_and_what_is_wrong() {
+        let reason = Reject::BadId { field: "data.id", error: IdError::Zero }.to_string();
+        assert_eq!(reason, "payload's `data.id` is 0, not a positive 64-bit integer");
+        assert!(Reject::TooLarge { len: 2000, max: 1000 }.to_string().starts_with("payload is 2000 bytes"));
+    }
+}

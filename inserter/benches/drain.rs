@@ -40,7 +40,7 @@
 //! Prints rows/s of each, the ratios inserter / COPY, peer / COPY and inserter / peer, and the inserter's
 //! memory: its peak RSS and its RSS over the drain, with the min and max after the first 10 % of it.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};

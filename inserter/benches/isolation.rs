@@ -10,7 +10,7 @@
 //! poison stands alone. Postgres runs with fsync on, as users run it, unless `--fsync-off`. Prints the median
 //! time of each kind and its ratio to the clean batch.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

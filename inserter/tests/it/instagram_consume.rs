@@ -2,7 +2,7 @@
 //! topics land as profiles, snapshots, posts (a Graph and a web scrape of one post on one row), hashtags,
 //! comments and tagged users; a malformed record is dead-lettered with its reason.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The inserter when things die: SIGKILLed mid-drain and restarted, Postgres stopped mid-drain and restarted,
 //! one of two group members killed. Every time, every record lands exactly once and nothing is dead-lettered.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

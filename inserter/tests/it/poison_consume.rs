@@ -3,7 +3,7 @@
 //! values no index can hold are left out and counted; a missing grant stops the inserter naming it; batches
 //! close on bytes; and after a cooperative revoke while paused, the partitions kept resume.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

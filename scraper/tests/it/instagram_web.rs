@@ -4,7 +4,7 @@
 //! throttling waits the chosen delays on the fake clock and then asks for the same user again; the request
 //! quota holds in every window.
 
-mod support;
+use crate::support;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! naming what to run (and is left untouched); a wrong database URL fails with a message that hides the password;
 //! two sources configured onto one topic stop it before it connects to anything.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! exits, a broker killed under load and restarted loses nothing the scraper counted as sent, a broker that is
 //! not up yet is waited for, and a bad configuration fails fast.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! discovery with cursor-paged media, hashtag search, hashtag media with `paging.next`, error bodies by code,
 //! usage headers) and a real broker. Waits are asserted on the fake clock of a recording `Waiter`.
 
-mod support;
+use crate::support;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The replay source: an NDJSON file in X's stream format goes to Kafka as a live stream would (bad lines to
 //! rejects with their reason, blank lines skipped, a last line without a newline kept), up to a count.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use scraper::kafka_sink::{KafkaSink, SendError};
 use scraper::record::{Record, header};
 use testkit::{Broker, unique_name};
 
-mod support;
+use crate::support;
 
 #[tokio::test]
 async fn a_keyed_record_with_headers_round_trips_through_the_broker() {

@@ -3,7 +3,7 @@
 //! malformed one is dead-lettered with its reason; and a statuses topic that does not exist yet holds back
 //! nothing: posts flow meanwhile, and statuses flow once the topic is created.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

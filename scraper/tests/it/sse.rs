@@ -3,7 +3,7 @@
 //! source reconnects (with a visible wait, as long as the server asks when it does) after a drop, a stall or
 //! a server error, and stops on a refused token or a wrong URL.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

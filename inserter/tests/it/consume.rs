@@ -2,7 +2,7 @@
 //! dead-letters what it cannot store while the records around it land, replays change nothing, SIGTERM
 //! finishes the batch in hand, a missing topic is waited for, and /metrics and /healthz answer.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

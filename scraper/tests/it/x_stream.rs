@@ -3,7 +3,7 @@
 //! lines land in rejects with their reason, and reconnects wait as X documents (asserted on the delays the
 //! source chose, not on the clock).
 
-mod support;
+use crate::support;
 
 use std::num::NonZeroU32;
 use std::time::Duration;

@@ -1,0 +1,19 @@
+//! The inserter crate's integration tests: one binary, one module per area (a single link of the
+//! crate's dependencies instead of one per file).
+
+mod consume;
+mod failures;
+mod index_limits;
+mod instagram_consume;
+mod instagram_mapping;
+mod instagram_writer;
+mod mastodon_consume;
+mod mastodon_mapping;
+mod mastodon_writer;
+mod poison;
+mod poison_consume;
+mod redrive;
+mod startup_migrations;
+mod support;
+mod twitter_mapping;
+mod writer;

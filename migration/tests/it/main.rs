@@ -1,0 +1,4 @@
+//! The migration crate's integration tests: one binary, one module per area (a single link of the
+//! crate's dependencies instead of one per file).
+
+mod migrations;

@@ -1,0 +1,13 @@
+//! The scraper crate's integration tests: one binary, one module per area (a single link of the
+//! crate's dependencies instead of one per file).
+
+mod binary;
+mod instagram_graph;
+mod instagram_web;
+mod kafka_sink;
+mod replay;
+mod sse;
+mod support;
+mod topics;
+mod x_rules;
+mod x_stream;

@@ -1,0 +1,8 @@
+//! The testkit crate's integration tests: one binary, one module per area (a single link of the
+//! crate's dependencies instead of one per file).
+
+mod compose_config;
+mod instagram_end_to_end;
+mod local_pipeline;
+mod pipeline_end_to_end;
+mod services;

@@ -29,7 +29,12 @@ impl Default for Routes {
 }
 
 impl Routes {
-    /// Mapping `name` (its [`mapping::TopicSetting::name`]) reads `topic`.
+    /// Each mapping on its configured topic.
+    pub fn of(topics: &crate::settings::Topics) -> Self {
+        topics.iter().fold(Self::default(), |routes, (topic, name)| routes.with_topic(topic.name, name.to_owned()))
+    }
+
+    /// Mapping `name` (its [`contract::Topic::name`]) reads `topic`.
     ///
     /// # Panics
     /// When no mapping has that name: a caller's mistake.
@@ -154,7 +159,7 @@ impl Rows {
             routes.mapping_of(&record.topic).ok_or_else(|| format!("no mapping reads topic `{}`", record.topic))?;
         let source = record.source();
         // Records from a replay, or from a producer that sets no `source`, are read like the live source's.
-        if !(mapping.reads_source(source) || source == "replay" || source == "unknown") {
+        if !(mapping.reads_source(source) || contract::source::is_any_format(source)) {
             return Err(format!("no mapping for source `{source}` on topic `{}`", record.topic));
         }
         let payload = record.payload.as_deref().ok_or("null value (a tombstone): there is nothing to store")?;

@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let routes = settings.topics.routes();
+    let routes = Routes::of(&settings.topics);
     if let Some(Command::Redrive(args)) = &settings.command {
         return redrive(&settings, &routes, args).await;
     }

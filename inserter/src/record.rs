@@ -42,12 +42,12 @@ impl ConsumedRecord {
 
     /// The `source` header, or `unknown` for records from producers that set none.
     pub fn source(&self) -> &str {
-        self.header("source").unwrap_or("unknown")
+        self.header(contract::header::SOURCE).unwrap_or(contract::source::UNKNOWN)
     }
 
     /// The `scraped_at` header, else the broker's timestamp, else now.
     pub fn scraped_at(&self) -> DateTime<Utc> {
-        self.header("scraped_at")
+        self.header(contract::header::SCRAPED_AT)
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
             .map(|at| at.with_timezone(&Utc))
             .or(self.timestamp)

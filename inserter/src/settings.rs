@@ -6,8 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use common::telemetry::LogFormat;
 
-use crate::batch::Routes;
-use crate::mapping::{MAPPINGS, TopicSetting};
+use crate::mapping::MappingTopics;
 
 #[derive(Clone, Parser)]
 #[command(name = "inserter", version, about = "Lands the scraper's Kafka records in Postgres.")]
@@ -32,7 +31,7 @@ pub struct Settings {
     #[arg(long, env = "INSERTER_GROUP", default_value = "inserter")]
     pub group: String,
 
-    /// Each mapping's topic (`--tweets-topic`, `--topic-mastodon-statuses`, ...: one flag per mapping)
+    /// Each mapping's topic (`--topic-tweets`, `--topic-mastodon-statuses`, ...: one flag per mapping)
     #[command(flatten)]
     pub topics: Topics,
 
@@ -117,60 +116,9 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Each mapping's topic, read from the flag, variable and default its module gives (`mapping::MAPPINGS`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topics(Vec<(&'static str, String)>);
-
-impl Topics {
-    /// The topic of mapping `name` (e.g. `tweets`).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, topic)| topic.as_str())
-    }
-
-    /// Which mapping reads which topic.
-    pub fn routes(&self) -> Routes {
-        self.0.iter().fold(Routes::default(), |routes, (name, topic)| routes.with_topic(name, topic.clone()))
-    }
-
-    /// Every topic flag, for a message.
-    pub fn flags() -> String {
-        let flags: Vec<String> = MAPPINGS.iter().map(|m| format!("--{}", m.topic().flag)).collect();
-        flags.join(", ")
-    }
-}
-
-impl clap::FromArgMatches for Topics {
-    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        let topic = |setting: &TopicSetting| {
-            matches.get_one::<String>(setting.flag).cloned().unwrap_or_else(|| setting.default.to_owned())
-        };
-        Ok(Self(MAPPINGS.iter().map(|m| (m.topic().name, topic(m.topic()))).collect()))
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        *self = Self::from_arg_matches(matches)?;
-        Ok(())
-    }
-}
-
-impl Args for Topics {
-    fn augment_args(command: clap::Command) -> clap::Command {
-        MAPPINGS.iter().map(|m| m.topic()).fold(command, |command, setting| {
-            command.arg(
-                clap::Arg::new(setting.flag)
-                    .long(setting.flag)
-                    .env(setting.env)
-                    .default_value(setting.default)
-                    .value_name("TOPIC")
-                    .help(setting.help),
-            )
-        })
-    }
-
-    fn augment_args_for_update(command: clap::Command) -> clap::Command {
-        Self::augment_args(command)
-    }
-}
+/// Each mapping's topic, read from the contract's flag, variable and default (`--topic-tweets`,
+/// `TOPIC_TWEETS`, ...), the same the scraper writes it by.
+pub type Topics = contract::Topics<MappingTopics>;
 
 /// `8MiB`, `512KiB`, `1GiB`, `64kB`, `2MB` or a plain number of bytes.
 fn parse_bytes(text: &str) -> Result<usize, String> {
@@ -221,7 +169,7 @@ mod tests {
             Settings::try_parse_from(base.iter().chain(args))
                 .unwrap()
                 .topics
-                .get("mastodon-statuses")
+                .find("mastodon-statuses")
                 .unwrap()
                 .to_owned()
         };
@@ -234,7 +182,7 @@ mod tests {
         let parse = |args: &[&str]| {
             let base = ["inserter", "--database-url", "postgres://localhost/ingest"];
             let settings = Settings::try_parse_from(base.iter().chain(args)).unwrap();
-            let topic = |name| settings.topics.get(name).unwrap().to_owned();
+            let topic = |name| settings.topics.find(name).unwrap().to_owned();
             (topic("instagram-profiles"), topic("instagram-media"))
         };
         assert_eq!(parse(&[]), ("instagram.profiles".into(), "instagram.media".into()));

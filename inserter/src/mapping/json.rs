@@ -115,7 +115,8 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// A positive 64-bit id, as the sources send them: a string of digits (or, leniently, a JSON number).
+/// A positive 64-bit id, as the sources send them: a string of digits (or, leniently, a JSON number), read by
+/// the contract's id rule, as the scraper read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Id(pub(crate) i64);
 
@@ -128,7 +129,7 @@ impl<'de> Deserialize<'de> for Id {
             Number(u64),
         }
         let parsed = match Raw::deserialize(deserializer)? {
-            Raw::Text(text) => text.parse::<i64>().ok().filter(|_| text.bytes().all(|b| b.is_ascii_digit())),
+            Raw::Text(text) => contract::parse_id(&text).ok(),
             Raw::Number(n) => i64::try_from(n).ok(),
         };
         match parsed {
@@ -136,11 +137,6 @@ impl<'de> Deserialize<'de> for Id {
             _ => Err(serde::de::Error::custom("an id must be a positive 64-bit integer")),
         }
     }
-}
-
-/// A positive 64-bit id written as digits (a header's value), or `None`.
-pub(crate) fn parse_id(text: &str) -> Option<i64> {
-    text.parse::<i64>().ok().filter(|id| *id > 0 && text.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use serde::Deserialize;
 
 use super::json::{Id, null_as_default, parse_object, plain_text};
-use super::{DecodeError, Mapping, TopicSetting, html};
+use contract::Topic;
+
+use super::{DecodeError, Mapping, html};
 use crate::record::ConsumedRecord;
 use crate::rows::Tables;
 use crate::table::detach_raw;
@@ -18,23 +20,14 @@ pub(crate) static STATUSES: Statuses = Statuses;
 
 pub(crate) struct Statuses;
 
-static TOPIC: TopicSetting = TopicSetting {
-    name: "mastodon-statuses",
-    flag: "topic-mastodon-statuses",
-    env: "TOPIC_MASTODON_STATUSES",
-    default: "mastodon.statuses",
-    help: "Topic of Mastodon statuses (the Status JSON of streaming `update` events); the inserter starts \
-           without it and subscribes once it exists",
-};
-
 impl Mapping for Statuses {
-    fn topic(&self) -> &'static TopicSetting {
-        &TOPIC
+    fn topic(&self) -> &'static Topic {
+        &contract::topic::MASTODON_STATUSES
     }
 
     /// `sse` is the scraper's generic SSE source, `sse.mastodon` and the like its named ones.
     fn reads_source(&self, source: &str) -> bool {
-        source.starts_with("sse")
+        source.starts_with(contract::source::SSE_PREFIX)
     }
 
     /// The status is read from the payload as it is, which becomes `raw`; only a payload that fails is

@@ -13,6 +13,8 @@ mod json;
 
 pub use json::DecodeError;
 
+use contract::Topic;
+
 use crate::record::ConsumedRecord;
 use crate::rows::Tables;
 
@@ -23,7 +25,7 @@ pub(crate) static MAPPINGS: &[&dyn Mapping] =
 /// One payload format.
 pub(crate) trait Mapping: Sync {
     /// The setting that names its topic.
-    fn topic(&self) -> &'static TopicSetting;
+    fn topic(&self) -> &'static Topic;
 
     /// Whether a record from `source` is of this format. Records from a replay (`replay`), or from a producer
     /// that sets no `source` (`unknown`), are read by any.
@@ -37,17 +39,6 @@ pub(crate) trait Mapping: Sync {
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError>;
-}
-
-/// A topic's flag, environment variable, default and help text.
-#[derive(Debug)]
-pub struct TopicSetting {
-    /// The name the topic is known by in code and tests (`tweets`).
-    pub name: &'static str,
-    pub flag: &'static str,
-    pub env: &'static str,
-    pub default: &'static str,
-    pub help: &'static str,
 }
 
 /// The mapping named `name`.
@@ -80,5 +71,14 @@ impl<A> std::ops::Deref for Mapped<A> {
     type Target = A;
     fn deref(&self) -> &A {
         &self.model
+    }
+}
+
+/// The topics the mappings read: the inserter's `--topic-*` flags.
+pub struct MappingTopics;
+
+impl contract::TopicList for MappingTopics {
+    fn topics() -> Vec<&'static Topic> {
+        MAPPINGS.iter().map(|mapping| mapping.topic()).collect()
     }
 }

@@ -11,7 +11,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::json::{Id, null_as_default, parse_object, plain_text};
-use super::{DecodeError, Mapped, Mapping, TopicSetting};
+use contract::Topic;
+
+use super::{DecodeError, Mapped, Mapping};
 use crate::record::ConsumedRecord;
 use crate::rows::Tables;
 
@@ -20,21 +22,13 @@ pub(crate) static TWEETS: Tweets = Tweets;
 
 pub(crate) struct Tweets;
 
-static TOPIC: TopicSetting = TopicSetting {
-    name: "tweets",
-    flag: "tweets-topic",
-    env: "TOPIC_TWEETS",
-    default: "twitter.tweets",
-    help: "Topic of X posts (raw X API v2 stream lines)",
-};
-
 impl Mapping for Tweets {
-    fn topic(&self) -> &'static TopicSetting {
-        &TOPIC
+    fn topic(&self) -> &'static Topic {
+        &contract::topic::TWEETS
     }
 
     fn reads_source(&self, source: &str) -> bool {
-        source.starts_with("x.")
+        source.starts_with(contract::source::X_PREFIX)
     }
 
     fn map(

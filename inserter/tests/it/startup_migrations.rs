@@ -61,7 +61,7 @@ async fn an_unreachable_database_fails_clearly_without_printing_the_password() {
 #[test]
 fn two_sources_on_one_topic_stop_it_before_it_connects() {
     let output = Command::new(env!("CARGO_BIN_EXE_inserter"))
-        .args(["--tweets-topic", "everything", "--topic-mastodon-statuses", "everything"])
+        .args(["--topic-tweets", "everything", "--topic-mastodon-statuses", "everything"])
         .args(["--metrics-addr", "127.0.0.1:0"])
         .env("DATABASE_URL", "postgres://inserter@127.0.0.1:1/nowhere")
         .env("RUST_LOG", "info")

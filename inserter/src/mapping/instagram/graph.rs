@@ -73,12 +73,12 @@ pub(super) fn media(rows: &mut InstagramRows, raw: Value, context: &Context) -> 
     let media_id = shortcode::decode(code)
         .map_err(|error| DecodeError::Shortcode { field: format!("permalink `{permalink}`"), error })?;
     let taken_at = m.timestamp.as_deref().map(timestamp).transpose()?;
-    let owner = id_header("instagram_owner_id", context.owner_id)?.map(|id| (id, m.username));
+    let owner = id_header(contract::header::INSTAGRAM_OWNER_ID, context.owner_id)?.map(|id| (id, m.username));
     let searched = match context.hashtag {
         Some(name) => {
             let name = hashtags::normalize(name)
                 .ok_or_else(|| DecodeError::invalid("header instagram_hashtag", name, "one hashtag name"))?;
-            Some((name, id_header("instagram_hashtag_id", context.hashtag_id)?))
+            Some((name, id_header(contract::header::INSTAGRAM_HASHTAG_ID, context.hashtag_id)?))
         }
         None => None,
     };

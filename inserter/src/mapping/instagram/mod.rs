@@ -13,7 +13,13 @@ mod hashtags;
 mod shortcode;
 mod web;
 
-use super::{Mapping, TopicSetting};
+use contract::source::{
+    INSTAGRAM_BUSINESS_DISCOVERY, INSTAGRAM_GRAPH_PREFIX, INSTAGRAM_HASHTAG_RECENT, INSTAGRAM_HASHTAG_TOP,
+    INSTAGRAM_WEB_PREFIX, INSTAGRAM_WEB_PROFILE,
+};
+use contract::{Topic, header};
+
+use super::Mapping;
 use crate::record::ConsumedRecord;
 use crate::rows::Tables;
 use crate::table::{Row, Table, detach_raw};
@@ -32,7 +38,7 @@ pub use hashtags::in_caption as hashtags_in_caption;
 pub use shortcode::{ShortcodeError, decode as decode_shortcode, encode as encode_shortcode};
 
 use super::DecodeError;
-use super::json::{parse_id, parse_object};
+use super::json::parse_object;
 
 /// Which topic a record came from: what kind of object it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,14 +50,11 @@ pub enum Kind {
 /// The `source` headers the scraper's Instagram sources write, per kind of record.
 pub fn is_source(kind: Kind, source: &str) -> bool {
     match kind {
-        Kind::Profile => matches!(source, "instagram.graph.business_discovery" | "instagram.web.profile"),
-        Kind::Media => matches!(
-            source,
-            "instagram.graph.business_discovery"
-                | "instagram.graph.hashtag.recent_media"
-                | "instagram.graph.hashtag.top_media"
-                | "instagram.web.profile"
-        ),
+        Kind::Profile => [INSTAGRAM_BUSINESS_DISCOVERY, INSTAGRAM_WEB_PROFILE].contains(&source),
+        Kind::Media => {
+            [INSTAGRAM_BUSINESS_DISCOVERY, INSTAGRAM_HASHTAG_RECENT, INSTAGRAM_HASHTAG_TOP, INSTAGRAM_WEB_PROFILE]
+                .contains(&source)
+        }
     }
 }
 
@@ -114,10 +117,10 @@ enum Format {
 impl Format {
     /// From the source, or, for a replayed record or one without a `source`, from the object's shape.
     fn of(kind: Kind, source: &str, raw: &Value) -> Result<Self, DecodeError> {
-        if source.starts_with("instagram.graph.") {
+        if source.starts_with(INSTAGRAM_GRAPH_PREFIX) {
             return Ok(Self::Graph);
         }
-        if source.starts_with("instagram.web.") {
+        if source.starts_with(INSTAGRAM_WEB_PREFIX) {
             return Ok(Self::Web);
         }
         let has = |field: &str| raw.get(field).is_some();
@@ -278,47 +281,27 @@ fn non_empty(text: Option<String>) -> Option<String> {
 fn id_header(name: &str, value: Option<&str>) -> Result<Option<i64>, DecodeError> {
     value
         .map(|text| {
-            parse_id(text).ok_or_else(|| DecodeError::invalid(format!("header {name}"), text, "a positive 64-bit id"))
+            contract::parse_id(text)
+                .map_err(|_| DecodeError::invalid(format!("header {name}"), text, "a positive 64-bit id"))
         })
         .transpose()
 }
 
 /// The Instagram profiles mapping, registered in [`super::MAPPINGS`].
-pub(crate) static PROFILES: Instagram = Instagram {
-    kind: Kind::Profile,
-    topic: TopicSetting {
-        name: "instagram-profiles",
-        flag: "topic-instagram-profiles",
-        env: "TOPIC_INSTAGRAM_PROFILES",
-        default: "instagram.profiles",
-        help: "Topic of Instagram profiles (Graph API `business_discovery` objects and web `data.user` objects)",
-    },
-};
+pub(crate) static PROFILES: Instagram = Instagram { kind: Kind::Profile, topic: &contract::topic::INSTAGRAM_PROFILES };
 
 /// The Instagram media mapping, registered in [`super::MAPPINGS`].
-pub(crate) static MEDIA: Instagram = Instagram {
-    kind: Kind::Media,
-    topic: TopicSetting {
-        name: "instagram-media",
-        flag: "topic-instagram-media",
-        env: "TOPIC_INSTAGRAM_MEDIA",
-        default: "instagram.media",
-        help: "Topic of Instagram media (Graph API media objects and web timeline nodes)",
-    },
-};
+pub(crate) static MEDIA: Instagram = Instagram { kind: Kind::Media, topic: &contract::topic::INSTAGRAM_MEDIA };
 
 /// An Instagram topic's mapping.
 pub(crate) struct Instagram {
     kind: Kind,
-    topic: TopicSetting,
+    topic: &'static Topic,
 }
 
 impl Mapping for Instagram {
-    fn topic(&self) -> &'static TopicSetting {
-        match self.kind {
-            Kind::Profile => &PROFILES.topic,
-            Kind::Media => &MEDIA.topic,
-        }
+    fn topic(&self) -> &'static Topic {
+        self.topic
     }
 
     fn reads_source(&self, source: &str) -> bool {
@@ -335,9 +318,9 @@ impl Mapping for Instagram {
         let context = Context {
             source: record.source(),
             scraped_at: record.scraped_at(),
-            owner_id: record.header("instagram_owner_id"),
-            hashtag: record.header("instagram_hashtag"),
-            hashtag_id: record.header("instagram_hashtag_id"),
+            owner_id: record.header(header::INSTAGRAM_OWNER_ID),
+            hashtag: record.header(header::INSTAGRAM_HASHTAG),
+            hashtag_id: record.header(header::INSTAGRAM_HASHTAG_ID),
         };
         let rows = map(self.kind, payload, &context)?;
         fn add<E: sea_orm::EntityTrait>(table: &mut Table<E>, index: usize, rows: Vec<E::ActiveModel>) {

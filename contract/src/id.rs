@@ -61,6 +61,12 @@ pub fn canonical(id: i64) -> String {
     id.to_string()
 }
 
+/// The key of a record whose id is `text`: `text` itself when it is already canonical (nearly always).
+pub fn key(text: &str) -> Result<String, IdError> {
+    let id = parse_id(text)?;
+    Ok(if text.starts_with('0') { canonical(id) } else { text.to_owned() })
+}
+
 fn quoted(text: &str) -> String {
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(QUOTED).collect();
@@ -98,6 +104,13 @@ mod tests {
         assert!(matches!(from_json(&json!(5.0)), Err(IdError::NotDigits(_))));
         assert_eq!(from_json(&json!(null)), Err(IdError::NotAnId("null")));
         assert_eq!(from_json(&json!([1])), Err(IdError::NotAnId("an array")));
+    }
+
+    #[test]
+    fn a_key_is_the_id_in_canonical_digits() {
+        assert_eq!(key("123").as_deref(), Ok("123"));
+        assert_eq!(key("00123").as_deref(), Ok("123"));
+        assert_eq!(key("0"), Err(IdError::Zero));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use scraper::kafka_sink::KafkaSink;
 use scraper::metrics::Metrics;
 use scraper::run::{self, Options};
 use scraper::settings::Settings;
+use scraper::source::Source;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -32,18 +33,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let config = common::kafka::client_config(&settings.bootstrap_servers, std::env::vars());
     let sink = Arc::new(KafkaSink::new(config).context("create the Kafka producer")?);
-    if !ensure_topics(&sink, &settings, &health, &shutdown).await {
+    if !ensure_topics(&sink, &settings, &sources, &health, &shutdown).await {
         return Ok(());
     }
     health.clear();
-    let warm = (sink.clone(), settings.topics.tweets.clone());
+    let warm = (sink.clone(), settings.topics.name(&contract::topic::REJECTS).to_owned());
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || warm.0.connect(&warm.1, Duration::from_secs(10))).await {
         tracing::warn!(error = %e, "the producer is not connected yet; records wait in the queue until it is");
     }
 
     let options = Options {
         queue_bytes: settings.queue_bytes,
-        rejects_topic: settings.topics.rejects.clone(),
+        rejects_topic: settings.topics.name(&contract::topic::REJECTS).to_owned(),
         flush_timeout: settings.flush_timeout,
         progress_interval: settings.progress_interval,
     };
@@ -59,15 +60,26 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Creates the contract's topics, waiting for the broker while it is unreachable. `false` on shutdown.
-async fn ensure_topics(sink: &KafkaSink, settings: &Settings, health: &Health, shutdown: &CancellationToken) -> bool {
+async fn ensure_topics(
+    sink: &KafkaSink,
+    settings: &Settings,
+    sources: &[Box<dyn Source>],
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> bool {
     let mut delay = Duration::from_secs(1);
     // Unhealthy until the broker answered: an attempt against an unreachable broker takes a while.
     health.set_problem(format!("creating the topics on {}", settings.bootstrap_servers));
     loop {
-        let mut topics = settings.topics.all().to_vec();
-        if let Some(sse_topic) = settings.sse.sse_topic.as_deref().filter(|t| !topics.contains(t)) {
-            topics.push(sse_topic);
+        // Every topic of the contract (the inserter subscribes to them all), and any other a source was told
+        // to write to.
+        let mut topics: Vec<String> = settings.topics.iter().map(|(_, name)| name.to_owned()).collect();
+        for topic in sources.iter().flat_map(|source| source.topics()) {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
         }
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let attempt = tokio::select! {
             attempt = sink.ensure_topics(&topics, settings.partitions) => attempt,
             _ = shutdown.cancelled() => return false,

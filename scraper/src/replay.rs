@@ -6,18 +6,74 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Args;
+use contract::topic::TWEETS;
 use futures::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::Emitter;
+use crate::registry::{Choice, Kind, Register, Shared};
 use crate::source::Source;
 use crate::synthetic;
 use crate::x::framing::{Frame, LineFramer};
 use crate::x::produce::produce;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The replay source's registration, in [`crate::registry::SOURCES`].
+pub static REPLAY: ReplayRegistration = ReplayRegistration;
+
+pub struct ReplayRegistration;
+
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Replay (--source replay)")]
+pub struct ReplayArgs {
+    /// NDJSON file of X stream lines to replay (unset: the synthetic generator)
+    #[arg(long, env = "REPLAY_FILE")]
+    pub replay_file: Option<PathBuf>,
+
+    /// Records a second; 0 = as fast as the broker takes them
+    #[arg(long, env = "REPLAY_RATE", default_value_t = 20)]
+    pub replay_rate: u32,
+
+    /// Stop after this many records (unset: the whole file, or forever for the generator)
+    #[arg(long, env = "REPLAY_COUNT")]
+    pub replay_count: Option<u64>,
+
+    /// Seed of the synthetic generator: the same seed gives the same posts
+    #[arg(long, env = "REPLAY_SEED", default_value_t = 1)]
+    pub replay_seed: u64,
+}
+
+impl Register for ReplayRegistration {
+    type Args = ReplayArgs;
+
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind {
+            name: "replay",
+            help: "An NDJSON file of X stream lines (REPLAY_FILE), or the synthetic generator",
+            by_default: "when no other source writes X posts",
+            topics: &[&TWEETS],
+        }]
+    }
+
+    fn choice(&self, _: &Kind, _: &ReplayArgs) -> Choice {
+        Choice::UnlessTopicsTaken
+    }
+
+    fn build(&self, _: &Kind, replay: &ReplayArgs, shared: &Shared) -> anyhow::Result<Box<dyn Source>> {
+        Ok(Box::new(Replay::new(ReplayConfig {
+            file: replay.replay_file.clone(),
+            rate: NonZeroU32::new(replay.replay_rate),
+            count: replay.replay_count,
+            seed: replay.replay_seed,
+            topic: shared.topics.name(&TWEETS).to_owned(),
+            max_line_bytes: shared.max_record_bytes,
+        })))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -45,7 +101,11 @@ impl Replay {
 
 impl Source for Replay {
     fn name(&self) -> String {
-        "replay".into()
+        contract::source::REPLAY.into()
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.config.topic.clone()]
     }
 
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tokio_util::task::TaskTracker;
 
 use crate::forward::{Forwarded, forward};
@@ -50,7 +51,9 @@ pub async fn run(
         let name = source.name();
         tracing::info!(source = %name, "source started");
         let out = emitter.for_source(&name);
-        handles.push((name, tracker.spawn(source.run(out, shutdown.child_token()))));
+        // Every log line of the source's task names it.
+        let span = tracing::info_span!("source", source = %name);
+        handles.push((name, tracker.spawn(source.run(out, shutdown.child_token()).instrument(span))));
     }
     tracker.close();
     // Only the sources' clones keep the queue open now: it closes when the last source ends.

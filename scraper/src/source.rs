@@ -17,6 +17,9 @@ pub trait Source: Send + 'static {
     /// The `source` header of its records, e.g. `x.sample`, `sse.mastodon`, `replay`.
     fn name(&self) -> String;
 
+    /// The topics its records go to (besides the rejects topic).
+    fn topics(&self) -> Vec<String>;
+
     /// Reads until the source is exhausted (`Ok`), `shutdown` is cancelled (`Ok`), or it cannot go on
     /// (`Err`, with a message that tells the operator what to fix).
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>>;

@@ -4,6 +4,7 @@
 //! split each response into one record per profile and per media object (docs/architecture.md, "Instagram
 //! records").
 
+pub mod flags;
 pub mod graph;
 pub mod offer;
 pub mod quota;
@@ -17,16 +18,10 @@ pub struct InstagramTopics {
     pub media: String,
 }
 
-/// Headers that carry what a media object does not say itself.
-/// An id as Instagram sends it (a JSON string, sometimes a number), checked to be a positive 64-bit integer:
-/// the key of a record and the row's key in Postgres.
+/// An id as Instagram sends it (a JSON string, sometimes a number), checked by the contract's id rule: the
+/// key of a record and the row's key in Postgres.
 pub fn numeric_id(value: &serde_json::Value) -> Option<String> {
-    let text = match value {
-        serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Number(number) => number.to_string(),
-        _ => return None,
-    };
-    text.parse::<i64>().ok().filter(|id| *id > 0).map(|id| id.to_string())
+    contract::id::from_json(value).ok().map(contract::id::canonical)
 }
 
 /// Account names as configured (`@Name`, ` name `) made what Instagram accepts: 1 to 30 letters, digits,

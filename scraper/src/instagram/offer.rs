@@ -4,19 +4,21 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::numeric_id;
+use contract::id;
+use contract::reject::Reject;
+
 use crate::queue::{Closed, Emitter};
 
 /// How much of an oversize payload the rejects topic keeps: enough to tell what it was.
-pub const REJECT_PREFIX_BYTES: usize = 1024;
+pub const REJECT_PREFIX_BYTES: usize = contract::reject::KEPT_OF_OVERSIZE;
 
 #[derive(Deserialize)]
 struct Identified {
     id: Option<serde_json::Value>,
 }
 
-/// Queues `object` to `topic` keyed by its `id`, with `headers`; or rejects it, its reason naming `what` it is
-/// (e.g. `Instagram web media`). Returns the key when it was accepted.
+/// Queues `object` to `topic` keyed by its `id`, with `headers`; or rejects it, its reason (a
+/// [`Reject`]) after `what` it is (e.g. `Instagram web media`). Returns the key when it was accepted.
 pub async fn offer(
     out: &Emitter,
     topic: &str,
@@ -28,25 +30,23 @@ pub async fn offer(
     let bytes = object.get().as_bytes();
     if bytes.len() > max {
         let kept = REJECT_PREFIX_BYTES.min(bytes.len());
-        let reason = format!(
-            "{what} object of {} bytes, larger than the limit of {max} bytes; this is its first {kept} bytes",
-            bytes.len()
-        );
-        out.reject(bytes[..kept].to_vec(), &reason).await?;
+        let reason = Reject::TooLarge { len: bytes.len(), max };
+        out.reject(bytes[..kept].to_vec(), &format!("{what} object: {reason}")).await?;
         return Ok(None);
     }
     let reason = match serde_json::from_str::<Identified>(object.get()) {
-        Ok(Identified { id: Some(id) }) => match numeric_id(&id) {
-            Some(key) => {
+        Ok(Identified { id: Some(id) }) => match id::from_json(&id) {
+            Ok(id) => {
+                let key = id::canonical(id);
                 out.accept_with(topic, key.clone(), bytes.to_vec(), headers).await?;
                 return Ok(Some(key));
             }
-            None => format!("{what} object whose `id` is not a positive integer: {id}"),
+            Err(error) => Reject::BadId { field: "id", error },
         },
-        Ok(Identified { id: None }) => format!("{what} object without an `id`"),
-        Err(e) => format!("{what} is not a JSON object: {e}"),
+        Ok(Identified { id: None }) => Reject::NoId("id"),
+        Err(e) => Reject::NotAnObject(e.to_string()),
     };
-    out.reject(bytes.to_vec(), &reason).await?;
+    out.reject(bytes.to_vec(), &format!("{what} object: {reason}")).await?;
     Ok(None)
 }
 

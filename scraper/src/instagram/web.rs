@@ -95,6 +95,10 @@ impl Source for WebProfileSource {
         SOURCE_NAME.into()
     }
 
+    fn topics(&self) -> Vec<String> {
+        vec![self.config.topics.profiles.clone(), self.config.topics.media.clone()]
+    }
+
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move { self.poll_until_stopped(out, shutdown).await })
     }

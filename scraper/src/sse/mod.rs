@@ -13,21 +13,24 @@ use futures::future::BoxFuture;
 use launchdarkly_sdk_transport::ByteStream;
 use tokio_util::sync::CancellationToken;
 
+use contract::reject::Reject;
+
 use crate::queue::{Closed, Emitter};
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
 
+pub mod flags;
 mod record;
 mod transport;
 
-pub use record::{Invalid, record_id};
+pub use record::record_id;
 use transport::{ReqwestTransport, RunawayEvent, Stalled};
 
 /// The environment variable operators set the token with; named in the error when the server refuses it.
 pub const TOKEN_VARIABLE: &str = "SSE_BEARER_TOKEN";
 
 /// How much of an oversize event the rejects topic keeps: enough to tell what it was.
-pub(super) const REJECT_PREFIX_BYTES: usize = 1024;
+pub(super) const REJECT_PREFIX_BYTES: usize = contract::reject::KEPT_OF_OVERSIZE;
 /// The first reconnect delay when the server gave no `retry:`; it doubles per failed attempt.
 const FIRST_DELAY: Duration = Duration::from_secs(1);
 /// A server's `retry:` below this would let a server that drops every connection make us spin.
@@ -72,6 +75,10 @@ impl SseSource {
 impl Source for SseSource {
     fn name(&self) -> String {
         self.config.name.clone()
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![self.config.topic.clone()]
     }
 
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
@@ -164,7 +171,7 @@ impl SseSource {
                 };
             out.metrics().reconnect(&name, why.label());
             let delay = backoff.next(floor);
-            tracing::info!(source = %name, reason = why.label(), delay = ?delay, "reconnecting to the SSE stream");
+            tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the SSE stream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
                 return Ok(());
             }
@@ -201,7 +208,6 @@ impl SseSource {
             Err(e) => return Ended::Fatal(format!("{e:#}")),
         };
         let mut stream = client.stream();
-        let name = self.name();
         let (mut kept, mut skipped) = (0u64, 0u64);
         let mut connected = false;
         loop {
@@ -219,11 +225,11 @@ impl SseSource {
                 }
                 Some(Ok(SSE::Connected(details))) => {
                     connected = true;
-                    tracing::info!(source = %name, status = details.response().status(), "connected to the SSE stream");
+                    tracing::info!(status = details.response().status(), "connected to the SSE stream");
                     continue;
                 }
                 Some(Err(e)) => {
-                    tracing::info!(source = %name, kept, skipped, "the SSE connection ended");
+                    tracing::info!(kept, skipped, "the SSE connection ended");
                     return self.ended_by(e, connected, out).await;
                 }
                 None => return Ended::Reconnect(Why::Disconnected, Duration::ZERO),
@@ -238,7 +244,7 @@ impl SseSource {
                 last_event_id.clone_from(&event.id);
             }
             if !self.config.event_types.contains(&event.event_type) {
-                tracing::debug!(source = %name, event_type = %event.event_type, "skipped an event of a type not kept");
+                tracing::debug!(event_type = %event.event_type, "skipped an event of a type not kept");
                 skipped += 1;
                 continue;
             }
@@ -253,7 +259,7 @@ impl SseSource {
     async fn emit(&self, event: Event, out: &Emitter) -> Result<(), Closed> {
         match record_id(&event.data, self.config.max_event_bytes) {
             Ok(id) => out.accept(&self.config.topic, id, event.data.into_bytes()).await,
-            Err(invalid @ Invalid::TooLarge { .. }) => {
+            Err(invalid @ Reject::TooLarge { .. }) => {
                 let mut data = event.data.into_bytes();
                 data.truncate(REJECT_PREFIX_BYTES);
                 out.reject(data, &invalid.to_string()).await
@@ -265,12 +271,11 @@ impl SseSource {
     /// Sorts what ended a connection into reconnecting (and why) or stopping. A transport error after the
     /// server accepted the request is a dropped connection (e.g. no final chunk); before, a network error.
     async fn ended_by(&self, error: SseError, connected: bool, out: &Emitter) -> Ended {
-        let name = self.name();
         match error {
             SseError::Eof => Ended::Reconnect(Why::Disconnected, Duration::ZERO),
             SseError::UnexpectedEof => {
                 // The SSE spec discards an event the connection cut short; the server may send it again.
-                tracing::warn!(source = %name, "the SSE connection ended in the middle of an event, which is discarded");
+                tracing::warn!("the SSE connection ended in the middle of an event, which is discarded");
                 Ended::Reconnect(Why::Disconnected, Duration::ZERO)
             }
             SseError::TimedOut => self.stalled(),
@@ -295,10 +300,10 @@ impl SseSource {
                 }
                 let error = format!("{:#}", anyhow::Error::from(e));
                 if connected {
-                    tracing::info!(source = %name, %error, "the SSE connection dropped");
+                    tracing::info!(%error, "the SSE connection dropped");
                     return Ended::Reconnect(Why::Disconnected, Duration::ZERO);
                 }
-                tracing::warn!(source = %name, %error, "could not connect to the SSE stream");
+                tracing::warn!(%error, "could not connect to the SSE stream");
                 Ended::Reconnect(Why::Network, Duration::ZERO)
             }
             SseError::UnexpectedResponse(response, body) => {
@@ -314,7 +319,7 @@ impl SseSource {
             }
             SseError::InvalidLine(_) | SseError::InvalidEvent => {
                 // The parser cannot go on with this body; a fresh connection starts a fresh parser.
-                tracing::warn!(source = %name, error = %error, "the SSE stream sent something that is not SSE");
+                tracing::warn!(error = %error, "the SSE stream sent something that is not SSE");
                 Ended::Reconnect(Why::Network, Duration::ZERO)
             }
             other => {
@@ -324,7 +329,7 @@ impl SseSource {
     }
 
     fn stalled(&self) -> Ended {
-        tracing::warn!(source = %self.name(), timeout = ?self.config.stall_timeout, "nothing from the SSE stream, not even a comment");
+        tracing::warn!(timeout = ?self.config.stall_timeout, "nothing from the SSE stream, not even a comment");
         Ended::Reconnect(Why::Stalled, Duration::ZERO)
     }
 
@@ -344,11 +349,11 @@ impl SseSource {
                 Ended::Fatal(format!("the SSE server has no stream at {url} ({status}: {problem}): check the URL"))
             }
             429 => {
-                tracing::warn!(source = %self.name(), %problem, ?retry_after, "the SSE server says too many requests (429)");
+                tracing::warn!(%problem, ?retry_after, "the SSE server says too many requests (429)");
                 Ended::Reconnect(Why::RateLimited, retry_after.unwrap_or(RATE_LIMITED_DELAY))
             }
             408 | 500..=599 => {
-                tracing::warn!(source = %self.name(), status, %problem, "the SSE server answered with an error");
+                tracing::warn!(status, %problem, "the SSE server answered with an error");
                 Ended::Reconnect(Why::Http, retry_after.unwrap_or_default())
             }
             _ => Ended::Fatal(format!("the SSE server at {url} answered {status}: {problem}")),

@@ -8,6 +8,8 @@ use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use contract::id::{self, IdError};
+use contract::reject::Reject;
 use serde_json::Value;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,37 +46,46 @@ impl Line {
     pub fn classify(bytes: &[u8]) -> Self {
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
-            Err(e) => return Self::Invalid(format!("not UTF-8: {e}")),
+            Err(e) => return Self::invalid(Reject::NotUtf8(e.to_string())),
         };
         // Nearly every line is a post: read just its id and skip the rest without building it. Anything
         // else takes the full reading below, which also says precisely what is wrong.
         if text.trim_start().starts_with('{')
             && let Ok(Field(Some(Field(Some(id), _)), _)) =
                 serde_json::from_str::<Field<Data, Field<Id, Cow<'_, str>>>>(text)
-            && is_post_id(&id)
+            && let Ok(key) = id::key(&id)
         {
-            return Self::Post { id: id.into_owned() };
+            return Self::Post { id: key };
         }
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
-            Err(e) => return Self::Invalid(format!("not JSON: {e}")),
+            Err(e) => return Self::invalid(Reject::NotJson(e.to_string())),
         };
         let Value::Object(object) = value else {
-            return Self::Invalid(format!("not a JSON object but {}", kind_of(&value)));
+            return Self::invalid(Reject::NotAnObject(kind_of(&value).into()));
         };
         match (object.get("data"), object.get("errors")) {
             (Some(data), _) => match data.get("id") {
-                Some(Value::String(id)) if is_post_id(id) => Self::Post { id: id.clone() },
-                Some(Value::String(id)) => Self::Invalid(format!("data.id `{id}` is not a positive 64-bit integer")),
-                Some(other) => Self::Invalid(format!("data.id is {}, not a string", kind_of(other))),
-                None => Self::Invalid("no data.id".into()),
+                Some(value) => match id::from_json(value) {
+                    Ok(id) => Self::Post { id: id::canonical(id) },
+                    Err(error) => Self::bad_id(error),
+                },
+                None => Self::invalid(Reject::NoId("data.id")),
             },
             (None, Some(errors)) => match Vec::<StreamError>::deserialize(errors) {
                 Ok(errors) => Self::Errors(errors),
-                Err(e) => Self::Invalid(format!("an `errors` line of unknown shape: {e}")),
+                Err(e) => Self::invalid(Reject::Shape(format!("an `errors` line of unknown shape: {e}"))),
             },
-            (None, None) => Self::Invalid("neither `data` nor `errors`".into()),
+            (None, None) => Self::invalid(Reject::Shape("neither `data` nor `errors`".into())),
         }
+    }
+
+    fn invalid(reject: Reject) -> Self {
+        Self::Invalid(reject.to_string())
+    }
+
+    fn bad_id(error: IdError) -> Self {
+        Self::invalid(Reject::BadId { field: "data.id", error })
     }
 }
 
@@ -123,11 +134,6 @@ impl<'de, K: Key, T: Deserialize<'de>> Deserialize<'de> for Field<K, T> {
         }
         deserializer.deserialize_map(Object(PhantomData))
     }
-}
-
-/// X ids are decimal strings of positive 64-bit integers (the inserter stores them as `bigint > 0`).
-fn is_post_id(id: &str) -> bool {
-    id.parse::<i64>().is_ok_and(|n| n > 0) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -184,8 +190,10 @@ mod tests {
     fn the_quick_reading_agrees_with_the_full_one() {
         // Shapes the quick reading must not take for posts, and posts it must not miss.
         let cases: &[(&[u8], Line)] = &[
-            (br#"[{"data":{"id":"5"}}]"#, Line::Invalid("not a JSON object but an array".into())),
-            (br#"{"data":["5"]}"#, Line::Invalid("no data.id".into())),
+            (br#"[{"data":{"id":"5"}}]"#, Line::Invalid("payload is JSON but not an object: an array".into())),
+            (br#"{"data":["5"]}"#, Line::Invalid("payload has no `data.id`".into())),
+            (br#"{"data":{"id":"007"}}"#, Line::Post { id: "7".into() }),
+            (br#"{"data":{"id":12}}"#, Line::Post { id: "12".into() }),
             (br#"{"data":{"id":"5"},"data":{"id":"6"}}"#, Line::Post { id: "6".into() }),
             (br#"{"data":{"id":"5"}}"#, Line::Post { id: "5".into() }),
             (
@@ -205,18 +213,19 @@ mod tests {
 
     #[test]
     fn every_line_that_cannot_be_a_post_says_why() {
-        assert!(invalid(b"Hello, Kafka").starts_with("not JSON"));
-        assert!(invalid(b"{\"data\":{\"id\":\"1\"").starts_with("not JSON"), "a truncated line");
-        assert!(invalid(b"\xff\xfe{}").starts_with("not UTF-8"));
-        assert_eq!(invalid(b"[1,2]"), "not a JSON object but an array");
-        assert_eq!(invalid(br#"{"data":{"text":"no id"}}"#), "no data.id");
-        assert_eq!(invalid(br#"{"data":{"id":12}}"#), "data.id is a number, not a string");
-        assert_eq!(invalid(br#"{"data":{"id":"-5"}}"#), "data.id `-5` is not a positive 64-bit integer");
+        assert!(invalid(b"Hello, Kafka").starts_with("payload is not JSON"));
+        assert!(invalid(b"{\"data\":{\"id\":\"1\"").starts_with("payload is not JSON"), "a truncated line");
+        assert!(invalid(b"\xff\xfe{}").starts_with("payload is not UTF-8"));
+        assert_eq!(invalid(b"[1,2]"), "payload is JSON but not an object: an array");
+        assert_eq!(invalid(br#"{"data":{"text":"no id"}}"#), "payload has no `data.id`");
+        assert_eq!(invalid(br#"{"data":{"id":true}}"#), "payload's `data.id` is a boolean, not a string of digits or an integer");
+        assert_eq!(invalid(br#"{"data":{"id":"-5"}}"#), "payload's `data.id` `-5` is not a positive 64-bit integer (digits only)");
+        assert_eq!(invalid(br#"{"data":{"id":"0"}}"#), "payload's `data.id` is 0, not a positive 64-bit integer");
         assert_eq!(
             invalid(br#"{"data":{"id":"99999999999999999999"}}"#),
-            "data.id `99999999999999999999` is not a positive 64-bit integer"
+            "payload's `data.id` `99999999999999999999` is over the largest 64-bit integer (9223372036854775807)"
         );
-        assert_eq!(invalid(br#"{"meta":{}}"#), "neither `data` nor `errors`");
-        assert!(invalid(br#"{"errors":"boom"}"#).starts_with("an `errors` line of unknown shape"));
+        assert!(invalid(br#"{"meta":{}}"#).ends_with("neither `data` nor `errors`"));
+        assert!(invalid(br#"{"errors":"boom"}"#).contains("an `errors` line of unknown shape"));
     }
 }

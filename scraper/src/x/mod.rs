@@ -2,6 +2,7 @@
 //! and bad lines apart, when to reconnect, syncing the filtered stream's rules, and the source itself.
 
 pub mod backoff;
+pub mod flags;
 pub mod framing;
 pub mod line;
 pub mod produce;

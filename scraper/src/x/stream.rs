@@ -133,6 +133,10 @@ impl Source for XStream {
         self.config.endpoint.source_name().to_owned()
     }
 
+    fn topics(&self) -> Vec<String> {
+        vec![self.config.topic.clone()]
+    }
+
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move { self.read_until_stopped(out, shutdown).await })
     }

@@ -439,14 +439,14 @@ async fn an_invalid_or_oversize_object_is_rejected_with_its_reason_and_the_rest_
             .find(|r| r.header("error").is_some_and(|e| e.contains(needle)))
             .unwrap_or_else(|| panic!("no reject saying {needle:?}: {rejects:#?}"))
     };
-    assert_eq!(reject("media object without an `id`").text(), no_id_node);
-    assert_eq!(reject("profile object whose `id` is not a positive integer").text(), bad_profile);
+    assert_eq!(reject("media object: payload has no `id`").text(), no_id_node);
+    assert_eq!(reject("profile object: payload's `id`").text(), bad_profile);
     assert!(reject("without a `node`").text().contains("cursor"));
-    let big_profile = reject("profile object of");
+    let big_profile = reject("profile object: payload is");
     assert_eq!(big_profile.payload.len(), 1024);
     assert!(big_profile.text().starts_with(r#"{"id":"1002""#));
-    assert!(big_profile.header("error").unwrap().contains("limit of 2000 bytes"));
-    let big = reject("media object of");
+    assert!(big_profile.header("error").unwrap().contains("over the 2000-byte limit"));
+    let big = reject("media object: payload is");
     assert_eq!(big.payload, big_node.as_bytes()[..1024]);
     assert!(reject("garbage").text().starts_with("{\"data\""));
     for reject in &rejects {

@@ -45,7 +45,7 @@ async fn a_file_replays_like_a_live_stream() {
     assert!(produced.iter().all(|m| m.header("source") == Some("replay")));
     let rejected = support::consume(&broker, &rejects, 1, Duration::from_secs(30)).await;
     assert_eq!(rejected[0].payload, b"Hello, Kafka");
-    assert!(rejected[0].header("error").unwrap().starts_with("not JSON"));
+    assert!(rejected[0].header("error").unwrap().starts_with("payload is not JSON"));
 }
 
 #[tokio::test]

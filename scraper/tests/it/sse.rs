@@ -224,7 +224,7 @@ async fn bad_data_lands_in_the_rejects_topic_with_the_reason_and_the_events_arou
     assert!(reason(b"<p>not json</p>").contains("not JSON"));
     assert!(reason(br#"{"content":"no id here"}"#).contains("no `id`"));
     assert!(reason(br#""113""#).contains("not an object"));
-    assert!(reason(br#"{"id":"abc"}"#).contains("neither a string of digits"));
+    assert!(reason(br#"{"id":"abc"}"#).contains("`abc` is not a positive 64-bit integer"));
     let too_large = reason(&oversize.as_bytes()[..1024]);
     assert!(too_large.contains(&format!("{} bytes, over the 2048-byte limit", oversize.len())), "{too_large}");
 }

@@ -186,11 +186,11 @@ async fn each_bad_line_lands_in_rejects_with_its_reason_and_the_lines_around_it_
     let rejected = support::consume(&broker, &rejects, 5, Duration::from_secs(30)).await;
     let reasons: Vec<&str> = rejected.iter().map(|m| m.header("error").unwrap()).collect();
     assert_eq!(reasons.len(), 5, "{reasons:?}");
-    assert!(reasons[0].starts_with("not JSON"), "{reasons:?}");
-    assert!(reasons[1].starts_with("not UTF-8"), "{reasons:?}");
+    assert!(reasons[0].starts_with("payload is not JSON"), "{reasons:?}");
+    assert!(reasons[1].starts_with("payload is not UTF-8"), "{reasons:?}");
     assert!(reasons[2].contains("exceeds the maximum of 4096 bytes"), "{reasons:?}");
-    assert_eq!(reasons[3], "no data.id");
-    assert!(reasons[4].starts_with("not JSON"), "a truncated line: {reasons:?}");
+    assert_eq!(reasons[3], "payload has no `data.id`");
+    assert!(reasons[4].starts_with("payload is not JSON"), "a truncated line: {reasons:?}");
     assert_eq!(rejected[0].payload, b"Hello, Kafka");
     assert_eq!(rejected[1].payload, b"{\"data\":{\"id\":\"3\",\"text\":\"\xff\xfe\"}}", "bytes kept exactly");
     assert_eq!(rejected[2].payload, overlong.as_bytes()[..1024].to_vec(), "the overlong line's first KiB");

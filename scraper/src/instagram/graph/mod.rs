@@ -89,6 +89,10 @@ impl Source for GraphSource {
         "instagram.graph".into()
     }
 
+    fn topics(&self) -> Vec<String> {
+        vec![self.config.topics.profiles.clone(), self.config.topics.media.clone()]
+    }
+
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
             let mut poller = Poller::new(self.config, self.waiter, &out, shutdown)?;

@@ -152,7 +152,8 @@ impl SourceArgs {
 
 impl FromArgMatches for SourceArgs {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let chosen = matches.get_many::<String>(SOURCE_FLAG).map(|values| values.cloned().collect()).unwrap_or_default();
+        let chosen =
+            matches.get_many::<String>(SOURCE_FLAG).map(|values| values.cloned().collect()).unwrap_or_default();
         Ok(Self { chosen, matches: matches.clone() })
     }
 
@@ -164,7 +165,8 @@ impl FromArgMatches for SourceArgs {
 
 impl Args for SourceArgs {
     fn augment_args(command: Command) -> Command {
-        let values: Vec<PossibleValue> = kinds().map(|(_, kind)| PossibleValue::new(kind.name).help(kind.help)).collect();
+        let values: Vec<PossibleValue> =
+            kinds().map(|(_, kind)| PossibleValue::new(kind.name).help(kind.help)).collect();
         let defaults: Vec<String> = kinds().map(|(_, kind)| format!("{} {}", kind.name, kind.by_default)).collect();
         let source = Arg::new(SOURCE_FLAG)
             .long(SOURCE_FLAG)

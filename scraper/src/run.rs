@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::forward::{Forwarded, forward};
 use crate::kafka_sink::KafkaSink;

@@ -105,4 +105,56 @@ mod tests {
         let error = source_names(&["--source", "instagram-web", "--instagram-usernames", "bad)name"]).unwrap_err();
         assert!(error.to_string().contains("INSTAGRAM_USERNAMES"), "a list of only invalid names is none: {error}");
     }
+
+    #[test]
+    fn the_replay_runs_where_no_x_stream_does_and_sse_beside_either() {
+        assert_eq!(source_names(&[]).unwrap(), ["replay"]);
+        assert_eq!(source_names(&["--x-bearer-token", "AAAA"]).unwrap(), ["x.sample"]);
+        let sse = ["--sse-url", "http://localhost:1/api/v1/streaming/public"];
+        assert_eq!(source_names(&sse).unwrap(), ["sse.mastodon", "replay"]);
+        let both = [&sse[..], &["--x-bearer-token", "AAAA", "--x-stream", "sample10"]].concat();
+        assert_eq!(source_names(&both).unwrap(), ["x.sample10", "sse.mastodon"]);
+        // Given sources run in the registry's order, each once.
+        let given = ["--source", "replay,x", "--source", "replay", "--x-bearer-token", "AAAA"];
+        assert_eq!(source_names(&given).unwrap(), ["x.sample", "replay"]);
+        let error = source_names(&["--source", "x"]).unwrap_err();
+        assert!(error.to_string().contains("X_BEARER_TOKEN"), "{error}");
+        let error = source_names(&["--source", "telegram"]).unwrap_err();
+        assert!(error.to_string().contains("instagram-web"), "the possible values are listed: {error}");
+    }
+
+    #[test]
+    fn an_sse_source_name_the_inserter_would_not_map_is_refused_at_start_up() {
+        let sse = ["--sse-url", "http://localhost:1/stream", "--sse-source-name", "mastodon.social"];
+        let error = source_names(&sse).unwrap_err();
+        assert!(error.to_string().contains("SSE_SOURCE_NAME must start with `sse`"), "{error}");
+    }
+
+    #[test]
+    fn help_groups_the_flags_by_source_and_names_every_topic_flag() {
+        use clap::CommandFactory;
+        let help = Settings::command().render_long_help().to_string();
+        let headings = ["Topics:", "Sources:", "X stream (--source x):", "Server-sent events (--source sse):"];
+        let mut at = 0;
+        for heading in headings
+            .iter()
+            .chain(&["Replay (--source replay):", "Instagram (--source instagram-graph, instagram-web):"])
+        {
+            let found = help[at..].find(heading).unwrap_or_else(|| panic!("no {heading:?} after byte {at} in\n{help}"));
+            at += found;
+        }
+        let x = help.find("X stream (--source x):").unwrap();
+        let sse = help.find("Server-sent events").unwrap();
+        let token = help.find("--x-bearer-token").unwrap();
+        assert!(x < token && token < sse, "an X flag under the X heading");
+        for flag in [
+            "--topic-tweets",
+            "--topic-mastodon-statuses",
+            "--topic-instagram-profiles",
+            "--topic-instagram-media",
+            "--topic-rejects",
+        ] {
+            assert!(help.contains(flag), "{flag}");
+        }
+    }
 }

@@ -6,10 +6,10 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use contract::id::{self, IdError};
 use contract::reject::Reject;
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,8 +218,14 @@ mod tests {
         assert!(invalid(b"\xff\xfe{}").starts_with("payload is not UTF-8"));
         assert_eq!(invalid(b"[1,2]"), "payload is JSON but not an object: an array");
         assert_eq!(invalid(br#"{"data":{"text":"no id"}}"#), "payload has no `data.id`");
-        assert_eq!(invalid(br#"{"data":{"id":true}}"#), "payload's `data.id` is a boolean, not a string of digits or an integer");
-        assert_eq!(invalid(br#"{"data":{"id":"-5"}}"#), "payload's `data.id` `-5` is not a positive 64-bit integer (digits only)");
+        assert_eq!(
+            invalid(br#"{"data":{"id":true}}"#),
+            "payload's `data.id` is a boolean, not a string of digits or an integer"
+        );
+        assert_eq!(
+            invalid(br#"{"data":{"id":"-5"}}"#),
+            "payload's `data.id` `-5` is not a positive 64-bit integer (digits only)"
+        );
         assert_eq!(invalid(br#"{"data":{"id":"0"}}"#), "payload's `data.id` is 0, not a positive 64-bit integer");
         assert_eq!(
             invalid(br#"{"data":{"id":"99999999999999999999"}}"#),

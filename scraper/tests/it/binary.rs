@@ -185,6 +185,9 @@ async fn a_scraper_started_before_its_broker_waits_unhealthy_then_produces() {
     let status = process.wait(Duration::from_secs(120)).await.unwrap();
     assert!(status.success(), "{}", process.log());
     assert_eq!(logged_count(&process.log(), "scraper stopped", "produced"), Some(50), "{}", process.log());
+    let log = process.log();
+    let finished = log.lines().find(|line| line.contains("replay finished")).expect("a `replay finished` line");
+    assert!(finished.contains("source{source=replay}"), "the source's span names it: {finished}");
     let messages = support::consume(&broker, &topic, 50, Duration::from_secs(30)).await;
     assert_eq!(messages.len(), 50);
 }

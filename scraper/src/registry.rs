@@ -50,8 +50,9 @@ pub trait Register: Sync {
 
     fn choice(&self, kind: &Kind, args: &Self::Args) -> Choice;
 
-    /// `kind`, built from its flags; an error says what is missing, before anything connects.
-    fn build(&self, kind: &Kind, args: &Self::Args, shared: &Shared) -> anyhow::Result<Box<dyn Source>>;
+    /// The sources of `kind` (one, or one per stream its flags name), built from its flags; an error says
+    /// what is missing, before anything connects.
+    fn build(&self, kind: &Kind, args: &Self::Args, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>>;
 }
 
 /// [`Register`] without its `Args` type, so that [`SOURCES`] can list modules of different flags.
@@ -59,7 +60,7 @@ pub trait Registration: Sync {
     fn kinds(&self) -> &'static [Kind];
     fn augment(&self, command: Command) -> Command;
     fn choice(&self, kind: &Kind, matches: &ArgMatches) -> Result<Choice, clap::Error>;
-    fn build(&self, kind: &Kind, matches: &ArgMatches, shared: &Shared) -> anyhow::Result<Box<dyn Source>>;
+    fn build(&self, kind: &Kind, matches: &ArgMatches, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>>;
 }
 
 impl<R: Register> Registration for R {
@@ -75,7 +76,7 @@ impl<R: Register> Registration for R {
         Ok(Register::choice(self, kind, &R::Args::from_arg_matches(matches)?))
     }
 
-    fn build(&self, kind: &Kind, matches: &ArgMatches, shared: &Shared) -> anyhow::Result<Box<dyn Source>> {
+    fn build(&self, kind: &Kind, matches: &ArgMatches, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
         Register::build(self, kind, &R::Args::from_arg_matches(matches)?, shared)
     }
 }
@@ -117,7 +118,11 @@ impl SourceArgs {
     /// here, before anything connects.
     pub fn build(&self, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
         let chosen = if self.chosen.is_empty() { self.defaults()? } else { self.given() };
-        chosen.into_iter().map(|(registration, kind)| registration.build(kind, &self.matches, shared)).collect()
+        let mut sources = Vec::new();
+        for (registration, kind) in chosen {
+            sources.extend(registration.build(kind, &self.matches, shared)?);
+        }
+        Ok(sources)
     }
 
     fn given(&self) -> Vec<(&'static dyn Registration, &'static Kind)> {

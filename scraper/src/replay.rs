@@ -63,15 +63,15 @@ impl Register for ReplayRegistration {
         Choice::UnlessTopicsTaken
     }
 
-    fn build(&self, _: &Kind, replay: &ReplayArgs, shared: &Shared) -> anyhow::Result<Box<dyn Source>> {
-        Ok(Box::new(Replay::new(ReplayConfig {
+    fn build(&self, _: &Kind, replay: &ReplayArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
+        Ok(vec![Box::new(Replay::new(ReplayConfig {
             file: replay.replay_file.clone(),
             rate: NonZeroU32::new(replay.replay_rate),
             count: replay.replay_count,
             seed: replay.replay_seed,
             topic: shared.topics.name(&TWEETS).to_owned(),
             max_line_bytes: shared.max_record_bytes,
-        })))
+        }))])
     }
 }
 

@@ -139,11 +139,12 @@ impl Register for InstagramRegistration {
         }
     }
 
-    fn build(&self, kind: &Kind, ig: &InstagramArgs, shared: &Shared) -> anyhow::Result<Box<dyn Source>> {
-        Ok(match kind.name {
+    fn build(&self, kind: &Kind, ig: &InstagramArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
+        let source: Box<dyn Source> = match kind.name {
             GRAPH => Box::new(GraphSource::new(graph_config(ig, shared)?, Waiter::sleeping())),
             _ => Box::new(WebProfileSource::new(web_config(ig, shared)?, Waiter::sleeping())),
-        })
+        };
+        Ok(vec![source])
     }
 }
 

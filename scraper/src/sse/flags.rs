@@ -60,7 +60,7 @@ impl Register for SseRegistration {
         if args.sse_url.is_some() { Choice::Yes } else { Choice::No }
     }
 
-    fn build(&self, _: &Kind, sse: &SseArgs, shared: &Shared) -> anyhow::Result<Box<dyn Source>> {
+    fn build(&self, _: &Kind, sse: &SseArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
         let Some(url) = sse.sse_url.clone() else { bail!("the sse source needs SSE_URL") };
         if !sse.sse_source_name.starts_with(contract::source::SSE_PREFIX) {
             bail!(
@@ -77,6 +77,6 @@ impl Register for SseRegistration {
             max_event_bytes: shared.max_record_bytes,
             stall_timeout: sse.sse_stall_timeout,
         };
-        Ok(Box::new(SseSource::new(config, Waiter::sleeping())))
+        Ok(vec![Box::new(SseSource::new(config, Waiter::sleeping()))])
     }
 }

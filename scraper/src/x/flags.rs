@@ -99,7 +99,7 @@ impl Register for XSource {
         if args.token().is_some() { Choice::Yes } else { Choice::No }
     }
 
-    fn build(&self, _: &Kind, x: &XArgs, shared: &Shared) -> anyhow::Result<Box<dyn Source>> {
+    fn build(&self, _: &Kind, x: &XArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
         let Some(token) = x.token() else {
             bail!("the x source needs X_BEARER_TOKEN (without it, the replay source runs by default)")
         };
@@ -130,6 +130,6 @@ impl Register for XSource {
             rules,
             rules_dry_run: x.x_stream_rules_dry_run,
         };
-        Ok(Box::new(XStream::new(config, Waiter::sleeping())))
+        Ok(vec![Box::new(XStream::new(config, Waiter::sleeping()))])
     }
 }

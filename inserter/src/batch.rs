@@ -120,6 +120,11 @@ impl Batch {
         self.records.push(record);
     }
 
+    /// The records that cannot become rows: (index of the record in the batch, why).
+    pub fn dead_letters(&self) -> &[(usize, String)] {
+        &self.dead_letters
+    }
+
     /// Values left out of indexed columns, by (table, column).
     pub fn cuts(&self) -> &Cuts {
         &self.rows.cuts

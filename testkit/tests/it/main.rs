@@ -2,6 +2,7 @@
 //! crate's dependencies instead of one per file).
 
 mod compose_config;
+mod contract;
 mod instagram_end_to_end;
 mod local_pipeline;
 mod pipeline_end_to_end;

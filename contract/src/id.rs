@@ -1,7 +1,8 @@
 //! The id rule: every record's key, and every row's key in Postgres (`bigint`, `CHECK (id > 0)`), is a
-//! positive 64-bit integer. The scraper accepts a payload only if its id passes [`parse_id`] and keys the
-//! record by [`canonical`] text; the inserter reads ids through the same function, so nothing the scraper
-//! acknowledged can fail the inserter's id check.
+//! positive 64-bit integer. The scraper accepts a payload only if its own id passes [`parse_id`] and keys the
+//! record by [`canonical`] text; the inserter reads ids through the same function, so no record the scraper
+//! acknowledged fails the inserter's check of its own id. (Ids nested in a payload, an author's or a
+//! parent's, are the inserter's to read: the scraper forwards the payload as it is.)
 
 use serde_json::Value;
 

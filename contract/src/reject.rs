@@ -1,5 +1,7 @@
-//! Why the scraper rejects a payload: the `error` header of a record on the rejects topic. Each reason's text
-//! starts with a fixed phrase, so that a consumer of the rejects topic can count them by kind.
+//! Why the scraper rejects a payload: the `error` header of a record on the rejects topic. Each reason holds
+//! a fixed phrase per kind (`payload is not JSON`, `payload has no`, ...), after what the payload was where
+//! the source says so (`Instagram web media object: ...`), so that a consumer of the rejects topic can count
+//! them by kind.
 
 use crate::IdError;
 

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub queued_bytes: Gauge<i64, AtomicI64>,
     /// Unix time of the last bytes (data or heartbeat) received from any streaming source.
     pub last_receive: Gauge<f64, AtomicU64>,
+    /// Lines read on a connection that asked for backfill, during the minutes it asked for.
+    pub backfill_lines: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -63,6 +65,7 @@ impl Metrics {
             "Unix time of the last bytes received from a streaming source",
             metrics.last_receive.clone(),
         );
+        scraper.register("backfill_lines", "Lines read during a reconnect's backfill", metrics.backfill_lines.clone());
         metrics
     }
 

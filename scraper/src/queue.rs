@@ -65,7 +65,13 @@ pub fn bounded(budget_bytes: u32, rejects_topic: &str, metrics: Metrics) -> (Emi
 impl Emitter {
     /// The same queue, with records labelled as coming from `source` (e.g. `x.sample`).
     pub fn for_source(&self, source: &str) -> Self {
-        let labels = vec![("source", source.to_owned())];
+        self.for_task(source, source)
+    }
+
+    /// The same queue, with records labelled as coming from `source` and counted under `task`: tasks that
+    /// write as one source (the partitions of a stream) keep counters of their own.
+    pub fn for_task(&self, source: &str, task: &str) -> Self {
+        let labels = vec![("source", task.to_owned())];
         // One statement each: a label lookup holds its family's lock until the end of its statement.
         let lines = self.metrics.lines_read.get_or_create(&labels).clone();
         let heartbeats = self.metrics.heartbeats.get_or_create(&labels).clone();

@@ -50,7 +50,7 @@ pub async fn run(
     for source in sources {
         let name = source.name();
         tracing::info!(source = %name, "source started");
-        let out = emitter.for_source(&name);
+        let out = emitter.for_task(&source.record_source(), &name);
         // Every log line of the source's task names it.
         let span = tracing::info_span!("source", source = %name);
         handles.push((name, tracker.spawn(source.run(out, shutdown.child_token()).instrument(span))));

@@ -113,7 +113,7 @@ mod tests {
         let sse = ["--sse-url", "http://localhost:1/api/v1/streaming/public"];
         assert_eq!(source_names(&sse).unwrap(), ["sse.mastodon", "replay"]);
         let both = [&sse[..], &["--x-bearer-token", "AAAA", "--x-stream", "sample10"]].concat();
-        assert_eq!(source_names(&both).unwrap(), ["x.sample10", "sse.mastodon"]);
+        assert_eq!(source_names(&both).unwrap(), ["x.sample10.p1", "sse.mastodon"]);
         // Given sources run in the registry's order, each once.
         let given = ["--source", "replay,x", "--source", "replay", "--x-bearer-token", "AAAA"];
         assert_eq!(source_names(&given).unwrap(), ["x.sample", "replay"]);
@@ -121,6 +121,38 @@ mod tests {
         assert!(error.to_string().contains("X_BEARER_TOKEN"), "{error}");
         let error = source_names(&["--source", "telegram"]).unwrap_err();
         assert!(error.to_string().contains("instagram-web"), "the possible values are listed: {error}");
+    }
+
+    #[test]
+    fn each_sample10_partition_is_a_source_of_its_own_whose_records_are_x_sample10() {
+        let sample10 = ["--x-bearer-token", "AAAA", "--x-stream", "sample10"];
+        let settings = |extra: &[&str]| {
+            Settings::try_parse_from(std::iter::once("scraper").chain(sample10).chain(extra.iter().copied()))
+        };
+        let sources = settings(&["--x-stream-partitions", "1-3,7"]).unwrap().sources().unwrap();
+        let names: Vec<String> = sources.iter().map(|source| source.name()).collect();
+        assert_eq!(names, ["x.sample10.p1", "x.sample10.p2", "x.sample10.p3", "x.sample10.p7"]);
+        assert!(sources.iter().all(|source| source.record_source() == contract::source::X_SAMPLE10));
+
+        let one = [&sample10[..], &["--x-stream-partition", "7"]].concat();
+        assert_eq!(source_names(&one).unwrap(), ["x.sample10.p7"], "the one-partition flag still works");
+        let both = [&sample10[..], &["--x-stream-partitions", "1-2", "--x-stream-partition", "3"]].concat();
+        assert!(source_names(&both).unwrap_err().to_string().contains("not both"));
+        let error = settings(&["--x-stream-partitions", "0-4"]).unwrap_err();
+        assert!(error.to_string().contains("1 to 20"), "{error}");
+        let error = source_names(&["--x-bearer-token", "AAAA", "--x-stream-partitions", "1-2"]).unwrap_err();
+        assert!(error.to_string().contains("X_STREAM=sample10"), "{error}");
+    }
+
+    #[test]
+    fn backfill_minutes_are_0_to_5() {
+        let backfill = |minutes: &str| {
+            Settings::try_parse_from(["scraper", "--x-bearer-token", "AAAA", "--x-backfill-minutes", minutes])
+        };
+        assert!(backfill("5").is_ok());
+        assert!(backfill("0").is_ok());
+        let error = backfill("6").unwrap_err().to_string();
+        assert!(error.contains("0..=5"), "{error}");
     }
 
     #[test]

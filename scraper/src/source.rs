@@ -14,8 +14,15 @@ use tokio_util::sync::CancellationToken;
 use crate::queue::Emitter;
 
 pub trait Source: Send + 'static {
-    /// The `source` header of its records, e.g. `x.sample`, `sse.mastodon`, `replay`.
+    /// The name of its task, in its log span and its metrics' `source` label, e.g. `x.sample`,
+    /// `x.sample10.p3`, `sse.mastodon`, `replay`.
     fn name(&self) -> String;
+
+    /// The `source` header of its records, which the inserter maps by: the task's name, unless several tasks
+    /// write as one source (each partition of `x.sample10`).
+    fn record_source(&self) -> String {
+        self.name()
+    }
 
     /// The topics its records go to (besides the rejects topic).
     fn topics(&self) -> Vec<String>;

@@ -1,4 +1,5 @@
-//! The X stream source's flags, and when it runs: whenever X_BEARER_TOKEN is set.
+//! The X stream source's flags, and when it runs: whenever X_BEARER_TOKEN is set. It builds one source per
+//! stream: one for sample or search, one per partition for sample10.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use contract::topic::TWEETS;
 
+use super::backfill;
+use super::partitions::Partitions;
 use super::rules::{self, Rule};
 use super::stream::{self, Endpoint, XStream, XStreamConfig};
 use crate::registry::{Choice, Kind, Register, Shared};
@@ -22,7 +25,7 @@ pub struct XSource;
 pub enum XStreamKind {
     /// /2/tweets/sample/stream (1 %)
     Sample,
-    /// /2/tweets/sample10/stream (10 %, one partition per connection)
+    /// /2/tweets/sample10/stream (10 %, one connection per partition)
     Sample10,
     /// /2/tweets/search/stream (the filtered stream; rules from X_STREAM_RULES)
     Search,
@@ -43,9 +46,19 @@ pub struct XArgs {
     #[arg(long, env = "X_STREAM", value_enum, default_value_t = XStreamKind::Sample)]
     pub x_stream: XStreamKind,
 
-    /// The sample10 partition to read (1-20)
-    #[arg(long, env = "X_STREAM_PARTITION", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]
-    pub x_stream_partition: u8,
+    /// The sample10 partitions to read, e.g. `1-4` or `1,3,5` (each 1-20), one connection each [default: 1]
+    #[arg(long, env = "X_STREAM_PARTITIONS")]
+    pub x_stream_partitions: Option<Partitions>,
+
+    /// One sample10 partition to read (1-20): the older form of X_STREAM_PARTITIONS
+    #[arg(long, env = "X_STREAM_PARTITION", value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub x_stream_partition: Option<u8>,
+
+    /// On a reconnect, ask X to resend what it sent while disconnected, up to this many minutes (0-5; 0 for
+    /// plans without backfill)
+    #[arg(long, env = "X_BACKFILL_MINUTES", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(backfill::MAX_MINUTES)))]
+    pub x_backfill_minutes: u8,
 
     /// tweet.fields to request
     #[arg(long, env = "X_TWEET_FIELDS", default_value = stream::DEFAULT_TWEET_FIELDS)]
@@ -81,6 +94,27 @@ impl XArgs {
     fn token(&self) -> Option<Secret> {
         self.x_bearer_token.clone().filter(|t| !t.is_empty())
     }
+
+    /// The streams to read: one, or one per sample10 partition.
+    fn endpoints(&self) -> anyhow::Result<Vec<Endpoint>> {
+        if self.x_stream_partitions.is_some() && self.x_stream != XStreamKind::Sample10 {
+            bail!("X_STREAM_PARTITIONS apply to the sample10 stream only: set X_STREAM=sample10");
+        }
+        Ok(match self.x_stream {
+            XStreamKind::Sample => vec![Endpoint::Sample],
+            XStreamKind::Search => vec![Endpoint::Search],
+            XStreamKind::Sample10 => {
+                let partitions = match (&self.x_stream_partitions, self.x_stream_partition) {
+                    (Some(_), Some(_)) => {
+                        bail!("set X_STREAM_PARTITIONS or X_STREAM_PARTITION (one partition), not both")
+                    }
+                    (Some(Partitions(list)), None) => list.clone(),
+                    (None, one) => vec![one.unwrap_or(1)],
+                };
+                partitions.into_iter().map(|partition| Endpoint::Sample10 { partition }).collect()
+            }
+        })
+    }
 }
 
 impl Register for XSource {
@@ -112,14 +146,11 @@ impl Register for XSource {
         if rules.is_some() && x.x_stream != XStreamKind::Search {
             bail!("X_STREAM_RULES apply to the filtered stream only: set X_STREAM=search");
         }
+        let endpoints = x.endpoints()?;
         let config = XStreamConfig {
             base_url: x.x_api_base_url.clone(),
             token,
-            endpoint: match x.x_stream {
-                XStreamKind::Sample => Endpoint::Sample,
-                XStreamKind::Sample10 => Endpoint::Sample10 { partition: x.x_stream_partition },
-                XStreamKind::Search => Endpoint::Search,
-            },
+            endpoint: endpoints[0],
             tweet_fields: x.x_tweet_fields.clone(),
             expansions: x.x_expansions.clone(),
             user_fields: x.x_user_fields.clone(),
@@ -129,7 +160,15 @@ impl Register for XSource {
             connections_per_15_min: x.x_connections_per_15_min,
             rules,
             rules_dry_run: x.x_stream_rules_dry_run,
+            backfill_minutes: x.x_backfill_minutes,
         };
-        Ok(vec![Box::new(XStream::new(config, Waiter::sleeping()))])
+        // Each stream its own connection, reconnect state and connection quota.
+        Ok(endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let config = XStreamConfig { endpoint, ..config.clone() };
+                Box::new(XStream::new(config, Waiter::sleeping())) as Box<dyn Source>
+            })
+            .collect())
     }
 }

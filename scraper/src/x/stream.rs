@@ -1,7 +1,8 @@
 //! The X API v2 stream source: connects to the sample, sample10 or filtered stream, frames the never-ending
 //! response into lines, produces each post keyed by its id (bad lines to the rejects topic, with why), and
 //! reconnects as X documents. Connection attempts also pass a governor quota, so that a flapping connection
-//! never exceeds X's per-15-minutes connection limit; a bad token stops the source with a clear message.
+//! never exceeds X's per-15-minutes connection limit; a bad token stops the source with a clear message. A
+//! reconnect may ask X to resend what it sent meanwhile ([`super::backfill`]).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::backfill::{Ask, Backfill};
 use super::backoff::{Backoff, Disconnect};
 use super::framing::{Frame, LineFramer};
 use super::produce::produce;
@@ -50,6 +52,15 @@ impl Endpoint {
             Self::Search => "x.search",
         }
     }
+
+    /// The name of its task in logs and metrics: a sample10 task's names its partition, since several may run
+    /// side by side.
+    pub fn task_name(self) -> String {
+        match self {
+            Self::Sample10 { partition } => format!("x.sample10.p{partition}"),
+            other => other.source_name().to_owned(),
+        }
+    }
 }
 
 /// Field selections that fill every column of `twitter_data` and `twitter_users`.
@@ -76,6 +87,8 @@ pub struct XStreamConfig {
     /// For the filtered stream: the rules to sync before connecting (`None`: leave the rules as they are).
     pub rules: Option<Vec<Rule>>,
     pub rules_dry_run: bool,
+    /// On a reconnect, the most minutes of backfill to ask for (0: none, for plans without backfill).
+    pub backfill_minutes: u8,
 }
 
 pub struct XStream {
@@ -88,12 +101,15 @@ impl XStream {
         Self { config, waiter }
     }
 
-    fn url(&self) -> String {
+    fn url(&self, ask: Option<Ask>) -> String {
         let config = &self.config;
         let mut url = format!("{}{}", config.base_url.trim_end_matches('/'), config.endpoint.path());
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Endpoint::Sample10 { partition } = config.endpoint {
             query.push(("partition", partition.to_string()));
+        }
+        if let Some(ask) = ask {
+            query.push(("backfill_minutes", ask.minutes.to_string()));
         }
         for (name, value) in [
             ("tweet.fields", &config.tweet_fields),
@@ -114,6 +130,13 @@ impl XStream {
     }
 }
 
+/// What outlives one connection.
+struct Between {
+    framer: LineFramer,
+    backoff: Backoff,
+    backfill: Backfill,
+}
+
 /// How one connection ended.
 enum Ended {
     Reconnect(Disconnect),
@@ -130,6 +153,10 @@ impl From<Closed> for Ended {
 
 impl Source for XStream {
     fn name(&self) -> String {
+        self.config.endpoint.task_name()
+    }
+
+    fn record_source(&self) -> String {
         self.config.endpoint.source_name().to_owned()
     }
 
@@ -159,10 +186,13 @@ impl XStream {
             .expect("a positive period")
             .allow_burst(self.config.connections_per_15_min);
         let limiter = RateLimiter::direct_with_clock(quota, clock.clone());
-        let mut backoff = Backoff::new();
-        let mut framer = LineFramer::new(self.config.max_line_bytes);
-        let url = self.url();
         let name = self.name();
+        let backfilled = out.metrics().backfill_lines.get_or_create(&vec![("source", name.clone())]).clone();
+        let mut between = Between {
+            framer: LineFramer::new(self.config.max_line_bytes),
+            backoff: Backoff::new(),
+            backfill: Backfill::new(self.config.backfill_minutes, self.waiter.clock(), backfilled),
+        };
         loop {
             if let Err(not_until) = limiter.check() {
                 let delay = not_until.wait_time_from(clock.now());
@@ -171,8 +201,16 @@ impl XStream {
                     return Ok(());
                 }
             }
-            let ended = self.connect_and_read(&client, &url, &out, &mut framer, &mut backoff, &shutdown).await;
-            if let Some(partial) = framer.take_unfinished() {
+            let ask = between.backfill.ask();
+            if let Some(ask) = ask {
+                tracing::info!(
+                    backfill_minutes = ask.minutes,
+                    disconnected = ?ask.disconnected,
+                    "reconnecting with backfill: X resends what it sent while disconnected"
+                );
+            }
+            let ended = self.connect_and_read(&client, &self.url(ask), ask, &out, &mut between, &shutdown).await;
+            if let Some(partial) = between.framer.take_unfinished() {
                 let reason = format!("truncated line: the connection ended after {} bytes of it", partial.len());
                 out.reject(partial, &reason).await?;
             }
@@ -182,7 +220,7 @@ impl XStream {
                 Ended::Reconnect(why) => why,
             };
             out.metrics().reconnect(&name, why.label());
-            let delay = backoff.next_delay(why);
+            let delay = between.backoff.next_delay(why);
             tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the X stream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
                 return Ok(());
@@ -239,9 +277,9 @@ impl XStream {
         &self,
         client: &reqwest::Client,
         url: &str,
+        ask: Option<Ask>,
         out: &Emitter,
-        framer: &mut LineFramer,
-        backoff: &mut Backoff,
+        between: &mut Between,
         shutdown: &CancellationToken,
     ) -> Ended {
         let request = client.get(url).bearer_auth(self.config.token.expose()).send();
@@ -260,6 +298,7 @@ impl XStream {
             return self.refused(status.as_u16(), response).await;
         }
         tracing::info!(endpoint = self.config.endpoint.path(), "connected to the X stream");
+        between.backfill.connected(ask);
         let mut body = response.bytes_stream();
         let mut received = false;
         loop {
@@ -283,10 +322,14 @@ impl XStream {
             };
             if !received {
                 received = true;
-                backoff.reset();
+                between.backoff.reset();
             }
             out.metrics().received_now();
-            for frame in framer.push(&chunk) {
+            between.backfill.received();
+            for frame in between.framer.push(&chunk) {
+                if !matches!(frame, Frame::Heartbeat) {
+                    between.backfill.line();
+                }
                 match self.handle(frame, out).await {
                     Ok(None) => {}
                     Ok(Some(ended)) => return ended,

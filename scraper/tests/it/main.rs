@@ -9,5 +9,6 @@ mod replay;
 mod sse;
 mod support;
 mod topics;
+mod x_backfill;
 mod x_rules;
 mod x_stream;

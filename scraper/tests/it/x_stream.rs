@@ -14,19 +14,19 @@ use testkit::Broker;
 use testkit::http::{HttpServer, Part, Reply};
 use tokio_util::sync::CancellationToken;
 
-const TOKEN: &str = "test-bearer-token";
+pub(crate) const TOKEN: &str = "test-bearer-token";
 
-fn post(id: u64) -> String {
+pub(crate) fn post(id: u64) -> String {
     format!(
         r#"{{"data":{{"id":"{id}","text":"post {id} \u00e9","author_id":"2244994945","created_at":"2025-06-01T14:03:11.000Z","edit_history_tweet_ids":["{id}"]}},"includes":{{"users":[{{"id":"2244994945","username":"XDevelopers","name":"Developers"}}]}}}}"#
     )
 }
 
-fn chunk(text: &str) -> Part {
+pub(crate) fn chunk(text: &str) -> Part {
     Part::Chunk(text.as_bytes().to_vec())
 }
 
-fn config(server: &HttpServer, topic: &str) -> XStreamConfig {
+pub(crate) fn config(server: &HttpServer, topic: &str) -> XStreamConfig {
     XStreamConfig {
         base_url: server.url(),
         token: scraper::secret::Secret::new(TOKEN),
@@ -40,6 +40,7 @@ fn config(server: &HttpServer, topic: &str) -> XStreamConfig {
         connections_per_15_min: NonZeroU32::new(1000).unwrap(),
         rules: None,
         rules_dry_run: false,
+        backfill_minutes: 0,
     }
 }
 

@@ -7,3 +7,4 @@ mod instagram_end_to_end;
 mod local_pipeline;
 mod pipeline_end_to_end;
 mod services;
+mod x_backfill_end_to_end;

@@ -11,6 +11,10 @@ pub const SCRAPER_VERSION: &str = "scraper_version";
 /// On the rejects topic only: why the payload was rejected ([`crate::reject`]).
 pub const ERROR: &str = "error";
 
+/// On a server-sent-event record: the event's type (Mastodon: `update`, `status.update`, `delete`), which
+/// says what the value is (see [`crate::event`]).
+pub const SSE_EVENT: &str = "sse_event";
+
 /// On a business-discovery media record: the Graph id of the account that owns it.
 pub const INSTAGRAM_OWNER_ID: &str = "instagram_owner_id";
 /// On a hashtag media record: the hashtag as searched.

@@ -2,6 +2,7 @@
 //! the header names, the source names, the id rule and the reasons a payload is rejected. What one binary
 //! writes the other reads through these same definitions, so the two cannot drift apart.
 
+pub mod event;
 pub mod header;
 pub mod id;
 pub mod reject;

@@ -10,6 +10,7 @@ pub mod instagram_posts;
 pub mod instagram_profile_snapshots;
 pub mod instagram_profiles;
 pub mod kafka_offsets;
+pub mod mastodon_status_deletions;
 pub mod mastodon_statuses;
 pub mod twitter_data;
 pub mod twitter_users;
@@ -25,6 +26,7 @@ pub mod prelude {
     pub use crate::instagram_profile_snapshots::Entity as InstagramProfileSnapshots;
     pub use crate::instagram_profiles::Entity as InstagramProfiles;
     pub use crate::kafka_offsets::Entity as KafkaOffsets;
+    pub use crate::mastodon_status_deletions::Entity as MastodonStatusDeletions;
     pub use crate::mastodon_statuses::Entity as MastodonStatuses;
     pub use crate::twitter_data::Entity as TwitterData;
     pub use crate::twitter_users::Entity as TwitterUsers;

@@ -48,6 +48,9 @@ pub struct Model {
     pub favourites_count: Option<i64>,
     pub replies_count: Option<i64>,
     pub edited_at: Option<DateTimeUtc>,
+    /// When a stream said the status was deleted (`mastodon_status_deletions`); NULL while it is live. Set by
+    /// the database, never by a scrape.
+    pub deleted_at: Option<DateTimeUtc>,
     #[sea_orm(column_type = "JsonBinary")]
     pub raw: Json,
     pub scraped_at: DateTimeUtc,

@@ -9,7 +9,7 @@
 
 use entity::{instagram_comments, instagram_posts, instagram_profiles, mastodon_statuses, twitter_data, twitter_users};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, IdenStatic};
+use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, IdenStatic, Value};
 
 /// The upsert rule of one table.
 pub(crate) struct Guard<C: 'static> {
@@ -24,6 +24,9 @@ pub(crate) struct Guard<C: 'static> {
     pub first_known: &'static [C],
     /// Taken from a newer scrape when the row changes, never compared (`raw`, `scraped_at`, `source`).
     pub metadata: &'static [C],
+    /// The row's version, when the source has one (a Mastodon status's `edited_at`): a scrape of an older
+    /// version never replaces a newer one, whichever was read last (NULL, never edited, is the oldest).
+    pub version: Option<C>,
 }
 
 impl<C: IdenStatic + Copy> Guard<C> {
@@ -42,9 +45,13 @@ impl<C: IdenStatic + Copy> Guard<C> {
         let compared: Vec<&C> = self.kept_when_missing.iter().chain(self.replaced).collect();
         let current = list(compared.iter().map(|c| format!("{t}.{}", c.as_str())).collect());
         let incoming = list(compared.iter().map(|c| merged(c)).collect());
-        let newer = format!("{t}.scraped_at IS NULL OR EXCLUDED.scraped_at > {t}.scraped_at");
+        let not_older = match &self.version {
+            Some(v) => format!(" AND ({t}.{0} IS NULL OR EXCLUDED.{0} >= {t}.{0})", v.as_str()),
+            None => String::new(),
+        };
+        let newer = format!("{t}.scraped_at IS NULL OR (EXCLUDED.scraped_at > {t}.scraped_at{not_older})");
         let update = format!(
-            "{t}.scraped_at IS NULL OR (EXCLUDED.scraped_at > {t}.scraped_at AND ({current}) IS DISTINCT FROM ({incoming}))"
+            "{t}.scraped_at IS NULL OR (EXCLUDED.scraped_at > {t}.scraped_at{not_older} AND ({current}) IS DISTINCT FROM ({incoming}))"
         );
         let mut on_conflict = OnConflict::column(self.key);
         if self.first_known.is_empty() {
@@ -67,6 +74,25 @@ impl<C: IdenStatic + Copy> Guard<C> {
             .values(values)
             .action_and_where(Expr::cust(format!("({update}) OR ({known}) IS DISTINCT FROM ({learned})")));
         on_conflict
+    }
+
+    /// Whether `newer` (the later scrape of two of one row) holds an older version than `older`: then writing
+    /// both in turn leaves `older`.
+    pub fn is_stale<A>(&self, older: &A, newer: &A) -> bool
+    where
+        A: ActiveModelTrait,
+        <A::Entity as EntityTrait>::Column: From<C>,
+    {
+        let Some(version) = self.version else { return false };
+        let at = |model: &A| match model.get(version.into()) {
+            ActiveValue::Set(Value::ChronoDateTimeUtc(at)) | ActiveValue::Unchanged(Value::ChronoDateTimeUtc(at)) => at,
+            _ => None,
+        };
+        match (at(older), at(newer)) {
+            (Some(_), None) => true,
+            (Some(older), Some(newer)) => newer < older,
+            (None, _) => false,
+        }
     }
 
     /// Folds `newer` onto `older` (two scrapes of one row in a batch) as writing them in turn would: a NULL
@@ -121,6 +147,7 @@ pub(crate) const TWITTER_DATA: Guard<twitter_data::Column> = {
         replaced: &[C::Text, C::Hashtags, C::Mentions, C::Urls],
         first_known: &[],
         metadata: &[C::Source, C::Raw, C::ScrapedAt],
+        version: None,
     }
 };
 
@@ -148,6 +175,7 @@ pub(crate) const TWITTER_USERS: Guard<twitter_users::Column> = {
         replaced: &[C::Username],
         first_known: &[],
         metadata: &[C::Raw, C::ScrapedAt],
+        version: None,
     }
 };
 
@@ -184,6 +212,7 @@ pub(crate) const MASTODON_STATUSES: Guard<mastodon_statuses::Column> = {
         ],
         first_known: &[],
         metadata: &[C::Raw, C::ScrapedAt],
+        version: Some(C::EditedAt),
     }
 };
 
@@ -210,6 +239,7 @@ pub(crate) const INSTAGRAM_PROFILES: Guard<instagram_profiles::Column> = {
         replaced: &[],
         first_known: &[],
         metadata: &[C::Source, C::Raw, C::ScrapedAt],
+        version: None,
     }
 };
 
@@ -234,6 +264,7 @@ pub(crate) const INSTAGRAM_POSTS: Guard<instagram_posts::Column> = {
         replaced: &[C::Shortcode],
         first_known: &[C::GraphMediaId, C::OwnerId],
         metadata: &[C::Source, C::Raw, C::ScrapedAt],
+        version: None,
     }
 };
 
@@ -246,5 +277,6 @@ pub(crate) const INSTAGRAM_COMMENTS: Guard<instagram_comments::Column> = {
         replaced: &[C::MediaId, C::Text],
         first_known: &[],
         metadata: &[C::Source, C::Raw, C::ScrapedAt],
+        version: None,
     }
 };

@@ -4,7 +4,8 @@
 
 use entity::{
     instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
-    instagram_profile_snapshots, instagram_profiles, mastodon_statuses, twitter_data, twitter_users,
+    instagram_profile_snapshots, instagram_profiles, mastodon_status_deletions, mastodon_statuses, twitter_data,
+    twitter_users,
 };
 use sea_orm::EntityTrait;
 
@@ -97,6 +98,7 @@ tables! {
     twitter_users: twitter_users::Entity = TWITTER_USERS;
     twitter_data: twitter_data::Entity = TWITTER_DATA;
     mastodon_statuses: mastodon_statuses::Entity = MASTODON_STATUSES;
+    mastodon_status_deletions: mastodon_status_deletions::Entity = MASTODON_STATUS_DELETIONS;
     // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
     // then what points at a post.
     instagram_profiles: instagram_profiles::Entity = INSTAGRAM_PROFILES;
@@ -124,6 +126,13 @@ const fn guarded<E: EntityTrait>(guard: &'static guard::Guard<E::Column>) -> Rul
 static TWITTER_USERS: Rule<twitter_users::Entity> = guarded(&guard::TWITTER_USERS);
 static TWITTER_DATA: Rule<twitter_data::Entity> = guarded(&guard::TWITTER_DATA);
 static MASTODON_STATUSES: Rule<mastodon_statuses::Entity> = guarded(&guard::MASTODON_STATUSES);
+/// The first deletion read stands: a status is deleted once.
+static MASTODON_STATUS_DELETIONS: Rule<mastodon_status_deletions::Entity> = Rule {
+    key: &[mastodon_status_deletions::Column::StatusId],
+    conflict: Conflict::Nothing { preferred: None },
+    carries_payload: false,
+    sorted: true,
+};
 static INSTAGRAM_PROFILES: Rule<instagram_profiles::Entity> = guarded(&guard::INSTAGRAM_PROFILES);
 /// A minimal row with a username beats one without.
 static INSTAGRAM_REFERENCED_PROFILES: Rule<instagram_profiles::Entity> = Rule {
@@ -176,7 +185,8 @@ mod tests {
     use crate::batch::{Batch, Routes};
 
     /// Columns the database fills (defaults), by table; `*` is every table.
-    const FILLED_BY_THE_DATABASE: &[(&str, &str)] = &[("*", "ingested_at"), ("instagram_hashtags", "first_seen_at")];
+    const FILLED_BY_THE_DATABASE: &[(&str, &str)] =
+        &[("*", "ingested_at"), ("instagram_hashtags", "first_seen_at"), ("mastodon_statuses", "deleted_at")];
 
     /// Tables whose rows are placeholders that write only some columns, and those columns.
     const PARTIAL: &[(&str, &[&str])] = &[("instagram_referenced_profiles", &["user_id", "username"])];
@@ -204,6 +214,7 @@ mod tests {
         let records = vec![
             record(topic("tweets"), "x.sample", &[], "x_stream/full.json"),
             record(topic("mastodon-statuses"), "sse.mastodon", &[], "mastodon/status.json"),
+            record(topic("mastodon-statuses"), "sse.mastodon", &[("sse_event", "delete")], "mastodon/delete.txt"),
             record(
                 topic("instagram-profiles"),
                 "instagram.graph.business_discovery",
@@ -254,6 +265,7 @@ mod tests {
             twitter_users,
             twitter_data,
             mastodon_statuses,
+            mastodon_status_deletions,
             instagram_profiles,
             instagram_referenced_profiles,
             instagram_profile_snapshots,

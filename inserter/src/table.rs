@@ -119,6 +119,9 @@ impl<E: EntityTrait> Table<E> {
                 let mut rows = group.into_iter();
                 let mut merged = rows.next().expect("a group has rows");
                 for mut next in rows {
+                    if guard.is_stale(&merged.model, &next.model) {
+                        continue;
+                    }
                     guard.merge(&merged.model, &mut next.model);
                     merged = next;
                 }

@@ -9,6 +9,7 @@ mod m20261122_000002_instagram;
 mod m20261122_000003_ingest_bookkeeping;
 mod m20261122_000004_cdc_publication;
 mod m20261125_000005_mastodon;
+mod m20261201_000006_mastodon_edits_deletions;
 mod sql;
 
 /// The publication Debezium (or any logical-replication client) reads; created by the migrations so that
@@ -28,6 +29,7 @@ pub const PUBLISHED_TABLES: &[&str] = &[
     "instagram_post_hashtags",
     "instagram_post_tagged_users",
     "mastodon_statuses",
+    "mastodon_status_deletions",
 ];
 
 pub struct Migrator;
@@ -41,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_ingest_bookkeeping::Migration),
             Box::new(m20261122_000004_cdc_publication::Migration),
             Box::new(m20261125_000005_mastodon::Migration),
+            Box::new(m20261201_000006_mastodon_edits_deletions::Migration),
         ]
     }
 }

@@ -3,7 +3,7 @@
 //! (`reblog_of_id`); the reblogged status itself stays in `raw`.
 
 use chrono::{DateTime, Utc};
-use entity::mastodon_statuses;
+use entity::{mastodon_status_deletions, mastodon_statuses};
 use sea_orm::ActiveValue::{NotSet, Set};
 use serde::Deserialize;
 
@@ -30,8 +30,9 @@ impl Mapping for Statuses {
         source.starts_with(contract::source::SSE_PREFIX)
     }
 
-    /// The status is read from the payload as it is, which becomes `raw`; only a payload that fails is
-    /// parsed into a tree, to say why.
+    /// A `delete` event is a deletion; anything else a status (`update`, `status.update`, or a record without
+    /// the header, from before it existed). The status is read from the payload as it is, which becomes
+    /// `raw`; only a payload that fails is parsed into a tree, to say why.
     fn map(
         &self,
         index: usize,
@@ -39,6 +40,11 @@ impl Mapping for Statuses {
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError> {
+        if record.header(contract::header::SSE_EVENT) == Some(contract::event::MASTODON_DELETE) {
+            let deletion = deletion(payload, record.source(), record.scraped_at())?;
+            tables.mastodon_status_deletions.push(index, deletion, None);
+            return Ok(());
+        }
         let fast = plain_text(payload).and_then(|text| Some((serde_json::from_str::<Status>(text).ok()?, text)));
         let (model, raw) = match fast {
             Some((status, text)) => (status.into_row(record.scraped_at()), Some(text.into())),
@@ -47,6 +53,25 @@ impl Mapping for Statuses {
         tables.mastodon_statuses.push(index, model, raw);
         Ok(())
     }
+}
+
+/// A `delete` event's data: the status id, as digits or a JSON string.
+pub fn deletion(
+    payload: &[u8],
+    source: &str,
+    scraped_at: DateTime<Utc>,
+) -> Result<mastodon_status_deletions::ActiveModel, DecodeError> {
+    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 { offset: e.valid_up_to() })?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    let id = contract::id::from_json(&value)
+        .map_err(|_| DecodeError::invalid("deleted status id", value.to_string(), "a positive 64-bit id"))?;
+    Ok(mastodon_status_deletions::ActiveModel {
+        status_id: Set(id),
+        deleted_at: Set(scraped_at),
+        source: Set(source.to_owned()),
+        ingested_at: NotSet,
+    })
 }
 
 /// Maps one status; `scraped_at` comes from the record's headers.
@@ -140,6 +165,7 @@ impl Status {
             favourites_count: Set(self.favourites_count),
             replies_count: Set(self.replies_count),
             edited_at: Set(self.edited_at),
+            deleted_at: NotSet,
             raw: NotSet,
             scraped_at: Set(scraped_at),
             ingested_at: NotSet,

@@ -110,6 +110,7 @@ async fn a_status_lands_with_every_column() {
         favourites_count: Some(47),
         replies_count: Some(3),
         edited_at: Some(Utc.with_ymd_and_hms(2024, 11, 21, 14, 10, 2).unwrap() + Duration::milliseconds(1)),
+        deleted_at: None,
         raw: fixture("status.json"),
         scraped_at: at(0),
         ingested_at: row.ingested_at,
@@ -159,6 +160,99 @@ async fn a_newer_scrape_of_an_edited_status_replaces_its_content() {
     assert_eq!(row.content_text, "Edited: tea & #Tea");
     assert_eq!((row.tags, row.mentions), (vec!["tea".to_owned()], vec![]));
     assert_eq!(row.edited_at, Some(Utc.with_ymd_and_hms(2024, 11, 21, 14, 12, 0).unwrap()));
+}
+
+/// `status` as a `status.update` (an edit) would bring it, edited at `edited_at`.
+fn edited(content: &str, edited_at: &str) -> Value {
+    let mut status = fixture("status.json");
+    status["content"] = json!(content);
+    status["edited_at"] = json!(edited_at);
+    status
+}
+
+fn event_record(offset: i64, payload: &[u8], event: &str, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+    let mut record = record(offset, payload, "sse.mastodon", scraped_at);
+    record.headers.push(("sse_event".into(), Some(event.as_bytes().to_vec())));
+    record
+}
+
+#[tokio::test]
+async fn the_newest_edit_wins_whichever_is_read_last() {
+    let (_pg, db) = setup().await;
+    let second = edited("<p>second edit</p>", "2024-11-21T14:20:00.000Z");
+    let first = edited("<p>first edit</p>", "2024-11-21T14:12:00.000Z");
+    let update = |offset, status: &Value, at| event_record(offset, status.to_string().as_bytes(), "status.update", at);
+    write(&db, "g", &mut batch(vec![update(0, &second, at(10))])).await.unwrap();
+    // Read later, but an older version: a second stream, or a replay of the first edit.
+    write(&db, "g", &mut batch(vec![update(1, &first, at(20))])).await.unwrap();
+    let mut original = fixture("status.json");
+    original["edited_at"] = Value::Null;
+    write(&db, "g", &mut batch(vec![event_record(2, original.to_string().as_bytes(), "update", at(30))]))
+        .await
+        .unwrap();
+    assert_eq!(stored(&db, ID).await.content_text, "second edit");
+
+    // The same in one batch, in every order of reading.
+    let (_pg2, db2) = setup().await;
+    let records = vec![update(0, &second, at(10)), update(1, &first, at(20)), update(2, &original, at(30))];
+    write(&db2, "g", &mut batch(records)).await.unwrap();
+    assert_eq!(stored(&db2, ID).await.content_text, "second edit");
+    let third = edited("<p>third edit</p>", "2024-11-21T14:30:00.000Z");
+    write(&db2, "g", &mut batch(vec![update(3, &third, at(40))])).await.unwrap();
+    assert_eq!(stored(&db2, ID).await.content_text, "third edit", "a newer edit replaces");
+}
+
+#[tokio::test]
+async fn a_deletion_marks_the_status_before_or_after_it_lands_and_the_change_is_published() {
+    let (_pg, db) = setup().await;
+    write(&db, "g", &mut batch(vec![status_record(0, &fixture("status.json"), at(0))])).await.unwrap();
+    cdc::create_slot(&db, "deletions").await.unwrap();
+    let deleted = write(&db, "g", &mut batch(vec![event_record(1, ID.to_string().as_bytes(), "delete", at(50))]))
+        .await
+        .unwrap();
+    assert_eq!(deleted.dead_letters, 0);
+    let row = stored(&db, ID).await;
+    assert_eq!(row.deleted_at, Some(at(50)), "the row stays, marked");
+    assert_eq!(row.content_text.is_empty(), false);
+    let changes = cdc::peek_changes(&db, "deletions", CDC_PUBLICATION).await.unwrap();
+    assert_eq!(changes.len(), 2, "the deletion and the status's update: {changes:?}");
+
+    // A later scrape of the status (a replay, another stream) does not bring it back to life.
+    write(&db, "g", &mut batch(vec![status_record(2, &with_counts(50, 50, 50), at(90))])).await.unwrap();
+    assert_eq!(stored(&db, ID).await.deleted_at, Some(at(50)));
+    // A second deletion keeps the first time.
+    write(&db, "g", &mut batch(vec![event_record(3, ID.to_string().as_bytes(), "delete", at(99))])).await.unwrap();
+    assert_eq!(stored(&db, ID).await.deleted_at, Some(at(50)));
+
+    // Deleted before it was ever seen (a JSON string id, as some servers send it): the status is born deleted.
+    let other = 113512950000000001;
+    let quoted = format!("\"{other}\"");
+    write(&db, "g", &mut batch(vec![event_record(4, quoted.as_bytes(), "delete", at(100))])).await.unwrap();
+    write(&db, "g", &mut batch(vec![status_record(5, &fixture("minimal.json"), at(110))])).await.unwrap();
+    assert_eq!(stored(&db, other).await.deleted_at, Some(at(100)));
+}
+
+#[tokio::test]
+async fn a_deletion_that_names_no_status_is_dead_lettered_with_its_reason() {
+    let (_pg, db) = setup().await;
+    let records = vec![
+        event_record(0, b"0", "delete", at(0)),
+        event_record(1, b"not-an-id", "delete", at(0)),
+        event_record(2, b"99999999999999999999", "delete", at(0)),
+        event_record(3, ID.to_string().as_bytes(), "delete", at(0)),
+    ];
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
+    assert_eq!((written.rows, written.dead_letters), (1, 3));
+    let reasons: Vec<String> = entity::ingest_errors::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|letter| letter.error)
+        .collect();
+    assert_eq!(reasons.len(), 3);
+    assert!(reasons.iter().any(|r| r.contains("deleted status id `0`")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");
 }
 
 #[tokio::test]

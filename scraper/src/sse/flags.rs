@@ -27,8 +27,9 @@ pub struct SseArgs {
     #[arg(long, env = "SSE_BEARER_TOKEN", hide_env_values = true)]
     pub sse_bearer_token: Option<Secret>,
 
-    /// Event types to keep, comma-separated (Mastodon: update)
-    #[arg(long, env = "SSE_EVENT_TYPES", value_delimiter = ',', default_value = "update")]
+    /// Event types to keep, comma-separated: Mastodon's new statuses (update), edits (status.update) and
+    /// deletions (delete); each record says its type in the `sse_event` header
+    #[arg(long, env = "SSE_EVENT_TYPES", value_delimiter = ',', default_value = "update,status.update,delete")]
     pub sse_event_types: Vec<String>,
 
     /// Topic for kept events [default: the Mastodon statuses topic, --topic-mastodon-statuses]
@@ -78,5 +79,24 @@ impl Register for SseRegistration {
             stall_timeout: sse.sse_stall_timeout,
         };
         Ok(vec![Box::new(SseSource::new(config, Waiter::sleeping()))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::SseArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sse: SseArgs,
+    }
+
+    #[test]
+    fn the_kept_event_types_are_the_contracts_by_default() {
+        let cli = Cli::try_parse_from(["cli"]).unwrap();
+        assert_eq!(cli.sse.sse_event_types, contract::event::MASTODON_KEPT);
     }
 }

@@ -23,7 +23,7 @@ pub mod flags;
 mod record;
 mod transport;
 
-pub use record::record_id;
+pub use record::{deleted_id, record_id};
 use transport::{ReqwestTransport, RunawayEvent, Stalled};
 
 /// The environment variable operators set the token with; named in the error when the server refuses it.
@@ -255,10 +255,19 @@ impl SseSource {
         }
     }
 
-    /// Sends a kept event's data to the data topic, keyed by its id, or to the rejects topic with the reason.
+    /// Sends a kept event's data to the data topic, keyed by its id and with its type in the `sse_event`
+    /// header, or to the rejects topic with the reason. A `delete` event's data is the id itself.
     async fn emit(&self, event: Event, out: &Emitter) -> Result<(), Closed> {
-        match record_id(&event.data, self.config.max_event_bytes) {
-            Ok(id) => out.accept(&self.config.topic, id, event.data.into_bytes()).await,
+        let keyed = if event.event_type == contract::event::MASTODON_DELETE {
+            deleted_id(&event.data)
+        } else {
+            record_id(&event.data, self.config.max_event_bytes)
+        };
+        match keyed {
+            Ok(id) => {
+                let headers = [(contract::header::SSE_EVENT, event.event_type)];
+                out.accept_with(&self.config.topic, id, event.data.into_bytes(), &headers).await
+            }
             Err(invalid @ Reject::TooLarge { .. }) => {
                 let mut data = event.data.into_bytes();
                 data.truncate(REJECT_PREFIX_BYTES);

@@ -34,6 +34,12 @@ pub fn record_id(data: &str, max_bytes: usize) -> Result<String, Reject> {
     }
 }
 
+/// The record key of a `delete` event's data: the deleted status's id, as digits (Mastodon) or a JSON string.
+pub fn deleted_id(data: &str) -> Result<String, Reject> {
+    let value: serde_json::Value = serde_json::from_str(data).map_err(|e| Reject::NotJson(e.to_string()))?;
+    id::from_json(&value).map(id::canonical).map_err(bad_id)
+}
+
 fn bad_id(error: IdError) -> Reject {
     Reject::BadId { field: "id", error }
 }
@@ -41,6 +47,16 @@ fn bad_id(error: IdError) -> Reject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_id_is_the_data_itself() {
+        assert_eq!(deleted_id("113512893421773000"), Ok("113512893421773000".into()));
+        assert_eq!(deleted_id("\"113512893421773000\""), Ok("113512893421773000".into()));
+        assert_eq!(deleted_id(" 42\n"), Ok("42".into()));
+        assert_eq!(deleted_id("0"), Err(bad_id(IdError::Zero)));
+        assert!(matches!(deleted_id("{\"id\":\"1\"}"), Err(Reject::BadId { .. })));
+        assert!(matches!(deleted_id("abc"), Err(Reject::NotJson(_))));
+    }
 
     #[test]
     fn an_id_is_a_string_of_digits_or_a_number() {

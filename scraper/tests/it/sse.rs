@@ -364,3 +364,44 @@ async fn a_retry_after_on_429_and_the_streams_retry_field_set_the_waits() {
     assert_eq!(keys(&records), ["601", "602"]);
     assert_eq!(waits, [wait("rate_limited", 120), wait("disconnected", 5)]);
 }
+
+#[tokio::test]
+async fn edits_and_deletions_arrive_with_their_event_type_and_a_deletion_is_keyed_by_the_deleted_id() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let edited = status("301").replace("hi 301", "hi 301, edited");
+    let server = HttpServer::scripted(
+        vec![sse(vec![
+            chunk(event("update", &status("301"))),
+            chunk(event("status.update", &edited)),
+            chunk(event("delete", "301")),
+            chunk(event("delete", "\"302\"")),
+            chunk(event("delete", "0")),
+            chunk(event("notification", r#"{"id":"9"}"#)),
+            Part::Hang,
+        ])],
+        silence(),
+    )
+    .await
+    .unwrap();
+    let kept = contract::event::MASTODON_KEPT.iter().map(|kind| kind.to_string()).collect();
+    let running = Running::start(&broker, SseConfig { event_types: kept, ..config(&server, &topic) }, &rejects).await;
+    let records = support::consume(&broker, &topic, 4, PATIENCE).await;
+    let rejected = support::consume(&broker, &rejects, 1, PATIENCE).await;
+    running.stop().await;
+
+    let seen: Vec<(Option<&str>, &str, String)> =
+        records.iter().map(|r| (r.header("sse_event"), r.key.as_deref().unwrap(), r.text())).collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("update"), "301", status("301")),
+            (Some("status.update"), "301", edited.clone()),
+            (Some("delete"), "301", "301".to_owned()),
+            (Some("delete"), "302", "\"302\"".to_owned()),
+        ],
+        "in stream order, one partition per id"
+    );
+    assert_eq!(rejected.len(), 1, "a deletion of id 0 is rejected: {rejected:?}");
+    assert!(rejected[0].header("error").unwrap().contains("is 0"), "{:?}", rejected[0].header("error"));
+}

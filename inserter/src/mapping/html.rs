@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn every_html5_named_reference_is_decoded() {
         assert_eq!(to_text("<p>Caf&eacute; cr&egrave;me &Agrave; la carte</p>"), "Café crème À la carte");
-        assert_eq!(to_text("&hearts; &rarr; &alpha;&beta; &frac12; &ccedil;&atilde;o &szlig; &oelig;"), "♥ → αβ ½ ção ß œ");
+        assert_eq!(
+            to_text("&hearts; &rarr; &alpha;&beta; &frac12; &ccedil;&atilde;o &szlig; &oelig;"),
+            "♥ → αβ ½ ção ß œ"
+        );
         assert_eq!(to_text("&NotNestedGreaterGreater; &fjlig; &DoubleLongLeftRightArrow;"), "⪢̸ fj ⟺");
         // Legacy names a browser also reads without their `;`.
         assert_eq!(to_text("caf&eacute &copy 2024"), "café © 2024");

@@ -62,8 +62,7 @@ pub fn deletion(
     scraped_at: DateTime<Utc>,
 ) -> Result<mastodon_status_deletions::ActiveModel, DecodeError> {
     let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 { offset: e.valid_up_to() })?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
     let id = contract::id::from_json(&value)
         .map_err(|_| DecodeError::invalid("deleted status id", value.to_string(), "a positive 64-bit id"))?;
     Ok(mastodon_status_deletions::ActiveModel {

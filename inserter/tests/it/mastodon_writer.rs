@@ -207,13 +207,12 @@ async fn a_deletion_marks_the_status_before_or_after_it_lands_and_the_change_is_
     let (_pg, db) = setup().await;
     write(&db, "g", &mut batch(vec![status_record(0, &fixture("status.json"), at(0))])).await.unwrap();
     cdc::create_slot(&db, "deletions").await.unwrap();
-    let deleted = write(&db, "g", &mut batch(vec![event_record(1, ID.to_string().as_bytes(), "delete", at(50))]))
-        .await
-        .unwrap();
+    let deleted =
+        write(&db, "g", &mut batch(vec![event_record(1, ID.to_string().as_bytes(), "delete", at(50))])).await.unwrap();
     assert_eq!(deleted.dead_letters, 0);
     let row = stored(&db, ID).await;
     assert_eq!(row.deleted_at, Some(at(50)), "the row stays, marked");
-    assert_eq!(row.content_text.is_empty(), false);
+    assert!(!row.content_text.is_empty(), "its content stays");
     let changes = cdc::peek_changes(&db, "deletions", CDC_PUBLICATION).await.unwrap();
     assert_eq!(changes.len(), 2, "the deletion and the status's update: {changes:?}");
 
@@ -243,13 +242,8 @@ async fn a_deletion_that_names_no_status_is_dead_lettered_with_its_reason() {
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!((written.rows, written.dead_letters), (1, 3));
-    let reasons: Vec<String> = entity::ingest_errors::Entity::find()
-        .all(&db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|letter| letter.error)
-        .collect();
+    let reasons: Vec<String> =
+        entity::ingest_errors::Entity::find().all(&db).await.unwrap().into_iter().map(|letter| letter.error).collect();
     assert_eq!(reasons.len(), 3);
     assert!(reasons.iter().any(|r| r.contains("deleted status id `0`")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");

@@ -21,7 +21,9 @@ CREATE INDEX mastodon_statuses_deleted_at_idx ON mastodon_statuses (deleted_at) 
 
 CREATE FUNCTION mastodon_status_born_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    SELECT d.deleted_at INTO NEW.deleted_at FROM mastodon_status_deletions d WHERE d.status_id = NEW.id;
+    IF NEW.deleted_at IS NULL THEN
+        SELECT d.deleted_at INTO NEW.deleted_at FROM mastodon_status_deletions d WHERE d.status_id = NEW.id;
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER mastodon_statuses_born_deleted BEFORE INSERT ON mastodon_statuses

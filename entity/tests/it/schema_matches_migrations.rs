@@ -74,6 +74,7 @@ async fn every_table_has_an_entity_with_the_same_columns() {
         entity_columns::<instagram_profile_snapshots::Entity>(),
         entity_columns::<instagram_profiles::Entity>(),
         entity_columns::<kafka_offsets::Entity>(),
+        entity_columns::<mastodon_status_deletions::Entity>(),
         entity_columns::<mastodon_statuses::Entity>(),
         entity_columns::<twitter_data::Entity>(),
         entity_columns::<twitter_users::Entity>(),
@@ -265,11 +266,20 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         favourites_count: Some(2),
         replies_count: Some(3),
         edited_at: Some(at(-30)),
+        deleted_at: Some(at(-10)),
         raw: json!({"id": "113512893421773000", "content": "<p>…</p>"}),
         scraped_at: at(0),
         ingested_at: at(1),
     };
     round_trip::<mastodon_statuses::Entity>(&db, status, 113_512_893_421_773_000).await;
+
+    let deletion = mastodon_status_deletions::Model {
+        status_id: 113_512_893_421_779_999,
+        deleted_at: at(-5),
+        source: "sse.mastodon".into(),
+        ingested_at: at(1),
+    };
+    round_trip::<mastodon_status_deletions::Entity>(&db, deletion, 113_512_893_421_779_999).await;
 
     let offsets = kafka_offsets::Model {
         consumer_group: "inserter".into(),

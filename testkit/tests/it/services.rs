@@ -60,7 +60,7 @@ async fn victim_starts_services_and_waits_to_be_killed() {
 async fn a_killed_test_leaves_no_server_behind() {
     let report = std::env::temp_dir().join(unique_name("victim_report"));
     let mut victim = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "victim_starts_services_and_waits_to_be_killed", "--ignored", "--nocapture"])
+        .args(["--exact", "services::victim_starts_services_and_waits_to_be_killed", "--ignored", "--nocapture"])
         .env("TESTKIT_VICTIM_REPORT", &report)
         .spawn()
         .unwrap();

@@ -15,6 +15,11 @@ pub const ERROR: &str = "error";
 /// says what the value is (see [`crate::event`]).
 pub const SSE_EVENT: &str = "sse_event";
 
+/// On a server-sent-event record: the instance that served the stream (the stream URL's host, with its port
+/// when it is not the scheme's). Mastodon ids are the serving instance's own, so a status is known by
+/// (instance, id).
+pub const INSTANCE: &str = "instance";
+
 /// On a business-discovery media record: the Graph id of the account that owns it.
 pub const INSTAGRAM_OWNER_ID: &str = "instagram_owner_id";
 /// On a hashtag media record: the hashtag as searched.

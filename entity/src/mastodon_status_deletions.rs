@@ -7,6 +7,9 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "mastodon_status_deletions")]
 pub struct Model {
+    /// The instance whose stream said so: the status is `(instance, status_id)` in `mastodon_statuses`.
+    #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
+    pub instance: String,
     #[sea_orm(primary_key, auto_increment = false)]
     pub status_id: i64,
     /// When the scraper read the `delete` event (Mastodon sends no time of its own).

@@ -6,6 +6,9 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "mastodon_statuses")]
 pub struct Model {
+    /// The instance that served the status (the stream's host): `id` and `account_id` are its own numbers.
+    #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
+    pub instance: String,
     /// The serving instance's id for the status: a 64-bit snowflake, sent as a decimal string.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: i64,

@@ -14,7 +14,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, IdenStatic, Value};
 /// The upsert rule of one table.
 pub(crate) struct Guard<C: 'static> {
     pub table: &'static str,
-    pub key: C,
+    /// The conflict target: the row's key.
+    pub key: &'static [C],
     /// Taken from a newer scrape, unless it is NULL there (the source did not send it): then the known value
     /// stays.
     pub kept_when_missing: &'static [C],
@@ -53,7 +54,7 @@ impl<C: IdenStatic + Copy> Guard<C> {
         let update = format!(
             "{t}.scraped_at IS NULL OR (EXCLUDED.scraped_at > {t}.scraped_at{not_older} AND ({current}) IS DISTINCT FROM ({incoming}))"
         );
-        let mut on_conflict = OnConflict::column(self.key);
+        let mut on_conflict = OnConflict::columns(self.key.iter().copied());
         if self.first_known.is_empty() {
             on_conflict
                 .values(compared.iter().copied().chain(self.metadata).map(|c| (*c, Expr::cust(merged(c)))))
@@ -126,7 +127,7 @@ pub(crate) const TWITTER_DATA: Guard<twitter_data::Column> = {
     use twitter_data::Column as C;
     Guard {
         table: "twitter_data",
-        key: C::TweetId,
+        key: &[C::TweetId],
         kept_when_missing: &[
             C::AuthorId,
             C::CreatedAt,
@@ -155,7 +156,7 @@ pub(crate) const TWITTER_USERS: Guard<twitter_users::Column> = {
     use twitter_users::Column as C;
     Guard {
         table: "twitter_users",
-        key: C::UserId,
+        key: &[C::UserId],
         kept_when_missing: &[
             C::Name,
             C::Description,
@@ -185,7 +186,7 @@ pub(crate) const MASTODON_STATUSES: Guard<mastodon_statuses::Column> = {
     use mastodon_statuses::Column as C;
     Guard {
         table: "mastodon_statuses",
-        key: C::Id,
+        key: &[C::Instance, C::Id],
         kept_when_missing: &[
             C::Url,
             C::Language,
@@ -221,7 +222,7 @@ pub(crate) const INSTAGRAM_PROFILES: Guard<instagram_profiles::Column> = {
     use instagram_profiles::Column as C;
     Guard {
         table: "instagram_profiles",
-        key: C::UserId,
+        key: &[C::UserId],
         kept_when_missing: &[
             C::Username,
             C::FullName,
@@ -249,7 +250,7 @@ pub(crate) const INSTAGRAM_POSTS: Guard<instagram_posts::Column> = {
     use instagram_posts::Column as C;
     Guard {
         table: "instagram_posts",
-        key: C::MediaId,
+        key: &[C::MediaId],
         kept_when_missing: &[
             C::MediaType,
             C::Caption,
@@ -272,7 +273,7 @@ pub(crate) const INSTAGRAM_COMMENTS: Guard<instagram_comments::Column> = {
     use instagram_comments::Column as C;
     Guard {
         table: "instagram_comments",
-        key: C::CommentId,
+        key: &[C::CommentId],
         kept_when_missing: &[C::ParentCommentId, C::AuthorId, C::AuthorUsername, C::LikeCount, C::CreatedAt],
         replaced: &[C::MediaId, C::Text],
         first_known: &[],

@@ -115,12 +115,7 @@ tables! {
 
 /// The rule of a table with a guard: keyed by the guard's key.
 const fn guarded<E: EntityTrait>(guard: &'static guard::Guard<E::Column>) -> Rule<E> {
-    Rule {
-        key: std::slice::from_ref(&guard.key),
-        conflict: Conflict::Guarded(guard),
-        carries_payload: true,
-        sorted: false,
-    }
+    Rule { key: guard.key, conflict: Conflict::Guarded(guard), carries_payload: true, sorted: false }
 }
 
 static TWITTER_USERS: Rule<twitter_users::Entity> = guarded(&guard::TWITTER_USERS);
@@ -128,7 +123,7 @@ static TWITTER_DATA: Rule<twitter_data::Entity> = guarded(&guard::TWITTER_DATA);
 static MASTODON_STATUSES: Rule<mastodon_statuses::Entity> = guarded(&guard::MASTODON_STATUSES);
 /// The first deletion read stands: a status is deleted once.
 static MASTODON_STATUS_DELETIONS: Rule<mastodon_status_deletions::Entity> = Rule {
-    key: &[mastodon_status_deletions::Column::StatusId],
+    key: &[mastodon_status_deletions::Column::Instance, mastodon_status_deletions::Column::StatusId],
     conflict: Conflict::Nothing { preferred: None },
     carries_payload: false,
     sorted: true,
@@ -214,7 +209,12 @@ mod tests {
         let records = vec![
             record(topic("tweets"), "x.sample", &[], "x_stream/full.json"),
             record(topic("mastodon-statuses"), "sse.mastodon", &[], "mastodon/status.json"),
-            record(topic("mastodon-statuses"), "sse.mastodon", &[("sse_event", "delete")], "mastodon/delete.txt"),
+            record(
+                topic("mastodon-statuses"),
+                "sse.mastodon",
+                &[("sse_event", "delete"), ("instance", "hachyderm.io")],
+                "mastodon/delete.txt",
+            ),
             record(
                 topic("instagram-profiles"),
                 "instagram.graph.business_discovery",

@@ -189,4 +189,20 @@ mod tests {
             assert!(help.contains(flag), "{flag}");
         }
     }
+
+    #[test]
+    fn each_sse_url_is_a_stream_of_its_own_named_by_its_instance() {
+        let two =
+            ["--sse-url", "https://mastodon.social/api/v1/streaming/public,http://127.0.0.1:4000/api/v1/streaming"];
+        assert_eq!(
+            source_names(&two).unwrap(),
+            ["sse.mastodon@mastodon.social", "sse.mastodon@127.0.0.1:4000", "replay"]
+        );
+        let tokens = [&two[..], &["--sse-bearer-token", "a,b,c"]].concat();
+        let error = source_names(&tokens).unwrap_err();
+        assert!(error.to_string().contains("3 tokens for 2 SSE_URLs"), "{error}");
+        let twice = ["--sse-url", "https://a.example/stream,https://A.example:443/other"];
+        let error = source_names(&twice).unwrap_err();
+        assert!(error.to_string().contains("instance a.example twice"), "{error}");
+    }
 }

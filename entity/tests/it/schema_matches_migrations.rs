@@ -244,6 +244,7 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         .await;
 
     let status = mastodon_statuses::Model {
+        instance: "mastodon.social".into(),
         id: 113_512_893_421_773_000,
         url: Some("https://mastodon.social/@Gargron/113512893421773000".into()),
         uri: "https://mastodon.social/users/Gargron/statuses/113512893421773000".into(),
@@ -271,15 +272,21 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         scraped_at: at(0),
         ingested_at: at(1),
     };
-    round_trip::<mastodon_statuses::Entity>(&db, status, 113_512_893_421_773_000).await;
+    round_trip::<mastodon_statuses::Entity>(&db, status, ("mastodon.social".to_owned(), 113_512_893_421_773_000)).await;
 
     let deletion = mastodon_status_deletions::Model {
+        instance: "mastodon.social".into(),
         status_id: 113_512_893_421_779_999,
         deleted_at: at(-5),
         source: "sse.mastodon".into(),
         ingested_at: at(1),
     };
-    round_trip::<mastodon_status_deletions::Entity>(&db, deletion, 113_512_893_421_779_999).await;
+    round_trip::<mastodon_status_deletions::Entity>(
+        &db,
+        deletion,
+        ("mastodon.social".to_owned(), 113_512_893_421_779_999),
+    )
+    .await;
 
     let offsets = kafka_offsets::Model {
         consumer_group: "inserter".into(),

@@ -40,24 +40,54 @@ impl Mapping for Statuses {
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError> {
+        let instance = instance_header(record)?;
         if record.header(contract::header::SSE_EVENT) == Some(contract::event::MASTODON_DELETE) {
-            let deletion = deletion(payload, record.source(), record.scraped_at())?;
+            let Some(instance) = instance else {
+                return Err(DecodeError::Shape(format!(
+                    "a deletion needs its `{}` header: the id is that instance's",
+                    contract::header::INSTANCE
+                )));
+            };
+            let deletion = deletion(payload, instance, record.source(), record.scraped_at())?;
             tables.mastodon_status_deletions.push(index, deletion, None);
             return Ok(());
         }
         let fast = plain_text(payload).and_then(|text| Some((serde_json::from_str::<Status>(text).ok()?, text)));
         let (model, raw) = match fast {
-            Some((status, text)) => (status.into_row(record.scraped_at()), Some(text.into())),
-            None => detach_raw(map(payload, record.scraped_at())?),
+            Some((status, text)) => (status.into_row(record.scraped_at(), instance)?, Some(text.into())),
+            None => detach_raw(map_from(payload, record.scraped_at(), instance)?),
         };
         tables.mastodon_statuses.push(index, model, raw);
         Ok(())
     }
 }
 
+/// Longest instance name taken: a host name (253) with a port, and room to spare; the column's CHECK.
+const MAX_INSTANCE: usize = 300;
+
+/// The `instance` header, checked: a value Postgres can store and the key's CHECK takes.
+fn instance_header(record: &ConsumedRecord) -> Result<Option<&str>, DecodeError> {
+    let Some(instance) = record.header(contract::header::INSTANCE) else { return Ok(None) };
+    if instance.is_empty() || instance.len() > MAX_INSTANCE || instance.chars().any(char::is_control) {
+        let shown: String = instance.chars().take(80).collect();
+        return Err(DecodeError::invalid("header instance", shown.escape_debug().to_string(), "a host name"));
+    }
+    Ok(Some(instance))
+}
+
+/// The host of a status's `uri` (its origin): the instance of a record from before the `instance` header,
+/// when the serving instance was not recorded.
+fn uri_host(uri: &str) -> Option<String> {
+    let (_, rest) = uri.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?.to_lowercase();
+    (!host.is_empty() && host.len() <= MAX_INSTANCE && !host.chars().any(char::is_control)).then_some(host)
+}
+
 /// A `delete` event's data: the status id, as digits or a JSON string.
 pub fn deletion(
     payload: &[u8],
+    instance: &str,
     source: &str,
     scraped_at: DateTime<Utc>,
 ) -> Result<mastodon_status_deletions::ActiveModel, DecodeError> {
@@ -66,6 +96,7 @@ pub fn deletion(
     let id = contract::id::from_json(&value)
         .map_err(|_| DecodeError::invalid("deleted status id", value.to_string(), "a positive 64-bit id"))?;
     Ok(mastodon_status_deletions::ActiveModel {
+        instance: Set(instance.to_owned()),
         status_id: Set(id),
         deleted_at: Set(scraped_at),
         source: Set(source.to_owned()),
@@ -73,11 +104,19 @@ pub fn deletion(
     })
 }
 
-/// Maps one status; `scraped_at` comes from the record's headers.
+/// Maps one status of a record without the `instance` header; `scraped_at` comes from the record's headers.
 pub fn map(payload: &[u8], scraped_at: DateTime<Utc>) -> Result<mastodon_statuses::ActiveModel, DecodeError> {
+    map_from(payload, scraped_at, None)
+}
+
+fn map_from(
+    payload: &[u8],
+    scraped_at: DateTime<Utc>,
+    instance: Option<&str>,
+) -> Result<mastodon_statuses::ActiveModel, DecodeError> {
     let raw = parse_object(payload)?;
     let status = Status::deserialize(&raw).map_err(|e| DecodeError::Shape(e.to_string()))?;
-    let mut row = status.into_row(scraped_at);
+    let mut row = status.into_row(scraped_at, instance)?;
     row.raw = Set(raw);
     Ok(row)
 }
@@ -132,7 +171,21 @@ struct Mention {
 }
 
 impl Status {
-    fn into_row(self, scraped_at: DateTime<Utc>) -> mastodon_statuses::ActiveModel {
+    fn into_row(
+        self,
+        scraped_at: DateTime<Utc>,
+        instance: Option<&str>,
+    ) -> Result<mastodon_statuses::ActiveModel, DecodeError> {
+        let instance = match instance {
+            Some(instance) => instance.to_owned(),
+            None => uri_host(&self.uri).ok_or_else(|| {
+                DecodeError::invalid(
+                    "uri",
+                    self.uri.chars().take(200).collect::<String>(),
+                    "a URL with a host (the record has no `instance` header)",
+                )
+            })?,
+        };
         // Servers send a tag as its author typed it (`#RustLang`); lower-cased, `tags @> '{rustlang}'` finds
         // every spelling.
         let mut tags: Vec<String> = Vec::with_capacity(self.tags.len());
@@ -142,7 +195,8 @@ impl Status {
                 tags.push(name);
             }
         }
-        mastodon_statuses::ActiveModel {
+        Ok(mastodon_statuses::ActiveModel {
+            instance: Set(instance),
             id: Set(self.id.0),
             url: Set(self.url),
             uri: Set(self.uri),
@@ -168,6 +222,19 @@ impl Status {
             raw: NotSet,
             scraped_at: Set(scraped_at),
             ingested_at: NotSet,
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_host;
+
+    #[test]
+    fn a_uri_host_is_its_authority_without_user_lower_cased() {
+        assert_eq!(uri_host("https://Mastodon.Social/users/a/statuses/1").as_deref(), Some("mastodon.social"));
+        assert_eq!(uri_host("https://u@host.example:8443/x").as_deref(), Some("host.example:8443"));
+        assert_eq!(uri_host("tag:example.org,2024:1"), None);
+        assert_eq!(uri_host("https:///x"), None);
     }
 }

@@ -16,6 +16,16 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("kafka_offsets", "topic", "a Kafka topic name: at most 249 ASCII characters, checked by the broker"),
     ("ingest_errors", "topic", "a Kafka topic name: at most 249 ASCII characters, checked by the broker"),
     ("kafka_offsets", "consumer_group", "the operator's --group, one value for the process, never a record's"),
+    (
+        "mastodon_statuses",
+        "instance",
+        "a host name: at most 300 bytes, by CHECK and by the mapping, which dead-letters a longer one",
+    ),
+    (
+        "mastodon_status_deletions",
+        "instance",
+        "a host name: at most 300 bytes, by CHECK and by the mapping, which dead-letters a longer one",
+    ),
     ("seaql_migrations", "version", "sea-orm-migration's own table: the migration names of this repository"),
 ];
 
@@ -183,9 +193,9 @@ fn insert(table: &str, column: &str, value: &str, id: i64) -> (Vec<Statement>, S
         ("mastodon_statuses", "tags" | "mentions") => (
             vec![],
             row(&format!(
-                "INSERT INTO mastodon_statuses (id, uri, created_at, account_id, account_acct, account_username, \
+                "INSERT INTO mastodon_statuses (instance, id, uri, created_at, account_id, account_acct, account_username, \
                  content_html, content_text, visibility, raw, scraped_at, {column}) \
-                 VALUES ($2, 'u', now(), 1, 'a', 'a', '', '', 'public', '{{}}', now(), ARRAY[$1])"
+                 VALUES ('i', $2, 'u', now(), 1, 'a', 'a', '', '', 'public', '{{}}', now(), ARRAY[$1])"
             )),
         ),
         ("twitter_users", "username") => {

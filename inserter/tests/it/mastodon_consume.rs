@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use entity::mastodon_statuses;
 use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait as _, QueryFilter as _};
 use serde_json::json;
 use support::{Rig, fixture_json, status_message};
 use testkit::{TestMessage, unique_name};
@@ -34,7 +35,12 @@ fn with_counts(reblogs: i64, favourites: i64, replies: i64) -> serde_json::Value
 }
 
 async fn counts(rig: &Rig) -> [Option<i64>; 3] {
-    let row = mastodon_statuses::Entity::find_by_id(ID).one(rig.conn()).await.unwrap().unwrap();
+    let row = mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(ID))
+        .one(rig.conn())
+        .await
+        .unwrap()
+        .unwrap();
     [row.reblogs_count, row.favourites_count, row.replies_count]
 }
 
@@ -60,7 +66,12 @@ async fn statuses_land_newer_scrapes_update_older_ones_do_not_and_malformed_ones
     rig.wait_for_count(&statuses_offsets_sql(&rig, &group), 4, Duration::from_secs(60), &inserter).await;
 
     assert_eq!(rig.count(STATUSES).await, 3, "{}", inserter.log());
-    let row = mastodon_statuses::Entity::find_by_id(ID).one(rig.conn()).await.unwrap().unwrap();
+    let row = mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(ID))
+        .one(rig.conn())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.uri, "https://hachyderm.io/users/ferris/statuses/113512893400000000");
     assert_eq!(row.url.as_deref(), Some("https://hachyderm.io/@ferris/113512893400000000"));
     assert_eq!((row.account_id, row.account_acct.as_str()), (109301234567890124, "ferris@hachyderm.io"));
@@ -79,7 +90,12 @@ async fn statuses_land_newer_scrapes_update_older_ones_do_not_and_malformed_ones
     assert!(row.edited_at.is_some());
     assert_eq!(row.raw, fixture_json("mastodon/status.json"));
     assert_eq!(row.scraped_at, Utc.with_ymd_and_hms(2024, 11, 21, 14, 15, 0).unwrap(), "from the scraped_at header");
-    let reblog = mastodon_statuses::Entity::find_by_id(113512900000000777_i64).one(rig.conn()).await.unwrap().unwrap();
+    let reblog = mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(113512900000000777_i64))
+        .one(rig.conn())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reblog.reblog_of_id, Some(ID));
     let dead = "SELECT count(*) FROM ingest_errors WHERE key = '113512893421773001' AND error LIKE '%missing field%'";
     assert_eq!(rig.count(dead).await, 1, "the malformed status is dead-lettered with its reason");

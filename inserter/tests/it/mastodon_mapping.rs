@@ -9,6 +9,7 @@ use inserter::mapping::DecodeError;
 use inserter::mapping::mastodon::map;
 use migration::Migrator;
 use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait as _, QueryFilter as _};
 use serde_json::{Value, json};
 use testkit::Postgres;
 
@@ -165,7 +166,12 @@ async fn mapped_rows_are_storable_as_they_are() {
     for name in ["status.json", "reblog.json", "minimal.json"] {
         mastodon_statuses::Entity::insert(mapped(name)).exec_without_returning(&db).await.unwrap();
     }
-    let stored = mastodon_statuses::Entity::find_by_id(113512893421773000_i64).one(&db).await.unwrap().unwrap();
+    let stored = mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(113512893421773000_i64))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.tags, ["rustlang", "café"]);
     assert!(stored.content_text.ends_with("#Café 🦀"));
     assert_eq!(stored.raw, fixture_json("status.json"));

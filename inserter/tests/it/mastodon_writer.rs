@@ -9,6 +9,7 @@ use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
 use inserter::writer::{Written, write};
 use migration::{CDC_PUBLICATION, Migrator};
+use sea_orm::{ColumnTrait as _, QueryFilter as _};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
 use testkit::{Postgres, cdc};
@@ -58,7 +59,12 @@ fn batch(records: Vec<ConsumedRecord>) -> Batch {
 }
 
 async fn stored(db: &DatabaseConnection, id: i64) -> mastodon_statuses::Model {
-    mastodon_statuses::Entity::find_by_id(id).one(db).await.unwrap().expect("the status was stored")
+    mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(id))
+        .one(db)
+        .await
+        .unwrap()
+        .expect("the status was stored")
 }
 
 async fn counts(db: &DatabaseConnection, id: i64) -> [Option<i64>; 3] {
@@ -87,6 +93,7 @@ async fn a_status_lands_with_every_column() {
 
     let row = stored(&db, ID).await;
     let expected = mastodon_statuses::Model {
+        instance: "hachyderm.io".into(),
         id: ID,
         url: Some("https://hachyderm.io/@ferris/113512893400000000".into()),
         uri: "https://hachyderm.io/users/ferris/statuses/113512893400000000".into(),
@@ -170,9 +177,19 @@ fn edited(content: &str, edited_at: &str) -> Value {
     status
 }
 
+/// A record as the SSE source writes it: with its event type, from the instance of the fixtures' `uri`s.
 fn event_record(offset: i64, payload: &[u8], event: &str, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+    from_instance(event_record_of(offset, payload, event, scraped_at), "hachyderm.io")
+}
+
+fn event_record_of(offset: i64, payload: &[u8], event: &str, scraped_at: DateTime<Utc>) -> ConsumedRecord {
     let mut record = record(offset, payload, "sse.mastodon", scraped_at);
     record.headers.push(("sse_event".into(), Some(event.as_bytes().to_vec())));
+    record
+}
+
+fn from_instance(mut record: ConsumedRecord, instance: &str) -> ConsumedRecord {
+    record.headers.push(("instance".into(), Some(instance.as_bytes().to_vec())));
     record
 }
 
@@ -226,7 +243,8 @@ async fn a_deletion_marks_the_status_before_or_after_it_lands_and_the_change_is_
     // Deleted before it was ever seen (a JSON string id, as some servers send it): the status is born deleted.
     let other = 113512950000000001;
     let quoted = format!("\"{other}\"");
-    write(&db, "g", &mut batch(vec![event_record(4, quoted.as_bytes(), "delete", at(100))])).await.unwrap();
+    let deletion = from_instance(event_record_of(4, quoted.as_bytes(), "delete", at(100)), "example.social");
+    write(&db, "g", &mut batch(vec![deletion])).await.unwrap();
     write(&db, "g", &mut batch(vec![status_record(5, &fixture("minimal.json"), at(110))])).await.unwrap();
     assert_eq!(stored(&db, other).await.deleted_at, Some(at(100)));
 }
@@ -329,4 +347,40 @@ async fn every_unstorable_status_is_dead_lettered_with_its_reason_and_the_rest_l
     let offsets = inserter::offsets::stored(&db, "g").await.unwrap();
     assert_eq!(offsets.get(&(STATUSES.to_owned(), 0)), Some(&9));
     assert_eq!(offsets.get(&(TWEETS.to_owned(), 0)), Some(&1));
+}
+
+#[tokio::test]
+async fn two_instances_statuses_with_one_id_are_two_rows_and_a_deletion_marks_only_its_own() {
+    let (_pg, db) = setup().await;
+    let status = fixture("status.json").to_string();
+    let mut other = fixture("status.json");
+    other["content"] = json!("<p>another instance's status, same number</p>");
+    let records = vec![
+        from_instance(event_record_of(0, status.as_bytes(), "update", at(0)), "mastodon.social"),
+        from_instance(event_record_of(1, other.to_string().as_bytes(), "update", at(0)), "fosstodon.org"),
+    ];
+    let written = write(&db, "g", &mut batch(records)).await.unwrap();
+    assert_eq!((written.rows, written.dead_letters), (2, 0));
+    let deletion = from_instance(event_record_of(2, ID.to_string().as_bytes(), "delete", at(9)), "fosstodon.org");
+    write(&db, "g", &mut batch(vec![deletion])).await.unwrap();
+
+    let rows = mastodon_statuses::Entity::find().filter(mastodon_statuses::Column::Id.eq(ID)).all(&db).await.unwrap();
+    let mut seen: Vec<(String, String, Option<DateTime<Utc>>)> =
+        rows.into_iter().map(|row| (row.instance, row.content_text, row.deleted_at)).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("fosstodon.org".into(), "another instance's status, same number".into(), Some(at(9))),
+            ("mastodon.social".into(), seen[1].1.clone(), None),
+        ]
+    );
+
+    // A deletion without its instance cannot say which status it is.
+    let orphan = event_record_of(3, ID.to_string().as_bytes(), "delete", at(10));
+    let written = write(&db, "g", &mut batch(vec![orphan])).await.unwrap();
+    assert_eq!(written.dead_letters, 1);
+    // An instance header no key can hold is refused, not stored.
+    let hostile = from_instance(event_record_of(4, status.as_bytes(), "update", at(11)), "bad\u{0}host");
+    assert_eq!(write(&db, "g", &mut batch(vec![hostile])).await.unwrap().dead_letters, 1);
 }

@@ -23,6 +23,7 @@ use inserter::writer::{STATEMENT_BYTES, WriteError, write};
 use migration::{Migrator, MigratorTrait};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use sea_orm::{ColumnTrait as _, QueryFilter as _};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, QueryOrder, Statement,
     TransactionTrait,
@@ -366,7 +367,12 @@ async fn a_mastodon_status_with_a_tag_no_index_can_hold_lands_without_it() {
     assert_eq!(write(db, "g", &mut batch).await.unwrap().dead_letters, 0);
 
     assert_eq!(ids(db, "SELECT id FROM mastodon_statuses").await, set([10, 20, 30]));
-    let row = mastodon_statuses::Entity::find_by_id(20_i64).one(db).await.unwrap().unwrap();
+    let row = mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(20_i64))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.tags, vec!["rustlang".to_owned()]);
     assert_eq!(row.mentions, vec!["Gargron@mastodon.social".to_owned()]);
     assert_eq!(row.raw["tags"][1]["name"], json!(long_tag), "raw keeps the tag whole");

@@ -19,13 +19,14 @@ pub struct SseRegistration;
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Server-sent events (--source sse)")]
 pub struct SseArgs {
-    /// Server-sent-event stream URL, e.g. https://mastodon.social/api/v1/streaming/public
-    #[arg(long, env = "SSE_URL")]
-    pub sse_url: Option<String>,
+    /// Server-sent-event stream URLs, comma-separated, e.g. https://mastodon.social/api/v1/streaming/public;
+    /// each is a stream of its own (connection, reconnects), its records keyed by its instance (its host)
+    #[arg(long, env = "SSE_URL", value_delimiter = ',')]
+    pub sse_url: Vec<String>,
 
-    /// Bearer token for the SSE stream, if it needs one
-    #[arg(long, env = "SSE_BEARER_TOKEN", hide_env_values = true)]
-    pub sse_bearer_token: Option<Secret>,
+    /// Bearer token for the SSE streams, if they need one: one for all, or one per URL, comma-separated
+    #[arg(long, env = "SSE_BEARER_TOKEN", hide_env_values = true, value_delimiter = ',')]
+    pub sse_bearer_token: Vec<Secret>,
 
     /// Event types to keep, comma-separated: Mastodon's new statuses (update), edits (status.update) and
     /// deletions (delete); each record says its type in the `sse_event` header
@@ -58,35 +59,81 @@ impl Register for SseRegistration {
     }
 
     fn choice(&self, _: &Kind, args: &SseArgs) -> Choice {
-        if args.sse_url.is_some() { Choice::Yes } else { Choice::No }
+        if args.sse_url.is_empty() { Choice::No } else { Choice::Yes }
     }
 
     fn build(&self, _: &Kind, sse: &SseArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
-        let Some(url) = sse.sse_url.clone() else { bail!("the sse source needs SSE_URL") };
+        let urls: Vec<&String> = sse.sse_url.iter().filter(|url| !url.trim().is_empty()).collect();
+        if urls.is_empty() {
+            bail!("the sse source needs SSE_URL");
+        }
+        let tokens: Vec<Option<Secret>> = match sse.sse_bearer_token.as_slice() {
+            [] => vec![None; urls.len()],
+            [one] => vec![Some(one.clone()).filter(|t| !t.is_empty()); urls.len()],
+            many if many.len() == urls.len() => {
+                many.iter().map(|t| Some(t.clone()).filter(|t| !t.is_empty())).collect()
+            }
+            many => bail!(
+                "SSE_BEARER_TOKEN has {} tokens for {} SSE_URLs: give one for all, or one per URL",
+                many.len(),
+                urls.len()
+            ),
+        };
         if !sse.sse_source_name.starts_with(contract::source::SSE_PREFIX) {
             bail!(
                 "SSE_SOURCE_NAME must start with `{}`: the inserter reads Mastodon statuses from sources so named",
                 contract::source::SSE_PREFIX
             );
         }
-        let config = SseConfig {
-            name: sse.sse_source_name.clone(),
-            url,
-            token: sse.sse_bearer_token.clone().filter(|t| !t.is_empty()),
-            event_types: sse.sse_event_types.clone(),
-            topic: sse.sse_topic.clone().unwrap_or_else(|| shared.topics.name(&MASTODON_STATUSES).to_owned()),
-            max_event_bytes: shared.max_record_bytes,
-            stall_timeout: sse.sse_stall_timeout,
-        };
-        Ok(vec![Box::new(SseSource::new(config, Waiter::sleeping()))])
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        let mut instances: Vec<String> = Vec::new();
+        for (url, token) in urls.into_iter().zip(tokens) {
+            let instance = instance_of(url)?;
+            if instances.contains(&instance) {
+                bail!("SSE_URL names instance {instance} twice: one stream per instance");
+            }
+            instances.push(instance.clone());
+            let source = sse.sse_source_name.clone();
+            let config = SseConfig {
+                name: if sse.sse_url.len() > 1 { format!("{source}@{instance}") } else { source.clone() },
+                source,
+                instance,
+                url: url.trim().to_owned(),
+                token,
+                event_types: sse.sse_event_types.clone(),
+                topic: sse.sse_topic.clone().unwrap_or_else(|| shared.topics.name(&MASTODON_STATUSES).to_owned()),
+                max_event_bytes: shared.max_record_bytes,
+                stall_timeout: sse.sse_stall_timeout,
+            };
+            sources.push(Box::new(SseSource::new(config, Waiter::sleeping())));
+        }
+        Ok(sources)
     }
+}
+
+/// The instance a stream URL serves: its host, and its port when it is not the scheme's default.
+pub fn instance_of(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| anyhow::anyhow!("SSE_URL `{url}` is not a URL: {e}"))?;
+    let Some(host) = parsed.host_str() else { bail!("SSE_URL `{url}` has no host") };
+    Ok(match parsed.port() {
+        Some(port) => format!("{}:{port}", host.to_lowercase()),
+        None => host.to_lowercase(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
-    use super::SseArgs;
+    use super::{SseArgs, instance_of};
+
+    #[test]
+    fn an_instance_is_the_url_host_with_a_port_that_is_not_the_default() {
+        assert_eq!(instance_of("https://Mastodon.Social/api/v1/streaming/public").unwrap(), "mastodon.social");
+        assert_eq!(instance_of("https://mastodon.social:443/api/v1/streaming").unwrap(), "mastodon.social");
+        assert_eq!(instance_of("http://127.0.0.1:4000/api/v1/streaming").unwrap(), "127.0.0.1:4000");
+        assert!(instance_of("not a url").is_err());
+    }
 
     #[derive(Parser)]
     struct Cli {

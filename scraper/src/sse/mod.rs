@@ -45,8 +45,13 @@ const MAX_ERROR_BODY: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct SseConfig {
-    /// The `source` header, e.g. `sse.mastodon`.
+    /// The task's name in logs and metrics: the `source` header, with the instance when one scraper reads
+    /// several streams (`sse.mastodon@fosstodon.org`).
     pub name: String,
+    /// The `source` header, e.g. `sse.mastodon`.
+    pub source: String,
+    /// The `instance` header: which instance's ids the records carry.
+    pub instance: String,
     pub url: String,
     /// Sent as `Authorization: Bearer`.
     pub token: Option<Secret>,
@@ -75,6 +80,10 @@ impl SseSource {
 impl Source for SseSource {
     fn name(&self) -> String {
         self.config.name.clone()
+    }
+
+    fn record_source(&self) -> String {
+        self.config.source.clone()
     }
 
     fn topics(&self) -> Vec<String> {
@@ -265,7 +274,10 @@ impl SseSource {
         };
         match keyed {
             Ok(id) => {
-                let headers = [(contract::header::SSE_EVENT, event.event_type)];
+                let headers = [
+                    (contract::header::SSE_EVENT, event.event_type),
+                    (contract::header::INSTANCE, self.config.instance.clone()),
+                ];
                 out.accept_with(&self.config.topic, id, event.data.into_bytes(), &headers).await
             }
             Err(invalid @ Reject::TooLarge { .. }) => {

@@ -52,9 +52,12 @@ fn silence() -> Reply {
 }
 
 fn config(server: &HttpServer, topic: &str) -> SseConfig {
+    let url = format!("{}/api/v1/streaming/public", server.url());
     SseConfig {
         name: SOURCE.into(),
-        url: format!("{}/api/v1/streaming/public", server.url()),
+        source: SOURCE.into(),
+        instance: scraper::sse::flags::instance_of(&url).unwrap(),
+        url,
         token: Some(Secret::new(TOKEN)),
         event_types: vec!["update".into()],
         topic: topic.into(),
@@ -402,6 +405,8 @@ async fn edits_and_deletions_arrive_with_their_event_type_and_a_deletion_is_keye
         ],
         "in stream order, one partition per id"
     );
+    let instance = scraper::sse::flags::instance_of(&server.url()).unwrap();
+    assert!(records.iter().all(|r| r.header("instance") == Some(instance.as_str())), "{records:?}");
     assert_eq!(rejected.len(), 1, "a deletion of id 0 is rejected: {rejected:?}");
     assert!(rejected[0].header("error").unwrap().contains("is 0"), "{:?}", rejected[0].header("error"));
 }

@@ -47,8 +47,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         flush_timeout: settings.flush_timeout,
         progress_interval: settings.progress_interval,
     };
-    let outcome = run::run(sources, sink.clone(), metrics, &options, shutdown).await;
+    let outcome = run::run(sources, sink.clone(), metrics, &options, health, shutdown).await;
     sink.flush(Duration::from_secs(1)).ok();
+    if let Some(reason) = outcome.producer_failed {
+        bail!(
+            "the Kafka producer failed for good ({} records read were not acknowledged): {reason}",
+            outcome.forwarded.unacknowledged
+        );
+    }
     if outcome.forwarded.unacknowledged > 0 {
         bail!("{} records were read but never acknowledged by the broker", outcome.forwarded.unacknowledged);
     }

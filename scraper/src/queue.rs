@@ -92,7 +92,7 @@ impl Emitter {
 
     /// Queues a valid payload for `topic`, keyed by the source's natural id.
     pub async fn accept(&self, topic: &str, key: String, payload: Vec<u8>) -> Result<(), Closed> {
-        self.send(Record::accepted(topic, key, payload, &self.source, Utc::now())).await
+        self.send(Record::accepted(topic, key, payload, self.source.clone(), Utc::now())).await
     }
 
     /// Queues a valid payload with headers beyond the contract's, for context the payload itself lacks (e.g.
@@ -104,15 +104,15 @@ impl Emitter {
         payload: Vec<u8>,
         extra_headers: &[(&'static str, String)],
     ) -> Result<(), Closed> {
-        let mut record = Record::accepted(topic, key, payload, &self.source, Utc::now());
-        record.headers.extend_from_slice(extra_headers);
+        let mut record = Record::accepted(topic, key, payload, self.source.clone(), Utc::now());
+        record.extra_headers.extend_from_slice(extra_headers);
         self.send(record).await
     }
 
     /// Queues a payload that failed validation for the rejects topic, with `error` saying why.
     pub async fn reject(&self, payload: Vec<u8>, error: &str) -> Result<(), Closed> {
         self.warn_rejected(error, payload.len()).await;
-        self.send(Record::rejected(&self.rejects_topic, payload, &self.source, Utc::now(), error)).await
+        self.send(Record::rejected(&self.rejects_topic, payload, self.source.clone(), Utc::now(), error)).await
     }
 
     /// Queues `record`, waiting while the byte budget is spent.
@@ -173,6 +173,11 @@ impl Queued {
     /// The budget this record holds, for the `queued_bytes` gauge when it is released.
     pub fn cost(&self) -> i64 {
         i64::from(self._permit.num_permits() as u32)
+    }
+
+    /// The record, its budget returned.
+    pub fn into_record(self) -> Record {
+        self.record
     }
 }
 

@@ -19,7 +19,7 @@ async fn a_keyed_record_with_headers_round_trips_through_the_broker() {
     sink.ensure_topics(&[&topic], 3).await.expect("an existing topic is not an error");
 
     let payload = br#"{"data":{"id":"1460323737035677698","text":"Introducing \ud83d\udce3"}}"#.to_vec();
-    let record = Record::accepted(&topic, "1460323737035677698".into(), payload.clone(), "x.sample", Utc::now());
+    let record = Record::accepted(&topic, "1460323737035677698".into(), payload.clone(), "x.sample".into(), Utc::now());
     let first = sink.send(&record).await.unwrap();
     let second = sink.send(&record).await.unwrap();
     assert_eq!(first.partition, second.partition, "one key, one partition");
@@ -31,7 +31,7 @@ async fn a_keyed_record_with_headers_round_trips_through_the_broker() {
     assert_eq!(message.payload, payload);
     assert_eq!((message.partition, message.offset), (first.partition, first.offset));
     let headers = message.headers.clone();
-    let expected: Vec<(String, String)> = record.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let expected: Vec<(String, String)> = record.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     assert_eq!(headers, expected);
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, [header::SOURCE, header::SCRAPED_AT, header::CONTENT_TYPE, header::SCRAPER_VERSION]);
@@ -47,7 +47,7 @@ async fn a_record_the_broker_never_acknowledged_is_an_error_not_a_success() {
     sink.ensure_topics(&[&topic], 1).await.unwrap();
     broker.stop();
 
-    let record = Record::accepted(&topic, "1".into(), b"{}".to_vec(), "replay", Utc::now());
+    let record = Record::accepted(&topic, "1".into(), b"{}".to_vec(), "replay".into(), Utc::now());
     let result = sink.send(&record).await;
     assert!(matches!(result, Err(SendError::Kafka(_))), "got {result:?}");
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -69,15 +69,13 @@ pub async fn forward(
         tokio::select! {
             biased;
             _ = give_up.cancelled() => break,
-            _ = sink.failed(), if !fatal => {
-                forwarder.fatal = true;
-                // Sources that write now learn at once that nothing more goes out.
-                queue.close();
-            }
+            // The run stops the sources; what they still queue meanwhile counts as unacknowledged.
+            _ = sink.failed(), if !fatal => forwarder.fatal = true,
             _ = reports.recv_many(&mut settled, BATCH), if !forwarder.in_flight.is_empty() => {
                 for report in settled.drain(..) {
                     forwarder.settle(report);
                 }
+                forwarder.released = None;
             }
             () = &mut timer, if wake.is_some() => {
                 timer_set_for = None;
@@ -93,8 +91,8 @@ pub async fn forward(
         }
     }
     let mut done = forwarder.done;
-    done.unacknowledged += (forwarder.in_flight.len() + forwarder.retries.len() + forwarder.backlog.len() + queue.len())
-        as u64;
+    done.unacknowledged +=
+        (forwarder.in_flight.len() + forwarder.retries.len() + forwarder.backlog.len() + queue.len()) as u64;
     sink.keep_until_dropped(forwarder.in_flight.drain());
     done
 }
@@ -115,6 +113,8 @@ struct Forwarder<'a> {
     retries: VecDeque<(Instant, Queued)>,
     /// The producer failed for good.
     fatal: bool,
+    /// The budget of the records acknowledged in one batch of reports, returned at once at its end.
+    released: Option<OwnedSemaphorePermit>,
 }
 
 impl<'a> Forwarder<'a> {
@@ -134,6 +134,7 @@ impl<'a> Forwarder<'a> {
             full_since: None,
             retries: VecDeque::new(),
             fatal: false,
+            released: None,
         }
     }
 
@@ -192,12 +193,12 @@ impl<'a> Forwarder<'a> {
         // A report of a record a previous sender sent has nothing to settle here.
         let Some(queued) = self.in_flight.remove(report.tag) else { return };
         match report.result {
-            Ok(_) => self.acknowledged(&queued),
+            Ok(_) => self.acknowledged(queued),
             Err(error) => self.failed(queued, error),
         }
     }
 
-    fn acknowledged(&mut self, queued: &Queued) {
+    fn acknowledged(&mut self, queued: Queued) {
         if queued.record.is_reject() {
             self.done.rejected += 1;
             self.outcomes.rejected.inc();
@@ -206,6 +207,11 @@ impl<'a> Forwarder<'a> {
             self.outcomes.accepted.inc();
         }
         self.metrics.queued_bytes.dec_by(queued.cost());
+        let (_record, share) = queued.into_parts();
+        match &mut self.released {
+            Some(released) => released.merge(share),
+            None => self.released = Some(share),
+        }
     }
 
     fn failed(&mut self, queued: Queued, error: KafkaError) {

@@ -179,6 +179,12 @@ impl Queued {
     pub fn into_record(self) -> Record {
         self.record
     }
+
+    /// The record and its share of the budget, for releasing the shares of many records at once: a release
+    /// takes the budget's lock.
+    pub fn into_parts(self) -> (Record, OwnedSemaphorePermit) {
+        (self.record, self._permit)
+    }
 }
 
 #[cfg(test)]

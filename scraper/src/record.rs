@@ -43,13 +43,7 @@ impl Record {
     }
 
     /// A payload that failed validation, bound for the rejects topic, with the reason in the `error` header.
-    pub fn rejected(
-        topic: &str,
-        payload: Vec<u8>,
-        source: Arc<str>,
-        scraped_at: DateTime<Utc>,
-        error: &str,
-    ) -> Self {
+    pub fn rejected(topic: &str, payload: Vec<u8>, source: Arc<str>, scraped_at: DateTime<Utc>, error: &str) -> Self {
         Self {
             topic: topic.to_owned(),
             key: None,

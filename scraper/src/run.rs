@@ -49,7 +49,8 @@ pub async fn run(
     let forwarder = tokio::spawn(forward(queue, sink.clone(), metrics.clone(), give_up.clone()));
     // The run's own stop: a failed producer ends the sources without shutting down the caller's other tasks.
     let shutdown = shutdown.child_token();
-    let on_producer_failure = tokio::spawn(stop_when_the_producer_fails(sink.clone(), health, shutdown.clone()));
+    let on_producer_failure =
+        tokio::spawn(stop_when_the_producer_fails(sink.clone(), health.clone(), shutdown.clone()));
 
     let names: Vec<String> = sources.iter().map(|s| s.name()).collect();
     let tracker = TaskTracker::new();
@@ -99,7 +100,11 @@ pub async fn run(
     for task in [progress, deadline, flush_deadline, on_producer_failure] {
         task.abort();
     }
+    // Also when the forwarder saw the failure before the task above did.
     outcome.producer_failed = sink.fatal_error();
+    if let Some(reason) = &outcome.producer_failed {
+        health.set_problem(producer_failure(reason));
+    }
     log_summary(&outcome, &metrics);
     outcome
 }
@@ -110,8 +115,12 @@ async fn stop_when_the_producer_fails(sink: Arc<KafkaSink>, health: Health, stop
     sink.failed().await;
     let reason = sink.fatal_error().unwrap_or_else(|| "unknown".into());
     tracing::error!(error = %reason, "the Kafka producer failed for good: stopping the sources");
-    health.set_problem(format!("the Kafka producer failed for good: {reason}"));
+    health.set_problem(producer_failure(&reason));
     stop_sources.cancel();
+}
+
+fn producer_failure(reason: &str) -> String {
+    format!("the Kafka producer failed for good: {reason}")
 }
 
 async fn log_progress(sources: Vec<String>, metrics: Metrics, every: Duration) {

@@ -1,12 +1,20 @@
 //! The Kafka sink against a real broker: a keyed record with the contract's headers comes back byte for
-//! byte, topics are created once, and nothing counts as sent that the broker did not acknowledge.
+//! byte, topics are created once, nothing counts as sent that the broker did not acknowledge, and a fatal
+//! producer error ends the run, unhealthy, with its reason.
 
 use std::time::Duration;
 
 use chrono::Utc;
+use common::ops::Health;
+use futures::future::BoxFuture;
 use scraper::kafka_sink::{KafkaSink, SendError};
+use scraper::metrics::Metrics;
+use scraper::queue::Emitter;
 use scraper::record::{Record, header};
+use scraper::run;
+use scraper::source::Source;
 use testkit::{Broker, unique_name};
+use tokio_util::sync::CancellationToken;
 
 mod support;
 
@@ -50,4 +58,64 @@ async fn a_record_the_broker_never_acknowledged_is_an_error_not_a_success() {
     let record = Record::accepted(&topic, "1".into(), b"{}".to_vec(), "replay".into(), Utc::now());
     let result = sink.send(&record).await;
     assert!(matches!(result, Err(SendError::Kafka(_))), "got {result:?}");
+}
+
+/// Writes numbered records, a few hundred a second, until told to stop.
+struct Endless {
+    topic: String,
+}
+
+impl Source for Endless {
+    fn name(&self) -> String {
+        "endless".into()
+    }
+
+    fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            let mut n = 0u64;
+            while !shutdown.is_cancelled() {
+                n += 1;
+                out.accept(&self.topic, n.to_string(), format!(r#"{{"n":{n}}}"#).into_bytes()).await?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_fatal_producer_error_ends_the_run_unhealthy_with_its_reason_instead_of_retrying_forever() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let (metrics, health, shutdown) = (Metrics::default(), Health::default(), CancellationToken::new());
+    let running = tokio::spawn({
+        let (sink, metrics, health, shutdown) = (sink.clone(), metrics.clone(), health.clone(), shutdown.clone());
+        let sources: Vec<Box<dyn Source>> = vec![Box::new(Endless { topic: topic.clone() })];
+        async move { run::run(sources, sink, metrics, &support::options(&rejects), health, shutdown).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metrics.produced_count("accepted") < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "records are produced before the failure");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    sink.raise_fatal_error_for_test("the broker lost our sequence");
+    // Well within the 30 s flush timeout: the run ends because of the failure, not because a grace period ran
+    // out; before, it retried every second for as long as it ran.
+    let outcome = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the run ends by itself after a fatal producer error")
+        .unwrap();
+
+    assert!(!shutdown.is_cancelled(), "nobody asked the run to stop");
+    let reason = outcome.producer_failed.expect("the outcome names the fatal error");
+    assert!(reason.contains("the broker lost our sequence"), "{reason}");
+    assert!(reason.contains("OutOfOrderSequenceNumber"), "the original error, not just _FATAL: {reason}");
+    let problem = health.problem().expect("unhealthy after a fatal producer error");
+    assert!(problem.contains("the broker lost our sequence"), "{problem}");
+    assert_eq!(metrics.delivery_retries.get(), 0, "nothing is retried after a fatal error");
+    let produced = metrics.produced_count("accepted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metrics.produced_count("accepted"), produced, "nothing is produced after the run ended");
 }

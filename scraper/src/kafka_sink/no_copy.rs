@@ -18,7 +18,12 @@ use crate::record::Record;
 /// `producer` is a live producer whose context takes `usize` delivery opaques, and the bytes of
 /// `record.key` and `record.payload` stay where they are, unchanged, until librdkafka emitted the delivery
 /// report of this message (or the producer was destroyed): librdkafka reads them until then.
-pub(super) unsafe fn produce(producer: *mut RDKafka, topic: &CStr, record: &Record, tag: usize) -> Result<(), KafkaError> {
+pub(super) unsafe fn produce(
+    producer: *mut RDKafka,
+    topic: &CStr,
+    record: &Record,
+    tag: usize,
+) -> Result<(), KafkaError> {
     // SAFETY: a new list, owned here until `rd_kafka_producev` takes it; every name and value is passed with
     // its length, and librdkafka copies both.
     let headers = unsafe { rdsys::rd_kafka_headers_new(record.header_count()) };

@@ -290,8 +290,11 @@ impl InFlight {
         self.len
     }
 
-    fn drain(self) -> impl Iterator<Item = Queued> {
-        self.slots.into_iter().flatten()
+    /// Takes every record out, for [`KafkaSink::keep_until_dropped`].
+    fn drain(&mut self) -> impl Iterator<Item = Queued> + use<> {
+        self.len = 0;
+        self.free.clear();
+        std::mem::take(&mut self.slots).into_iter().flatten()
     }
 
     fn is_empty(&self) -> bool {
@@ -314,6 +317,16 @@ impl TopicNames {
             }
         };
         Ok(&self.0[at])
+    }
+}
+
+impl Drop for InFlight {
+    /// Only a forwarder that panicked drops records still in flight: librdkafka may still read their bytes, so
+    /// those are leaked rather than freed. Their budget is returned.
+    fn drop(&mut self) {
+        for queued in self.drain() {
+            std::mem::forget(queued.into_parts().0);
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! byte, topics are created once, nothing counts as sent that the broker did not acknowledge, and a fatal
 //! producer error ends the run, unhealthy, with its reason.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -11,9 +13,9 @@ use scraper::kafka_sink::{KafkaSink, SendError};
 use scraper::metrics::Metrics;
 use scraper::queue::Emitter;
 use scraper::record::{Record, header};
-use scraper::run;
+use scraper::run::{self, Options};
 use scraper::source::Source;
-use testkit::{Broker, unique_name};
+use testkit::{Broker, BrokerStorage, unique_name};
 use tokio_util::sync::CancellationToken;
 
 mod support;
@@ -60,27 +62,33 @@ async fn a_record_the_broker_never_acknowledged_is_an_error_not_a_success() {
     assert!(matches!(result, Err(SendError::Kafka(_))), "got {result:?}");
 }
 
-/// Writes numbered records, a few hundred a second, until told to stop.
-struct Endless {
+/// Writes `count` numbered records, one every 2 ms, or fewer when told to stop.
+struct Numbered {
     topic: String,
+    count: u64,
 }
 
-impl Source for Endless {
+impl Source for Numbered {
     fn name(&self) -> String {
-        "endless".into()
+        "numbered".into()
     }
 
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
-            let mut n = 0u64;
-            while !shutdown.is_cancelled() {
-                n += 1;
+            for n in 1..=self.count {
+                if shutdown.is_cancelled() {
+                    break;
+                }
                 out.accept(&self.topic, n.to_string(), format!(r#"{{"n":{n}}}"#).into_bytes()).await?;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             Ok(())
         })
     }
+}
+
+fn numbered(topic: &str, count: u64) -> Vec<Box<dyn Source>> {
+    vec![Box::new(Numbered { topic: topic.to_owned(), count })]
 }
 
 #[tokio::test]
@@ -91,7 +99,7 @@ async fn a_fatal_producer_error_ends_the_run_unhealthy_with_its_reason_instead_o
     let (metrics, health, shutdown) = (Metrics::default(), Health::default(), CancellationToken::new());
     let running = tokio::spawn({
         let (sink, metrics, health, shutdown) = (sink.clone(), metrics.clone(), health.clone(), shutdown.clone());
-        let sources: Vec<Box<dyn Source>> = vec![Box::new(Endless { topic: topic.clone() })];
+        let sources = numbered(&topic, u64::MAX);
         async move { run::run(sources, sink, metrics, &support::options(&rejects), health, shutdown).await }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -118,4 +126,63 @@ async fn a_fatal_producer_error_ends_the_run_unhealthy_with_its_reason_instead_o
     let produced = metrics.produced_count("accepted");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(metrics.produced_count("accepted"), produced, "nothing is produced after the run ended");
+}
+
+#[tokio::test]
+async fn records_the_producer_gave_up_on_while_the_broker_was_away_are_retried_until_acknowledged() {
+    let mut broker = Broker::start_with(BrokerStorage::Sqlite).await.unwrap();
+    let (topic, rejects) = support::topics();
+    let mut config = common::kafka::client_config(&broker.bootstrap_servers(), []);
+    // librdkafka gives up on a record quickly, so that the forwarder's own retry is what gets it through.
+    config.set("message.timeout.ms", "1000");
+    let sink = Arc::new(KafkaSink::new(config).unwrap());
+    sink.ensure_topics(&[&topic, &rejects], 1).await.unwrap();
+    broker.stop();
+
+    let metrics = Metrics::default();
+    let running = tokio::spawn({
+        let (sink, metrics, sources) = (sink.clone(), metrics.clone(), numbered(&topic, 3));
+        let options = support::options(&rejects);
+        async move { run::run(sources, sink, metrics, &options, Health::default(), CancellationToken::new()).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metrics.delivery_retries.get() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the records fail while the broker is away");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metrics.produced_count("accepted"), 0, "nothing counts as produced while the broker is away");
+    broker.restart().await.unwrap();
+
+    let outcome = tokio::time::timeout(Duration::from_secs(60), running).await.expect("the run ends").unwrap();
+    assert_eq!(outcome.forwarded.accepted, 3, "{outcome:?}");
+    assert_eq!(outcome.forwarded.unacknowledged, 0);
+    assert_eq!(metrics.queued_bytes.get(), 0, "every record's budget is back");
+    let keys: BTreeSet<String> =
+        support::consume(&broker, &topic, 3, Duration::from_secs(30)).await.into_iter().filter_map(|m| m.key).collect();
+    assert_eq!(keys, BTreeSet::from(["1".to_owned(), "2".to_owned(), "3".to_owned()]));
+}
+
+#[tokio::test]
+async fn records_still_unacknowledged_when_the_flush_timeout_ends_are_reported_and_the_sink_drops_cleanly() {
+    let mut broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    broker.stop();
+
+    let metrics = Metrics::default();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (sink, metrics, sources, shutdown) = (sink.clone(), metrics.clone(), numbered(&topic, 5), shutdown.clone());
+        let options = Options { flush_timeout: Duration::from_secs(1), ..support::options(&rejects) };
+        async move { run::run(sources, sink, metrics, &options, Health::default(), shutdown).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(15), running).await.expect("the run gives up").unwrap();
+
+    assert_eq!(outcome.forwarded.unacknowledged, 5, "{outcome:?}");
+    assert_eq!(outcome.forwarded.accepted, 0);
+    // The producer still holds the records, handed over in place: dropping the sink must not free them under
+    // it (a crash, or garbage sent, if it did).
+    drop(sink);
 }

@@ -14,6 +14,12 @@ use scraper::run::{self, Options};
 use scraper::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
+/// Each record is a few allocations made on one thread and freed on another (a source allocates, the
+/// forwarder frees), among 64 KiB stream buffers whose every free makes glibc consolidate its small bins: under
+/// callgrind glibc's allocator cost the reading task 7% and the forwarder 22% more instructions than this one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();

@@ -158,9 +158,9 @@ impl Emitter {
     }
 }
 
-/// What a record costs the budget: its bytes twice (ours, kept for a retry, and librdkafka's copy) and a
-/// fixed overhead for the record's bookkeeping on both sides, so that the budget tracks the memory really
-/// held. A record larger than the whole budget takes all of it rather than waiting forever.
+/// What a record costs the budget: its bytes twice (ours, which librdkafka reads in place and a retry sends
+/// again, and the copy in librdkafka's batch until the broker answers it) and a fixed overhead for the
+/// record's bookkeeping on both sides, so that the budget tracks the memory really held. A record larger than the whole budget takes all of it rather than waiting forever.
 fn cost(record: &Record, budget_bytes: u32) -> u32 {
     let bytes = record.payload.len() + record.key.as_ref().map_or(0, String::len);
     (2 * bytes + RECORD_OVERHEAD).min(budget_bytes as usize) as u32

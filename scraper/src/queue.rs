@@ -98,7 +98,7 @@ impl Emitter {
 
     /// Queues a valid payload for `topic`, keyed by the source's natural id.
     pub async fn accept(&self, topic: &str, key: String, payload: Vec<u8>) -> Result<(), Closed> {
-        self.send(Record::accepted(topic, key, payload, &self.source, Utc::now())).await
+        self.send(Record::accepted(topic, key, payload, self.source.clone(), Utc::now())).await
     }
 
     /// Queues a valid payload with headers beyond the contract's, for context the payload itself lacks (e.g.
@@ -110,15 +110,15 @@ impl Emitter {
         payload: Vec<u8>,
         extra_headers: &[(&'static str, String)],
     ) -> Result<(), Closed> {
-        let mut record = Record::accepted(topic, key, payload, &self.source, Utc::now());
-        record.headers.extend_from_slice(extra_headers);
+        let mut record = Record::accepted(topic, key, payload, self.source.clone(), Utc::now());
+        record.extra_headers.extend_from_slice(extra_headers);
         self.send(record).await
     }
 
     /// Queues a payload that failed validation for the rejects topic, with `error` saying why.
     pub async fn reject(&self, payload: Vec<u8>, error: &str) -> Result<(), Closed> {
         self.warn_rejected(error, payload.len()).await;
-        self.send(Record::rejected(&self.rejects_topic, payload, &self.source, Utc::now(), error)).await
+        self.send(Record::rejected(&self.rejects_topic, payload, self.source.clone(), Utc::now(), error)).await
     }
 
     /// Queues `record`, waiting while the byte budget is spent.
@@ -164,9 +164,9 @@ impl Emitter {
     }
 }
 
-/// What a record costs the budget: its bytes twice (ours, kept for a retry, and librdkafka's copy) and a
-/// fixed overhead for the record's bookkeeping on both sides, so that the budget tracks the memory really
-/// held. A record larger than the whole budget takes all of it rather than waiting forever.
+/// What a record costs the budget: its bytes twice (ours, which librdkafka reads in place and a retry sends
+/// again, and the copy in librdkafka's batch until the broker answers it) and a fixed overhead for the
+/// record's bookkeeping on both sides, so that the budget tracks the memory really held. A record larger than the whole budget takes all of it rather than waiting forever.
 fn cost(record: &Record, budget_bytes: u32) -> u32 {
     let bytes = record.payload.len() + record.key.as_ref().map_or(0, String::len);
     (2 * bytes + RECORD_OVERHEAD).min(budget_bytes as usize) as u32
@@ -179,6 +179,17 @@ impl Queued {
     /// The budget this record holds, for the `queued_bytes` gauge when it is released.
     pub fn cost(&self) -> i64 {
         i64::from(self._permit.num_permits() as u32)
+    }
+
+    /// The record, its budget returned.
+    pub fn into_record(self) -> Record {
+        self.record
+    }
+
+    /// The record and its share of the budget, for releasing the shares of many records at once: a release
+    /// takes the budget's lock.
+    pub fn into_parts(self) -> (Record, OwnedSemaphorePermit) {
+        (self.record, self._permit)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Runs the configured sources into Kafka until they are exhausted or shutdown is requested, then flushes:
 //! sources stop reading first, the queue drains, and the producer gets a grace period to have every record
-//! acknowledged. A source that fails for good ends alone; the others go on.
+//! acknowledged. A source that fails for good ends alone; the others go on. A producer that fails for good
+//! ends them all: the scraper turns unhealthy, with the reason, and its outcome says why.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::ops::Health;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -31,6 +33,8 @@ pub struct Outcome {
     pub forwarded: Forwarded,
     /// Sources that stopped with an error, and the error.
     pub failed_sources: Vec<(String, anyhow::Error)>,
+    /// The fatal error of the producer, if it raised one: nothing could be delivered after it.
+    pub producer_failed: Option<String>,
 }
 
 pub async fn run(
@@ -38,11 +42,16 @@ pub async fn run(
     sink: Arc<KafkaSink>,
     metrics: Metrics,
     options: &Options,
+    health: Health,
     shutdown: CancellationToken,
 ) -> Outcome {
     let (emitter, queue) = queue::bounded(options.queue_bytes, &options.rejects_topic, metrics.clone());
     let give_up = CancellationToken::new();
-    let forwarder = tokio::spawn(forward(queue, sink, metrics.clone(), give_up.clone()));
+    let forwarder = tokio::spawn(forward(queue, sink.clone(), metrics.clone(), give_up.clone()));
+    // The run's own stop: a failed producer ends the sources without shutting down the caller's other tasks.
+    let shutdown = shutdown.child_token();
+    let on_producer_failure =
+        tokio::spawn(stop_when_the_producer_fails(sink.clone(), health.clone(), shutdown.clone()));
 
     let names: Vec<String> = sources.iter().map(|s| s.name()).collect();
     let tracker = TaskTracker::new();
@@ -91,11 +100,30 @@ pub async fn run(
         })
     };
     outcome.forwarded = forwarder.await.unwrap_or_default();
-    for task in [progress, deadline, flush_deadline] {
+    for task in [progress, deadline, flush_deadline, on_producer_failure] {
         task.abort();
+    }
+    // Also when the forwarder saw the failure before the task above did.
+    outcome.producer_failed = sink.fatal_error();
+    if let Some(reason) = &outcome.producer_failed {
+        health.set_problem(producer_failure(reason));
     }
     log_summary(&outcome, &metrics);
     outcome
+}
+
+/// A fatal producer error is for good: no delivery can succeed after it, so reading on would only fill the
+/// queue. Unhealthy at once, with the reason, and the sources stop.
+async fn stop_when_the_producer_fails(sink: Arc<KafkaSink>, health: Health, stop_sources: CancellationToken) {
+    sink.failed().await;
+    let reason = sink.fatal_error().unwrap_or_else(|| "unknown".into());
+    tracing::error!(error = %reason, "the Kafka producer failed for good: stopping the sources");
+    health.set_problem(producer_failure(&reason));
+    stop_sources.cancel();
+}
+
+fn producer_failure(reason: &str) -> String {
+    format!("the Kafka producer failed for good: {reason}")
 }
 
 async fn log_progress(sources: Vec<String>, metrics: Metrics, every: Duration) {
@@ -120,6 +148,9 @@ async fn log_progress(sources: Vec<String>, metrics: Metrics, every: Duration) {
 
 fn log_summary(outcome: &Outcome, metrics: &Metrics) {
     let forwarded = &outcome.forwarded;
+    if let Some(reason) = &outcome.producer_failed {
+        tracing::error!(error = %reason, "the Kafka producer failed for good");
+    }
     if forwarded.unacknowledged > 0 {
         tracing::error!(
             unacknowledged = forwarded.unacknowledged,

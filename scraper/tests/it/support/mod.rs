@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::ops::Health;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use scraper::kafka_sink::KafkaSink;
@@ -62,7 +63,7 @@ pub async fn run_sources(
     shutdown: CancellationToken,
 ) -> (Outcome, Metrics) {
     let metrics = Metrics::default();
-    let outcome = run::run(sources, sink, metrics.clone(), &options(rejects), shutdown).await;
+    let outcome = run::run(sources, sink, metrics.clone(), &options(rejects), Health::default(), shutdown).await;
     (outcome, metrics)
 }
 

@@ -36,7 +36,7 @@ impl LineFramer {
     pub fn push(&mut self, mut chunk: &[u8]) -> Vec<Frame> {
         let mut frames = Vec::new();
         while !chunk.is_empty() {
-            let newline = chunk.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', chunk);
             let (part, rest, ends_line) = match newline {
                 Some(at) => (&chunk[..at], &chunk[at + 1..], true),
                 None => (chunk, &[][..], false),
@@ -53,6 +53,11 @@ impl LineFramer {
                 *length += part.len();
                 let room = OVERLONG_PREFIX.saturating_sub(self.prefix.len());
                 self.prefix.extend_from_slice(&part[..part.len().min(room)]);
+            } else if ends_line && self.buffer.is_empty() {
+                // A whole line inside one chunk, as nearly every line is: copied once, at its size, rather
+                // than grown in the buffer and taken from it.
+                frames.push(self.end_line_of(part.to_vec()));
+                continue;
             } else {
                 self.buffer.extend_from_slice(part);
             }
@@ -83,7 +88,11 @@ impl LineFramer {
         if let Some(length) = self.skipping.take() {
             return Frame::Overlong { length, prefix: std::mem::take(&mut self.prefix) };
         }
-        let mut line = std::mem::take(&mut self.buffer);
+        let line = std::mem::take(&mut self.buffer);
+        self.end_line_of(line)
+    }
+
+    fn end_line_of(&self, mut line: Vec<u8>) -> Frame {
         if line.last() == Some(&b'\r') {
             line.pop();
         }

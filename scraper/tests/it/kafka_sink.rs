@@ -73,6 +73,10 @@ impl Source for Numbered {
         "numbered".into()
     }
 
+    fn topics(&self) -> Vec<String> {
+        vec![self.topic.clone()]
+    }
+
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
             for n in 1..=self.count {

@@ -430,7 +430,7 @@ async fn the_inserter_stores_every_record_the_scraper_accepts_from_every_source(
     let (metrics, shutdown) = (Metrics::default(), CancellationToken::new());
     let run = tokio::spawn({
         let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
-        async move { run::run(sources, Arc::new(sink), metrics, &options, shutdown).await }
+        async move { run::run(sources, Arc::new(sink), metrics, &options, common::ops::Health::default(), shutdown).await }
     });
 
     // Each payload becomes one record, accepted or rejected: once the broker acknowledged as many, the

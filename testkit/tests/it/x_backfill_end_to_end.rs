@@ -72,7 +72,14 @@ async fn scrape(broker: &Broker, server: &HttpServer, topic: &str) -> Metrics {
     let (waiter, _) = Waiter::recording();
     let source: Box<dyn Source> = Box::new(XStream::new(config(server, topic), waiter));
     let metrics = Metrics::default();
-    let run = run::run(vec![source], Arc::new(sink), metrics.clone(), &options, CancellationToken::new());
+    let run = run::run(
+        vec![source],
+        Arc::new(sink),
+        metrics.clone(),
+        &options,
+        common::ops::Health::default(),
+        CancellationToken::new(),
+    );
     let outcome = tokio::time::timeout(Duration::from_secs(60), run).await.expect("the 401 stops the source");
     assert_eq!(outcome.forwarded.accepted, 7, "{outcome:?}");
     metrics

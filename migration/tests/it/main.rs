@@ -1,4 +1,5 @@
 //! The migration crate's integration tests: one binary, one module per area (a single link of the
 //! crate's dependencies instead of one per file).
 
+mod instagram_profile_merge;
 mod migrations;

@@ -1,5 +1,6 @@
-//! `instagram_profiles`: one row per Instagram account, keyed by its numeric id. A minimal row (referenced
-//! before it was scraped) has no `raw` and no `scraped_at`.
+//! `instagram_profiles`: one row per Instagram account, keyed by its web id (the Graph id until a record
+//! names the web id; then the rows merge), with the Graph API's id for it in `graph_user_id`. A minimal row
+//! (referenced before it was scraped) has no `raw` and no `scraped_at`.
 
 use sea_orm::entity::prelude::*;
 
@@ -8,6 +9,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub user_id: i64,
+    #[sea_orm(unique)]
+    pub graph_user_id: Option<i64>,
     #[sea_orm(column_type = "Text", nullable)]
     pub username: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]

@@ -218,6 +218,8 @@ pub(crate) const MASTODON_STATUSES: Guard<mastodon_statuses::Column> = {
 };
 
 /// The Graph API and the web send different fields of a profile: what one leaves out keeps the other's value.
+/// The Graph id comes only from a Graph scrape that names the web id: set once and kept, an older scrape's
+/// included.
 pub(crate) const INSTAGRAM_PROFILES: Guard<instagram_profiles::Column> = {
     use instagram_profiles::Column as C;
     Guard {
@@ -238,7 +240,7 @@ pub(crate) const INSTAGRAM_PROFILES: Guard<instagram_profiles::Column> = {
             C::MediaCount,
         ],
         replaced: &[],
-        first_known: &[],
+        first_known: &[C::GraphUserId],
         metadata: &[C::Source, C::Raw, C::ScrapedAt],
         version: None,
     }

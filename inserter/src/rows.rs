@@ -219,7 +219,7 @@ mod tests {
                 topic("instagram-profiles"),
                 "instagram.graph.business_discovery",
                 &[],
-                "instagram/graph_profile.json",
+                "instagram/graph_profile_ig_id.json",
             ),
             record(topic("instagram-profiles"), "instagram.web.profile", &[], "instagram/web_profile.json"),
             record(

@@ -10,6 +10,7 @@ mod m20261122_000003_ingest_bookkeeping;
 mod m20261122_000004_cdc_publication;
 mod m20261125_000005_mastodon;
 mod m20261201_000006_mastodon_edits_deletions;
+mod m20261201_000007_instagram_one_profile_per_account;
 mod m20261201_000008_mastodon_instances;
 mod sql;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_cdc_publication::Migration),
             Box::new(m20261125_000005_mastodon::Migration),
             Box::new(m20261201_000006_mastodon_edits_deletions::Migration),
+            Box::new(m20261201_000007_instagram_one_profile_per_account::Migration),
             Box::new(m20261201_000008_mastodon_instances::Migration),
         ]
     }

@@ -158,7 +158,8 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
     round_trip::<twitter_data::Entity>(&db, tweet, 1_460_323_737_035_677_698).await;
 
     let profile = instagram_profiles::Model {
-        user_id: 17_841_400_008_460_056,
+        user_id: 1_620_131,
+        graph_user_id: Some(17_841_400_008_460_056),
         username: Some("bluebottle".into()),
         full_name: Some("Blue Bottle Coffee".into()),
         biography: Some("Coffee".into()),
@@ -172,14 +173,14 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         follows_count: Some(120),
         media_count: Some(1_200),
         source: Some("instagram.graph.business_discovery".into()),
-        raw: Some(json!({"id": "17841400008460056"})),
+        raw: Some(json!({"id": "17841400008460056", "ig_id": 1620131})),
         scraped_at: Some(at(0)),
         ingested_at: at(1),
     };
-    round_trip::<instagram_profiles::Entity>(&db, profile, 17_841_400_008_460_056).await;
+    round_trip::<instagram_profiles::Entity>(&db, profile, 1_620_131).await;
 
     let snapshot = instagram_profile_snapshots::Model {
-        user_id: 17_841_400_008_460_056,
+        user_id: 1_620_131,
         scraped_at: at(0),
         followers_count: Some(426_000),
         follows_count: Some(120),
@@ -187,13 +188,13 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         source: "instagram.graph.business_discovery".into(),
         ingested_at: at(1),
     };
-    round_trip::<instagram_profile_snapshots::Entity>(&db, snapshot, (17_841_400_008_460_056, at(0))).await;
+    round_trip::<instagram_profile_snapshots::Entity>(&db, snapshot, (1_620_131, at(0))).await;
 
     let post = instagram_posts::Model {
         media_id: 3_123_456_789_012_345_678,
         shortcode: "CtJ-abc_123".into(),
         graph_media_id: Some(17_895_695_668_004_550),
-        owner_id: Some(17_841_400_008_460_056),
+        owner_id: Some(1_620_131),
         media_type: Some("CAROUSEL_ALBUM".into()),
         caption: Some("Morning #coffee".into()),
         permalink: Some("https://www.instagram.com/p/CtJ-abc_123/".into()),
@@ -214,7 +215,7 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         comment_id,
         media_id: 3_123_456_789_012_345_678,
         parent_comment_id,
-        author_id: Some(17_841_400_008_460_056),
+        author_id: Some(1_620_131),
         author_username: Some("bluebottle".into()),
         text: "Thanks!".into(),
         like_count: Some(4),
@@ -238,10 +239,8 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
     let link = instagram_post_hashtags::Model { media_id: 3_123_456_789_012_345_678, hashtag: "coffee".into() };
     round_trip::<instagram_post_hashtags::Entity>(&db, link, (3_123_456_789_012_345_678, "coffee".into())).await;
 
-    let tagged =
-        instagram_post_tagged_users::Model { media_id: 3_123_456_789_012_345_678, user_id: 17_841_400_008_460_056 };
-    round_trip::<instagram_post_tagged_users::Entity>(&db, tagged, (3_123_456_789_012_345_678, 17_841_400_008_460_056))
-        .await;
+    let tagged = instagram_post_tagged_users::Model { media_id: 3_123_456_789_012_345_678, user_id: 1_620_131 };
+    round_trip::<instagram_post_tagged_users::Entity>(&db, tagged, (3_123_456_789_012_345_678, 1_620_131)).await;
 
     let status = mastodon_statuses::Model {
         instance: "mastodon.social".into(),

@@ -104,6 +104,24 @@ fn a_graph_profile_fills_its_columns_and_one_snapshot() {
 }
 
 #[test]
+fn a_graph_profile_naming_its_web_id_is_keyed_by_it_with_the_graph_id_beside_it() {
+    let rows = mapped(Kind::Profile, "graph_profile_ig_id.json", &context("instagram.graph.business_discovery"));
+    let [profile] = &rows.profiles[..] else { panic!("one profile: {:?}", rows.profiles) };
+    assert_eq!((profile.user_id.as_ref(), profile.graph_user_id.as_ref()), (&1620131, &Some(17841405309211844)));
+    let [snapshot] = &rows.snapshots[..] else { panic!("one snapshot") };
+    assert_eq!(snapshot.user_id.as_ref(), &1620131, "the account's history is under its web id");
+
+    let rows = mapped(Kind::Profile, "graph_profile.json", &context("instagram.graph.business_discovery"));
+    assert_eq!(
+        (rows.profiles[0].user_id.as_ref(), rows.profiles[0].graph_user_id.as_ref()),
+        (&17841405309211844, &None),
+        "without ig_id (scraped before it was asked for): keyed by the Graph id, as before"
+    );
+    let rows = mapped(Kind::Profile, "web_profile.json", &context("instagram.web.profile"));
+    assert_eq!(rows.profiles[0].graph_user_id.as_ref(), &None);
+}
+
+#[test]
 fn a_graph_media_object_is_keyed_by_its_permalinks_shortcode() {
     let rows = mapped(Kind::Media, "graph_media.json", &business_media());
     let [post] = &rows.posts[..] else { panic!("one post") };
@@ -285,6 +303,9 @@ fn every_payload_that_cannot_become_rows_has_its_reason() {
         value
     };
     assert!(error(Kind::Profile, &without("graph_profile.json", "id"), &graph).contains("missing field `id`"));
+    assert!(
+        error(Kind::Profile, &with("graph_profile_ig_id.json", "ig_id", json!(0)), &graph).contains("positive 64-bit")
+    );
     assert!(
         error(Kind::Profile, &with("web_profile.json", "id", json!("instagram")), &web).contains("positive 64-bit")
     );

@@ -17,25 +17,25 @@ use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{Value, json};
 use testkit::{Postgres, cdc};
 
-const PROFILES: &str = "instagram.profiles";
-const MEDIA: &str = "instagram.media";
-const BLUEBOTTLE_GRAPH: i64 = 17841405309211844;
-const BLUEBOTTLE_WEB: i64 = 1620131;
+pub(crate) const PROFILES: &str = "instagram.profiles";
+pub(crate) const MEDIA: &str = "instagram.media";
+pub(crate) const BLUEBOTTLE_GRAPH: i64 = 17841405309211844;
+pub(crate) const BLUEBOTTLE_WEB: i64 = 1620131;
 const INSTAGRAM: i64 = 25025320;
-const GRAPH_POST: i64 = 3195531937028616383; // CxYz123AbC_
+pub(crate) const GRAPH_POST: i64 = 3195531937028616383; // CxYz123AbC_
 const WEB_POST: i64 = 3412160342377498722; // C9abcDEFghi
 const HASHTAG_POST: i64 = 3466375131966345763; // DAbCdEfGhIj
 
-fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/instagram/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn at(seconds: i64) -> DateTime<Utc> {
+pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 6, 3, 9, 0, 0).unwrap() + Duration::seconds(seconds)
 }
 
-fn record(
+pub(crate) fn record(
     topic: &str,
     offset: i64,
     value: &Value,
@@ -56,15 +56,15 @@ fn record(
     }
 }
 
-fn graph_profile(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+pub(crate) fn graph_profile(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
     record(PROFILES, offset, value, &[("source", "instagram.graph.business_discovery")], scraped_at)
 }
 
-fn web_profile(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+pub(crate) fn web_profile(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
     record(PROFILES, offset, value, &[("source", "instagram.web.profile")], scraped_at)
 }
 
-fn graph_media(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+pub(crate) fn graph_media(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
     let headers = [("source", "instagram.graph.business_discovery"), ("instagram_owner_id", "17841405309211844")];
     record(MEDIA, offset, value, &headers, scraped_at)
 }
@@ -78,11 +78,11 @@ fn hashtag_media(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> Consu
     record(MEDIA, offset, value, &headers, scraped_at)
 }
 
-fn web_media(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
+pub(crate) fn web_media(offset: i64, value: &Value, scraped_at: DateTime<Utc>) -> ConsumedRecord {
     record(MEDIA, offset, value, &[("source", "instagram.web.profile")], scraped_at)
 }
 
-fn with(name: &str, changes: Value) -> Value {
+pub(crate) fn with(name: &str, changes: Value) -> Value {
     let mut value = fixture(name);
     for (key, new) in changes.as_object().unwrap() {
         if new.is_null() {
@@ -94,25 +94,25 @@ fn with(name: &str, changes: Value) -> Value {
     value
 }
 
-fn batch(records: Vec<ConsumedRecord>) -> Batch {
+pub(crate) fn batch(records: Vec<ConsumedRecord>) -> Batch {
     Batch::decode(records, &Routes::default())
 }
 
-async fn setup() -> (Postgres, DatabaseConnection) {
+pub(crate) async fn setup() -> (Postgres, DatabaseConnection) {
     let pg = Postgres::start().await.unwrap();
     let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
     (pg, db)
 }
 
-async fn profile(db: &DatabaseConnection, id: i64) -> instagram_profiles::Model {
+pub(crate) async fn profile(db: &DatabaseConnection, id: i64) -> instagram_profiles::Model {
     instagram_profiles::Entity::find_by_id(id).one(db).await.unwrap().expect("the profile was stored")
 }
 
-async fn post(db: &DatabaseConnection, id: i64) -> instagram_posts::Model {
+pub(crate) async fn post(db: &DatabaseConnection, id: i64) -> instagram_posts::Model {
     instagram_posts::Entity::find_by_id(id).one(db).await.unwrap().expect("the post was stored")
 }
 
-async fn snapshots(db: &DatabaseConnection, id: i64) -> Vec<(DateTime<Utc>, Option<i64>)> {
+pub(crate) async fn snapshots(db: &DatabaseConnection, id: i64) -> Vec<(DateTime<Utc>, Option<i64>)> {
     let rows = instagram_profile_snapshots::Entity::find()
         .order_by_asc(instagram_profile_snapshots::Column::ScrapedAt)
         .all(db)
@@ -121,7 +121,7 @@ async fn snapshots(db: &DatabaseConnection, id: i64) -> Vec<(DateTime<Utc>, Opti
     rows.into_iter().filter(|s| s.user_id == id).map(|s| (s.scraped_at, s.followers_count)).collect()
 }
 
-async fn count<E: EntityTrait>(db: &DatabaseConnection, _: E) -> usize {
+pub(crate) async fn count<E: EntityTrait>(db: &DatabaseConnection, _: E) -> usize {
     E::find().all(db).await.unwrap().len()
 }
 

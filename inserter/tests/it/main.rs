@@ -6,6 +6,7 @@ mod failures;
 mod index_limits;
 mod instagram_consume;
 mod instagram_mapping;
+mod instagram_one_profile;
 mod instagram_writer;
 mod mastodon_consume;
 mod mastodon_mapping;

@@ -1,5 +1,6 @@
 //! The migration crate's integration tests: one binary, one module per area (a single link of the
 //! crate's dependencies instead of one per file).
 
+mod instagram_profile_merge;
 mod mastodon_instances;
 mod migrations;

@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use testkit::Postgres;
 
 /// Everything a migration can create, as sorted text: tables and columns with types and nullability,
-/// constraints, indexes, publications and their tables, replica identities.
+/// constraints, indexes, publications and their tables, replica identities, triggers and functions.
 async fn schema(db: &DatabaseConnection) -> Vec<String> {
     let sql = r#"
         SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
@@ -24,6 +24,11 @@ async fn schema(db: &DatabaseConnection) -> Vec<String> {
         UNION ALL
         SELECT 'replica identity ' || relname || ' ' || relreplident::text FROM pg_class
           WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname <> 'seaql_migrations'
+        UNION ALL
+        SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL
+        SELECT 'function ' || oid::regprocedure::text || ' ' || md5(prosrc) || ' ' || prosecdef::text FROM pg_proc
+          WHERE pronamespace = 'public'::regnamespace
         ORDER BY 1"#;
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect()

@@ -15,6 +15,17 @@ pub const REJECT_PREFIX_BYTES: usize = contract::reject::KEPT_OF_OVERSIZE;
 #[derive(Deserialize)]
 struct Identified {
     id: Option<serde_json::Value>,
+    ig_id: Option<serde_json::Value>,
+}
+
+/// What a record is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyedBy {
+    /// The object's `id`.
+    Id,
+    /// Its `ig_id` (a Graph profile's web id) when it has one, else its `id`: then a Graph and a web record
+    /// of one account share a key, and so a partition, and one inserter writes them in order.
+    WebIdElseId,
 }
 
 /// Queues `object` to `topic` keyed by its `id`, with `headers`; or rejects it, its reason (a
@@ -27,6 +38,20 @@ pub async fn offer(
     headers: &[(&'static str, String)],
     max: usize,
 ) -> Result<Option<String>, Closed> {
+    offer_keyed(out, topic, what, object, KeyedBy::Id, headers, max).await
+}
+
+/// [`offer`], keyed as `keyed_by` says. The `id` must be an id whatever the key; an `ig_id`, when the key
+/// is read from it and it is present, too (the inserter keys the row by it).
+pub async fn offer_keyed(
+    out: &Emitter,
+    topic: &str,
+    what: &str,
+    object: &RawValue,
+    keyed_by: KeyedBy,
+    headers: &[(&'static str, String)],
+    max: usize,
+) -> Result<Option<String>, Closed> {
     let bytes = object.get().as_bytes();
     if bytes.len() > max {
         let kept = REJECT_PREFIX_BYTES.min(bytes.len());
@@ -35,19 +60,33 @@ pub async fn offer(
         return Ok(None);
     }
     let reason = match serde_json::from_str::<Identified>(object.get()) {
-        Ok(Identified { id: Some(id) }) => match id::from_json(&id) {
-            Ok(id) => {
-                let key = id::canonical(id);
-                out.accept_with(topic, key.clone(), bytes.to_vec(), headers).await?;
-                return Ok(Some(key));
+        Ok(Identified { id: Some(id), ig_id }) => match (id::from_json(&id), keyed_by, ig_id) {
+            (Err(error), _, _) => Reject::BadId { field: "id", error },
+            (Ok(id), KeyedBy::Id, _) | (Ok(id), KeyedBy::WebIdElseId, None | Some(serde_json::Value::Null)) => {
+                return accept(out, topic, id, bytes, headers).await;
             }
-            Err(error) => Reject::BadId { field: "id", error },
+            (Ok(_), KeyedBy::WebIdElseId, Some(web_id)) => match id::from_json(&web_id) {
+                Ok(web_id) => return accept(out, topic, web_id, bytes, headers).await,
+                Err(error) => Reject::BadId { field: "ig_id", error },
+            },
         },
-        Ok(Identified { id: None }) => Reject::NoId("id"),
+        Ok(Identified { id: None, .. }) => Reject::NoId("id"),
         Err(e) => Reject::NotAnObject(e.to_string()),
     };
     out.reject(bytes.to_vec(), &format!("{what} object: {reason}")).await?;
     Ok(None)
+}
+
+async fn accept(
+    out: &Emitter,
+    topic: &str,
+    id: i64,
+    bytes: &[u8],
+    headers: &[(&'static str, String)],
+) -> Result<Option<String>, Closed> {
+    let key = id::canonical(id);
+    out.accept_with(topic, key.clone(), bytes.to_vec(), headers).await?;
+    Ok(Some(key))
 }
 
 /// [`prefix`] of a whole API response, with every `access_token=` value in it (a Graph `paging.next` URL

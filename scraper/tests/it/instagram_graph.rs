@@ -259,6 +259,47 @@ async fn a_refused_token_stops_the_source_and_says_what_to_fix_without_showing_t
 }
 
 #[tokio::test]
+async fn a_profile_naming_its_web_id_is_keyed_by_it_and_a_bad_web_id_is_rejected() {
+    let setup = setup().await;
+    // Business discovery sends `ig_id` as a JSON number.
+    let with_web_id =
+        PROFILE_FIELDS.replacen(r#""id":"17841405309211844","#, r#""id":"17841405309211844","ig_id":1620131,"#, 1);
+    let bad_web_id = PROFILE_FIELDS
+        .replacen(r#""id":"17841405309211844","#, r#""id":"17841405309211845","ig_id":0,"#, 1)
+        .replace("bluebottle", "zeroed");
+    let (ok, bad) = (discovery(&with_web_id, &[MEDIA_1], None), discovery(&bad_web_id, &[], None));
+    let server = HttpServer::with({
+        let (ok, bad) = (ok.clone(), bad.clone());
+        move |request| match call(request).as_str() {
+            "bd:bluebottle:-" => Reply::json(200, &ok),
+            "bd:zeroed:-" => Reply::json(200, &bad),
+            other => Reply::json(400, &graph_error(100, &format!("unexpected call {other}"))),
+        }
+    })
+    .await
+    .unwrap();
+    let (waiter, _) = Waiter::recording();
+    let outcome = run(&setup, config(&server, &setup.topics, &["bluebottle", "zeroed"], &[]), waiter).await;
+    assert!(outcome.failed_sources.is_empty(), "{:?}", outcome.failed_sources);
+
+    let fields = server.requests()[0].query("fields").unwrap();
+    assert!(fields.starts_with("business_discovery.username(bluebottle){id,ig_id,username,"), "{fields}");
+    let profiles = support::consume(&setup.broker, &setup.topics.profiles, 1, Duration::from_secs(20)).await;
+    assert_eq!(profiles.len(), 1, "the profile with a bad ig_id is not a record");
+    assert_eq!(profiles[0].key.as_deref(), Some("1620131"), "keyed like the web's record of the account");
+    assert_eq!(profiles[0].text(), profile_slice(&ok), "the object, byte for byte");
+    let media = support::consume(&setup.broker, &setup.topics.media, 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        (media[0].key.as_deref(), media[0].header("instagram_owner_id")),
+        (Some("17858843269216389"), Some(BLUEBOTTLE)),
+        "media keep their own key, and the owner header stays the Graph id it has always been"
+    );
+    let rejects = support::consume(&setup.broker, &setup.rejects, 1, Duration::from_secs(20)).await;
+    let reason = rejects[0].header("error").unwrap();
+    assert!(reason.starts_with("Instagram Graph profile object:") && reason.contains("ig_id"), "{reason}");
+}
+
+#[tokio::test]
 async fn an_unknown_account_is_skipped_a_transient_error_retried_and_the_others_go_on() {
     let setup = setup().await;
     let ok = discovery(PROFILE_FIELDS, &[MEDIA_1], None);

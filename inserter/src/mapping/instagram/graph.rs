@@ -11,10 +11,12 @@ use crate::mapping::DecodeError;
 use crate::mapping::json::Id;
 
 /// The `business_discovery` object. Any field but `id` may be absent (the fields asked for decide); `media`
-/// is not read here: its items arrive as records of their own.
+/// is not read here: its items arrive as records of their own. `ig_id` is the account's web id (records
+/// scraped before the scraper asked for it lack it).
 #[derive(Deserialize)]
 struct GraphProfile {
     id: Id,
+    ig_id: Option<Id>,
     username: Option<String>,
     name: Option<String>,
     biography: Option<String>,
@@ -43,8 +45,13 @@ struct GraphMedia {
 
 pub(super) fn profile(rows: &mut InstagramRows, raw: Value, context: &Context) -> Result<(), DecodeError> {
     let p = GraphProfile::deserialize(&raw).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    let (user_id, graph_user_id) = match p.ig_id {
+        Some(web) => (web.0, Some(p.id.0)),
+        None => (p.id.0, None),
+    };
     let profile = Profile {
-        user_id: p.id.0,
+        user_id,
+        graph_user_id,
         username: p.username,
         full_name: p.name,
         biography: p.biography,

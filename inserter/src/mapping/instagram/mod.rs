@@ -2,7 +2,9 @@
 //! object of the Graph API or of the web profile endpoint, byte for byte; what the object does not say
 //! (its owner, the hashtag searched) comes from headers (docs/architecture.md, *Instagram records*).
 //!
-//! A profile becomes an `instagram_profiles` row and an `instagram_profile_snapshots` row. A media object
+//! A profile becomes an `instagram_profiles` row and an `instagram_profile_snapshots` row, keyed by the
+//! account's web id (a Graph profile names it in `ig_id`; one that does not is keyed by its Graph id, and
+//! the database merges that row once a record names both: migration `m20261201_000007`). A media object
 //! becomes an `instagram_posts` row keyed by the canonical media id (the web's id; for a Graph object, the
 //! number its permalink's shortcode encodes), its hashtags and their links, and, from the web, its comments
 //! and tagged users. Every account a record mentions without being its profile (a post's owner, a comment's
@@ -145,7 +147,10 @@ impl Format {
 
 /// A profile's typed columns, whichever API it came from.
 struct Profile {
+    /// The canonical (web) id; a Graph profile that does not name it is keyed by its Graph id.
     user_id: i64,
+    /// The Graph API's id, when the profile also names the web id.
+    graph_user_id: Option<i64>,
     username: Option<String>,
     full_name: Option<String>,
     biography: Option<String>,
@@ -192,6 +197,7 @@ impl InstagramRows {
         });
         self.profiles.push(instagram_profiles::ActiveModel {
             user_id: Set(profile.user_id),
+            graph_user_id: Set(profile.graph_user_id),
             username: Set(non_empty(profile.username)),
             full_name: Set(profile.full_name),
             biography: Set(profile.biography),

@@ -120,6 +120,7 @@ pub(super) fn profile(rows: &mut InstagramRows, raw: Value, context: &Context) -
     let u = User::deserialize(&raw).map_err(|e| DecodeError::Shape(e.to_string()))?;
     let profile = Profile {
         user_id: u.id.0,
+        graph_user_id: None,
         username: u.username,
         full_name: u.full_name,
         biography: u.biography,

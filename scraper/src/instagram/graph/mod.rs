@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use self::pages::{Discovered, Discovery, HashtagSearch, Media, MediaPage};
 use self::usage::Usage;
 use self::verdict::{GraphError, Verdict};
-use super::offer::{offer, redacted_prefix};
+use super::offer::{KeyedBy, offer, offer_keyed, redacted_prefix};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
 use contract::header;
@@ -33,9 +33,10 @@ use crate::secret::Secret;
 use crate::source::{Source, Waiter};
 use common::backoff::Backoff;
 
-/// The profile fields business discovery asks for.
+/// The profile fields business discovery asks for. `ig_id` is the account's web id: the record is keyed by
+/// it, and the inserter keys the account's row by it, so both APIs' scrapes of one account meet.
 pub const PROFILE_FIELDS: &str =
-    "id,username,name,biography,website,profile_picture_url,followers_count,follows_count,media_count";
+    "id,ig_id,username,name,biography,website,profile_picture_url,followers_count,follows_count,media_count";
 /// The media fields business discovery asks for.
 pub const MEDIA_FIELDS: &str = "id,caption,media_type,media_url,permalink,timestamp,like_count,comments_count,username";
 /// Hashtag media have no owner fields.
@@ -251,7 +252,11 @@ impl Poller {
                 let topic = self.config.topics.profiles.clone();
                 self.out.line_read();
                 let max = self.config.max_record_bytes;
-                if offer(&self.discovery, &topic, "Instagram Graph profile", profile, &[], max).await?.is_some() {
+                let keyed = KeyedBy::WebIdElseId;
+                if offer_keyed(&self.discovery, &topic, "Instagram Graph profile", profile, keyed, &[], max)
+                    .await?
+                    .is_some()
+                {
                     self.tally.profiles += 1;
                 } else {
                     self.tally.rejected += 1;

@@ -34,13 +34,18 @@ fn with_counts(reblogs: i64, favourites: i64, replies: i64) -> serde_json::Value
     status
 }
 
-async fn counts(rig: &Rig) -> [Option<i64>; 3] {
-    let row = mastodon_statuses::Entity::find()
-        .filter(mastodon_statuses::Column::Id.eq(ID))
+/// The status of id `id` (the fixtures' records carry no `instance`: one row has the id).
+async fn stored(rig: &Rig, id: i64) -> mastodon_statuses::Model {
+    mastodon_statuses::Entity::find()
+        .filter(mastodon_statuses::Column::Id.eq(id))
         .one(rig.conn())
         .await
         .unwrap()
-        .unwrap();
+        .expect("the status was stored")
+}
+
+async fn counts(rig: &Rig) -> [Option<i64>; 3] {
+    let row = stored(rig, ID).await;
     [row.reblogs_count, row.favourites_count, row.replies_count]
 }
 
@@ -66,12 +71,7 @@ async fn statuses_land_newer_scrapes_update_older_ones_do_not_and_malformed_ones
     rig.wait_for_count(&statuses_offsets_sql(&rig, &group), 4, Duration::from_secs(60), &inserter).await;
 
     assert_eq!(rig.count(STATUSES).await, 3, "{}", inserter.log());
-    let row = mastodon_statuses::Entity::find()
-        .filter(mastodon_statuses::Column::Id.eq(ID))
-        .one(rig.conn())
-        .await
-        .unwrap()
-        .unwrap();
+    let row = stored(&rig, ID).await;
     assert_eq!(row.uri, "https://hachyderm.io/users/ferris/statuses/113512893400000000");
     assert_eq!(row.url.as_deref(), Some("https://hachyderm.io/@ferris/113512893400000000"));
     assert_eq!((row.account_id, row.account_acct.as_str()), (109301234567890124, "ferris@hachyderm.io"));

@@ -1,5 +1,8 @@
 //! The operations endpoint of a long-running binary: `GET /metrics` (Prometheus text format) and
-//! `GET /healthz` (200 while healthy, 503 with the reason otherwise).
+//! `GET /healthz` (200 while healthy, 503 with the reason otherwise), and the same split the way Kubernetes
+//! probes want it: `GET /livez` (200 while the process answers at all: a restart would not fix a broker or
+//! a database that is away) and `GET /readyz` (the health: 503 with the reason while the binary cannot do
+//! its job).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -92,11 +95,12 @@ fn respond(request: &Request<Incoming>, registry: &Registry, health: &Health) ->
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {e}\n")),
             }
         }
-        "/healthz" => match health.problem() {
+        "/healthz" | "/readyz" => match health.problem() {
             None => text(StatusCode::OK, "ok\n".into()),
             Some(problem) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")),
         },
-        _ => text(StatusCode::NOT_FOUND, "try /metrics or /healthz\n".into()),
+        "/livez" => text(StatusCode::OK, "alive\n".into()),
+        _ => text(StatusCode::NOT_FOUND, "try /metrics, /healthz, /livez or /readyz\n".into()),
     }
 }
 
@@ -104,4 +108,44 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use prometheus_client::registry::Registry;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Health, serve};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn liveness_holds_while_readiness_follows_the_health() {
+        let health = Health::default();
+        let shutdown = CancellationToken::new();
+        let addr =
+            serve("127.0.0.1:0".parse().unwrap(), Arc::new(Registry::default()), health.clone(), shutdown.clone())
+                .await
+                .unwrap();
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        assert_eq!(get(addr, "/livez").await.0, 200);
+
+        health.set_problem("database unreachable");
+        assert_eq!(get(addr, "/readyz").await, (503, "database unreachable\n".to_owned()));
+        assert_eq!(get(addr, "/healthz").await.0, 503, "/healthz means what it meant: ready");
+        assert_eq!(get(addr, "/livez").await.0, 200, "a restart would not bring the database back");
+        assert_eq!(get(addr, "/nothing").await.0, 404);
+        shutdown.cancel();
+    }
 }

@@ -338,6 +338,40 @@ fn check_commands(compose: &Value, image_binaries: &BTreeSet<String>) -> Vec<Str
     problems
 }
 
+/// How long each binary may need to stop cleanly: the scraper its FLUSH_TIMEOUT (default 30 s) to have what
+/// it read acknowledged; the inserter to commit the batch in hand. Compose kills a container after its
+/// `stop_grace_period` (10 s unless set), so that must be longer.
+fn check_stop_grace(compose: &Value) -> Vec<String> {
+    let seconds = |text: &str| -> Option<u64> {
+        let text = text.trim();
+        match text.strip_suffix("ms") {
+            Some(ms) => ms.parse::<u64>().ok().map(|ms| ms / 1000),
+            None => match text.strip_suffix('m') {
+                Some(m) => m.parse::<u64>().ok().map(|m| m * 60),
+                None => text.trim_end_matches('s').parse().ok(),
+            },
+        }
+    };
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        let needed = match command_words(service).first().map(String::as_str) {
+            Some("scraper") => {
+                let flush = service.get("environment").and_then(|env| env.get("FLUSH_TIMEOUT"));
+                flush.and_then(Value::as_str).and_then(seconds).unwrap_or(30)
+            }
+            Some("inserter") => 10,
+            _ => continue,
+        };
+        let grace = service.get("stop_grace_period").and_then(Value::as_str).and_then(seconds).unwrap_or(10);
+        if grace <= needed {
+            problems.push(format!(
+                "service `{name}` may be killed after {grace} s while stopping, but needs more than {needed} s: set stop_grace_period"
+            ));
+        }
+    }
+    problems
+}
+
 /// The host in an address: `scheme://user:password@HOST:port/path`, `id@HOST:port`, `HOST:port`; `None` for
 /// a value that is not an address.
 fn address_host(value: &str) -> Option<&str> {
@@ -402,6 +436,7 @@ fn the_compose_setup_matches_the_workspace() {
     let dockerfile = read(&root.join("Dockerfile"));
     problems.extend(check_dockerfile(&dockerfile, &workspace_binaries(&root)));
     problems.extend(check_commands(&compose, &dockerfile_binaries(&dockerfile)));
+    problems.extend(check_stop_grace(&compose));
     assert!(problems.is_empty(), "the compose setup is out of step with the workspace:\n- {}", problems.join("\n- "));
 }
 
@@ -549,4 +584,17 @@ fn an_address_naming_a_renamed_service_is_caught() {
             "the connector's database.hostname is `postgres`, which is not a service",
         ]
     );
+}
+
+#[test]
+fn a_binary_compose_would_kill_mid_flush_is_caught() {
+    let scraper = "services:\n  scraper:\n    build: .\n    command: [\"scraper\"]\n";
+    assert_eq!(
+        check_stop_grace(&parse_compose(scraper)),
+        ["service `scraper` may be killed after 10 s while stopping, but needs more than 30 s: set stop_grace_period"]
+    );
+    let graced = format!("{scraper}    stop_grace_period: 45s\n");
+    assert!(check_stop_grace(&parse_compose(&graced)).is_empty());
+    let longer_flush = format!("{graced}    environment:\n      FLUSH_TIMEOUT: 2m\n");
+    assert_eq!(check_stop_grace(&parse_compose(&longer_flush)).len(), 1, "45 s is not enough for a 2 min flush");
 }

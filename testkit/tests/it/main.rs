@@ -3,6 +3,7 @@
 
 mod compose_config;
 mod contract;
+mod env_example;
 mod instagram_end_to_end;
 mod local_pipeline;
 mod pipeline_end_to_end;

@@ -26,21 +26,6 @@ pub enum Reject {
     Shape(String),
 }
 
-impl Reject {
-    /// The kind of the reason, as a metric label or a log field would name it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::TooLarge { .. } => "too_large",
-            Self::NotUtf8(_) => "not_utf8",
-            Self::NotJson(_) => "not_json",
-            Self::NotAnObject(_) => "not_an_object",
-            Self::NoId(_) => "no_id",
-            Self::BadId { .. } => "bad_id",
-            Self::Shape(_) => "shape",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Reject;

@@ -104,11 +104,6 @@ impl<L: TopicList> Topics<L> {
     pub fn flags() -> String {
         L::topics().iter().map(|topic| format!("--{}", topic.flag)).collect::<Vec<_>>().join(", ")
     }
-
-    /// Each topic at its default name.
-    pub fn defaults() -> Self {
-        Self { names: L::topics().into_iter().map(|t| (t, t.default.to_owned())).collect(), list: PhantomData }
-    }
 }
 
 impl<L> Clone for Topics<L> {

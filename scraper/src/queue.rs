@@ -51,14 +51,14 @@ pub fn bounded(budget_bytes: u32, rejects_topic: &str, metrics: Metrics) -> (Emi
         budget: Arc::new(Semaphore::new(budget_bytes as usize)),
         budget_bytes,
         rejects_topic: rejects_topic.into(),
-        source: "unknown".into(),
+        source: contract::source::UNKNOWN.into(),
         lines: Counter::default(),
         heartbeats: Counter::default(),
         metrics,
         last_warning: Arc::default(),
         reject_warnings: Arc::default(),
     }
-    .for_source("unknown");
+    .for_source(contract::source::UNKNOWN);
     (emitter, rx)
 }
 

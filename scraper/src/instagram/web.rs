@@ -29,7 +29,7 @@ use crate::source::{Source, Waiter};
 use common::backoff::Backoff;
 
 /// The `source` header of this source's records.
-pub const SOURCE_NAME: &str = "instagram.web.profile";
+pub const SOURCE_NAME: &str = contract::source::INSTAGRAM_WEB_PROFILE;
 pub const DEFAULT_BASE_URL: &str = "https://i.instagram.com";
 /// Instagram web's public app id (sent by every browser that opens instagram.com; not a secret).
 pub const DEFAULT_APP_ID: &str = "936619743392459";

@@ -47,9 +47,9 @@ impl Endpoint {
     /// The `source` header of its records.
     pub fn source_name(self) -> &'static str {
         match self {
-            Self::Sample => "x.sample",
-            Self::Sample10 { .. } => "x.sample10",
-            Self::Search => "x.search",
+            Self::Sample => contract::source::X_SAMPLE,
+            Self::Sample10 { .. } => contract::source::X_SAMPLE10,
+            Self::Search => contract::source::X_SEARCH,
         }
     }
 
@@ -57,7 +57,7 @@ impl Endpoint {
     /// side by side.
     pub fn task_name(self) -> String {
         match self {
-            Self::Sample10 { partition } => format!("x.sample10.p{partition}"),
+            Self::Sample10 { partition } => format!("{}.p{partition}", contract::source::X_SAMPLE10),
             other => other.source_name().to_owned(),
         }
     }

@@ -43,7 +43,7 @@ pub const MEDIA_FIELDS: &str = "id,caption,media_type,media_url,permalink,timest
 pub const HASHTAG_MEDIA_FIELDS: &str = "id,caption,media_type,media_url,permalink,timestamp,like_count,comments_count";
 
 /// The `source` header of business-discovery records.
-pub const DISCOVERY_SOURCE: &str = "instagram.graph.business_discovery";
+pub const DISCOVERY_SOURCE: &str = contract::source::INSTAGRAM_BUSINESS_DISCOVERY;
 
 /// Responses larger than this are not read: a page of 50 media is a few hundred KiB.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -165,8 +165,8 @@ impl Poller {
             hashtag_ids: HashMap::new(),
             out: out.clone(),
             discovery: out.for_source(DISCOVERY_SOURCE),
-            recent: out.for_source("instagram.graph.hashtag.recent_media"),
-            top: out.for_source("instagram.graph.hashtag.top_media"),
+            recent: out.for_source(contract::source::INSTAGRAM_HASHTAG_RECENT),
+            top: out.for_source(contract::source::INSTAGRAM_HASHTAG_TOP),
             tally: Tally::default(),
             config,
             waiter,

@@ -146,7 +146,9 @@ async fn records_the_producer_gave_up_on_while_the_broker_was_away_are_retried_u
     let metrics = Metrics::default();
     let running = tokio::spawn({
         let (sink, metrics, sources) = (sink.clone(), metrics.clone(), numbered(&topic, 3));
-        let options = support::options(&rejects);
+        // The sources end at once, so the flush timeout runs from the start: longer than the broker's restart
+        // and the producer's reconnect backoff take on a loaded machine, so the broker's return decides.
+        let options = Options { flush_timeout: Duration::from_secs(120), ..support::options(&rejects) };
         async move { run::run(sources, sink, metrics, &options, Health::default(), CancellationToken::new()).await }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

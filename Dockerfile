@@ -9,10 +9,11 @@
 # Stages: chef (the toolchain and cargo-chef) -> planner (the dependency recipe) -> builder (the dependencies,
 # cached as their own layer while Cargo.toml/Cargo.lock do not change, then the workspace) -> runtime.
 
-ARG RUST_VERSION=1.95
+ARG RUST_VERSION=1.95.0
 ARG CARGO_CHEF_VERSION=0.1.78
 
-FROM rust:${RUST_VERSION}-bookworm AS chef
+# Debian 13 (trixie) for both stages: bookworm's regular security support ended in 2026.
+FROM rust:${RUST_VERSION}-trixie AS chef
 ARG CARGO_CHEF_VERSION
 # The native parts of the build: rdkafka-sys builds its bundled librdkafka 2.12 with its own ./configure
 # (bash) and make, with zlib and OpenSSL (rdkafka's `libz` and `ssl` features: TLS and SASL PLAIN/SCRAM to
@@ -37,12 +38,14 @@ COPY . .
 RUN cargo build --release --locked -p scraper -p inserter -p migration \
         --bin scraper --bin inserter --bin migration
 
-FROM debian:bookworm-slim AS runtime
+# The stable release's moving tag: a rebuild picks up its point releases and security fixes.
+FROM debian:trixie-slim AS runtime
 # ca-certificates: the roots rustls and librdkafka trust (the X API, SSE servers, Postgres and Kafka over
-# TLS); libssl3: librdkafka's TLS (librdkafka itself is linked statically); curl: the healthchecks. libz,
-# libgcc_s and libc are in the base image.
+# TLS); libssl3t64 (trixie's name for libssl3 since the 64-bit time_t transition): librdkafka's TLS
+# (librdkafka itself is linked statically); curl: the healthchecks. libz, libgcc_s and libc are in the base
+# image.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3t64 curl \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 ingest \
     && useradd --system --uid 10001 --gid ingest --home-dir /nonexistent --no-create-home \

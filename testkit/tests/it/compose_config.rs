@@ -1,7 +1,10 @@
 //! The compose setup checked against the workspace, so that renaming a service, a table or a binary fails
 //! here rather than at `docker compose up`: every `depends_on` names a service, every `${VAR}` has a default
 //! or is in `.env.example`, every mounted file exists, the Debezium connector reads the migrations'
-//! publication and exactly its tables, and the Dockerfile builds binaries the workspace has.
+//! publication and exactly its tables, and the Dockerfile builds binaries the workspace has. It also holds
+//! what operators rely on: images pinned to releases, each container getting only the variables it uses (the
+//! scraper and the inserter exactly their flags' variables), Connect's env provider limited to the
+//! connector's password, and stop grace periods longer than a flush.
 //!
 //! Each check returns the problems it found; the first test runs them on the repository's files, the others
 //! show on small fixtures that each check catches what it is for.
@@ -10,6 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use clap::CommandFactory;
 use migration::{CDC_PUBLICATION, PUBLISHED_TABLES};
 use serde_norway::Value;
 
@@ -372,6 +376,126 @@ fn check_stop_grace(compose: &Value) -> Vec<String> {
     problems
 }
 
+/// The names a service's `environment` sets or passes through, list (`A=x`, `A`) or mapping form.
+fn environment_names(service: &Value) -> BTreeSet<String> {
+    match service.get("environment") {
+        Some(Value::Mapping(map)) => map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect(),
+        Some(Value::Sequence(items)) => {
+            items.iter().filter_map(|item| item.as_str().map(|s| s.split('=').next().unwrap_or(s).to_owned())).collect()
+        }
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Whether `service` hands `variable` to its container or interpolates it anywhere (`$V`, `${V...}`).
+fn mentions(service: &Value, variable: &str) -> bool {
+    let mut texts = Vec::new();
+    strings(service, &mut texts);
+    environment_names(service).contains(variable)
+        || texts.iter().any(|text| {
+            text.match_indices('$').any(|(at, _)| {
+                let rest = text[at + 1..].strip_prefix('{').unwrap_or(&text[at + 1..]);
+                rest.strip_prefix(variable)
+                    .is_some_and(|after| !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+            })
+        })
+}
+
+/// Which services may see each secret: its owner, and Postgres, which sets the role passwords when its
+/// volume is first initialised.
+const SECRETS: &[(&str, &[&str])] = &[
+    ("POSTGRES_PASSWORD", &["postgres"]),
+    ("INGEST_OWNER_PASSWORD", &["postgres", "migrate"]),
+    ("INSERTER_DB_PASSWORD", &["postgres", "inserter"]),
+    ("DEBEZIUM_DB_PASSWORD", &["postgres", "connect"]),
+    ("ANALYST_DB_PASSWORD", &["postgres"]),
+    ("GRAFANA_ADMIN_PASSWORD", &["grafana"]),
+    ("X_BEARER_TOKEN", &["scraper"]),
+    ("SSE_BEARER_TOKEN", &["scraper"]),
+    ("INSTAGRAM_ACCESS_TOKEN", &["scraper"]),
+];
+
+/// Each container gets the variables it uses and no others: no `env_file` (which hands over a whole file),
+/// a secret only to the services in [`SECRETS`], and the scraper and the inserter exactly the variables
+/// their flags read (`binaries`: the program and its variables), so that every setting works under compose
+/// and nothing else gets in.
+fn check_service_variables(compose: &Value, binaries: &[(&str, BTreeSet<String>)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        if service.get("env_file").is_some() {
+            problems.push(format!("service `{name}` reads an env_file: it would get every variable in it"));
+        }
+        for (secret, owners) in SECRETS {
+            if mentions(service, secret) && !owners.contains(&name.as_str()) {
+                problems.push(format!("service `{name}` gets {secret}, which only {} may see", owners.join(", ")));
+            }
+        }
+        let program = command_words(service).into_iter().next().unwrap_or_default();
+        let Some((_, reads)) = binaries.iter().find(|(binary, _)| *binary == program) else { continue };
+        let given = environment_names(service);
+        for variable in given.iter().filter(|v| !reads.contains(*v) && v.as_str() != "RUST_LOG") {
+            problems.push(format!("service `{name}` gets {variable}, which `{program}` does not read"));
+        }
+        for variable in reads.difference(&given) {
+            problems.push(format!("service `{name}` does not pass {variable} on to `{program}`, which reads it"));
+        }
+    }
+    problems
+}
+
+/// Every image is pinned to a release (`15.18-trixie`, `4.3.1`, `3.6.2.Final`, `v1.5.0`), not to a moving
+/// tag (`latest`, `15`, none): an upgrade is then a change someone made and reviewed.
+fn check_image_tags(compose: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        let Some(image) = service.get("image").and_then(Value::as_str) else { continue };
+        if service.get("build").is_some() {
+            continue;
+        }
+        let tag = image.rsplit_once(':').map(|(_, tag)| tag).filter(|tag| !tag.contains('/')).unwrap_or("");
+        let version = tag.trim_start_matches('v').split('-').next().unwrap_or_default();
+        let parts: Vec<&str> = version.split('.').collect();
+        let numeric = parts.iter().take_while(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).count();
+        if numeric < 2 {
+            problems.push(format!("service `{name}` runs `{image}`: pin it to a release tag"));
+        }
+    }
+    problems
+}
+
+/// Connect's env config provider may read only the variables the connector names (`${env:NAME}`): by default
+/// it reads every variable of the worker, for anyone who may submit a connector configuration. The pattern is
+/// a regular expression; names joined by `|` are what this check reads.
+fn check_env_provider(compose: &Value, connector: &serde_json::Value) -> Vec<String> {
+    let config = connector_config(connector);
+    let named: BTreeSet<String> = config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.as_str())
+        .filter_map(|v| v.strip_prefix("${env:")?.strip_suffix('}').map(str::to_owned))
+        .collect();
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        let env = |key: &str| service.get("environment").and_then(|e| e.get(key)).and_then(Value::as_str);
+        if env("CONNECT_CONFIG_PROVIDERS_ENV_CLASS").is_none() {
+            continue;
+        }
+        let Some(pattern) = env("CONNECT_CONFIG_PROVIDERS_ENV_PARAM_ALLOWLIST_PATTERN") else {
+            problems
+                .push(format!("service `{name}`: the env config provider may read every variable: set its allowlist"));
+            continue;
+        };
+        let allowed: BTreeSet<String> = pattern.split('|').map(str::to_owned).collect();
+        if allowed != named {
+            problems.push(format!(
+                "service `{name}`: the env config provider may read {allowed:?}, but the connector names {named:?}"
+            ));
+        }
+    }
+    problems
+}
+
 /// The host in an address: `scheme://user:password@HOST:port/path`, `id@HOST:port`, `HOST:port`; `None` for
 /// a value that is not an address.
 fn address_host(value: &str) -> Option<&str> {
@@ -437,6 +561,13 @@ fn the_compose_setup_matches_the_workspace() {
     problems.extend(check_dockerfile(&dockerfile, &workspace_binaries(&root)));
     problems.extend(check_commands(&compose, &dockerfile_binaries(&dockerfile)));
     problems.extend(check_stop_grace(&compose));
+    problems.extend(check_image_tags(&compose));
+    problems.extend(check_env_provider(&compose, &connector));
+    let binaries = [
+        ("scraper", crate::env_example::variables(scraper::settings::Settings::command())),
+        ("inserter", crate::env_example::variables(inserter::settings::Settings::command())),
+    ];
+    problems.extend(check_service_variables(&compose, &binaries));
     assert!(problems.is_empty(), "the compose setup is out of step with the workspace:\n- {}", problems.join("\n- "));
 }
 
@@ -597,4 +728,61 @@ fn a_binary_compose_would_kill_mid_flush_is_caught() {
     assert!(check_stop_grace(&parse_compose(&graced)).is_empty());
     let longer_flush = format!("{graced}    environment:\n      FLUSH_TIMEOUT: 2m\n");
     assert_eq!(check_stop_grace(&parse_compose(&longer_flush)).len(), 1, "45 s is not enough for a 2 min flush");
+}
+
+#[test]
+fn a_secret_or_a_setting_in_the_wrong_container_is_caught() {
+    let binaries = [("scraper", ["X_BEARER_TOKEN", "REPLAY_RATE"].map(String::from).into())];
+    let compose = "services:\n  scraper:\n    command: [\"scraper\"]\n    environment:\n      X_BEARER_TOKEN:\n      REPLAY_RATE:\n";
+    assert!(check_service_variables(&parse_compose(compose), &binaries).is_empty());
+
+    let missing = compose.replace("      REPLAY_RATE:\n", "");
+    assert_eq!(
+        check_service_variables(&parse_compose(&missing), &binaries),
+        ["service `scraper` does not pass REPLAY_RATE on to `scraper`, which reads it"]
+    );
+    let stranger = format!("{compose}      DATABASE_URL: postgres://x@postgres/ingest\n");
+    assert_eq!(
+        check_service_variables(&parse_compose(&stranger), &binaries),
+        ["service `scraper` gets DATABASE_URL, which `scraper` does not read"]
+    );
+    let with_file = format!("{compose}    env_file: .env\n");
+    assert_eq!(check_service_variables(&parse_compose(&with_file), &binaries).len(), 1);
+
+    let leaky =
+        "services:\n  migrate:\n    environment:\n      URL: postgres://o:${INSERTER_DB_PASSWORD:-x}@postgres/i\n";
+    assert_eq!(
+        check_service_variables(&parse_compose(leaky), &binaries),
+        ["service `migrate` gets INSERTER_DB_PASSWORD, which only postgres, inserter may see"]
+    );
+    let prefix = "services:\n  migrate:\n    environment:\n      A: ${X_BEARER_TOKENS:-x}\n";
+    assert!(check_service_variables(&parse_compose(prefix), &binaries).is_empty(), "another name, not the secret");
+}
+
+#[test]
+fn an_image_on_a_moving_tag_is_caught() {
+    let compose = |image: &str| parse_compose(&format!("services:\n  s:\n    image: {image}\n"));
+    for pinned in [
+        "postgres:15.18-trixie",
+        "apache/kafka:4.3.1",
+        "quay.io/debezium/connect:3.6.2.Final",
+        "ghcr.io/kafbat/kafka-ui:v1.5.0",
+    ] {
+        assert!(check_image_tags(&compose(pinned)).is_empty(), "{pinned}");
+    }
+    for moving in ["postgres:15-trixie", "apache/kafka", "grafana/grafana:latest", "localhost:5000/kafka"] {
+        assert_eq!(check_image_tags(&compose(moving)).len(), 1, "{moving}");
+    }
+}
+
+#[test]
+fn an_env_provider_that_may_read_every_variable_is_caught() {
+    let connector = serde_json::json!({"database.password": "${env:DEBEZIUM_DB_PASSWORD}"});
+    let connect = "services:\n  connect:\n    environment:\n      CONNECT_CONFIG_PROVIDERS_ENV_CLASS: x\n";
+    let restricted =
+        format!("{connect}      CONNECT_CONFIG_PROVIDERS_ENV_PARAM_ALLOWLIST_PATTERN: DEBEZIUM_DB_PASSWORD\n");
+    assert!(check_env_provider(&parse_compose(&restricted), &connector).is_empty());
+    assert_eq!(check_env_provider(&parse_compose(connect), &connector).len(), 1);
+    let wide = restricted.replace("PATTERN: DEBEZIUM_DB_PASSWORD", "PATTERN: .*");
+    assert_eq!(check_env_provider(&parse_compose(&wide), &connector).len(), 1);
 }

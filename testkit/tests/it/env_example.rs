@@ -6,6 +6,13 @@ use std::collections::BTreeMap;
 
 use clap::CommandFactory;
 
+/// The variables `command`'s flags read.
+pub(crate) fn variables(command: clap::Command) -> std::collections::BTreeSet<String> {
+    let mut found = BTreeMap::new();
+    defaults(command, &mut found);
+    found.into_keys().collect()
+}
+
 /// (variable, default) of every flag of `command` that reads a variable.
 fn defaults(command: clap::Command, out: &mut BTreeMap<String, Option<String>>) {
     for arg in command.get_arguments() {

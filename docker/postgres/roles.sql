@@ -101,6 +101,10 @@ FROM pg_tables WHERE schemaname = 'public' AND tableowner = 'ingest_owner'
 SELECT format('GRANT SELECT ON TABLE %I.%I TO debezium, analyst', schemaname, tablename)
 FROM pg_tables WHERE schemaname = 'public' AND tableowner = 'ingest_owner'
 \gexec
+-- Views, for the readers (the default privileges above cover a view as a table); the inserter uses none.
+SELECT format('GRANT SELECT ON TABLE %I.%I TO debezium, analyst', schemaname, viewname)
+FROM pg_views WHERE schemaname = 'public' AND viewowner = 'ingest_owner'
+\gexec
 SELECT format('GRANT USAGE, SELECT ON SEQUENCE %I.%I TO inserter', schemaname, sequencename)
 FROM pg_sequences WHERE schemaname = 'public' AND sequenceowner = 'ingest_owner'
 \gexec

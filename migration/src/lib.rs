@@ -12,6 +12,7 @@ mod m20261125_000005_mastodon;
 mod m20261201_000006_mastodon_edits_deletions;
 mod m20261201_000007_instagram_one_profile_per_account;
 mod m20261201_000008_mastodon_instances;
+mod m20261201_000009_analyst_views;
 mod sql;
 
 /// The publication Debezium (or any logical-replication client) reads; created by the migrations so that
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_mastodon_edits_deletions::Migration),
             Box::new(m20261201_000007_instagram_one_profile_per_account::Migration),
             Box::new(m20261201_000008_mastodon_instances::Migration),
+            Box::new(m20261201_000009_analyst_views::Migration),
         ]
     }
 }

@@ -41,9 +41,12 @@ fn entity_columns<E: EntityTrait>() -> (String, Columns) {
 }
 
 async fn database_columns(db: &DatabaseConnection) -> Vec<(String, Columns)> {
-    let sql = "SELECT table_name::text, column_name::text, udt_name::text, is_nullable = 'YES'
-               FROM information_schema.columns
-               WHERE table_schema = 'public' AND table_name <> 'seaql_migrations'
+    // Tables only: the analysts' views are queries over them, not rows an entity reads or writes.
+    let sql = "SELECT c.table_name::text, c.column_name::text, c.udt_name::text, c.is_nullable = 'YES'
+               FROM information_schema.columns c
+               JOIN information_schema.tables t USING (table_schema, table_name)
+               WHERE c.table_schema = 'public' AND c.table_name <> 'seaql_migrations'
+                 AND t.table_type = 'BASE TABLE'
                ORDER BY 1, 2";
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     let mut tables: Vec<(String, Columns)> = Vec::new();

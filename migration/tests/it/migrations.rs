@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use testkit::Postgres;
 
 /// Everything a migration can create, as sorted text: tables and columns with types and nullability,
-/// constraints, indexes, publications and their tables, replica identities, triggers and functions.
+/// constraints, indexes, publications and their tables, replica identities, triggers, views and functions.
 async fn schema(db: &DatabaseConnection) -> Vec<String> {
     let sql = r#"
         SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
@@ -26,6 +26,8 @@ async fn schema(db: &DatabaseConnection) -> Vec<String> {
           WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname <> 'seaql_migrations'
         UNION ALL
         SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL
+        SELECT 'view ' || viewname || ' ' || md5(definition) FROM pg_views WHERE schemaname = 'public'
         UNION ALL
         SELECT 'function ' || oid::regprocedure::text || ' ' || md5(prosrc) || ' ' || prosecdef::text FROM pg_proc
           WHERE pronamespace = 'public'::regnamespace

@@ -2,7 +2,9 @@
 # Installs what the tests need on a fresh Debian machine, and nothing that is already there:
 #   - the PostgreSQL 15 server binaries (the tests start throwaway clusters from them),
 #   - the tansu Kafka-protocol broker (the tests start it as a separate process),
-#   - cargo-nextest (the test runner: one process per test, so every test gets its own services).
+#   - cargo-nextest (the test runner: one process per test, so every test gets its own services),
+#   - Debian's Prometheus (`promtool` checks the compose stack's Prometheus files; the observability test runs
+#     `prometheus` itself against the pipeline).
 # Idempotent: a second run on a warm machine takes a second.
 set -euo pipefail
 
@@ -22,6 +24,28 @@ if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/initdb" ]; then
     as_root apt-get update -qq
     # The tests start their own clusters; the package's default cluster is not needed.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
+fi
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    log "installing Prometheus (prometheus: promtool and the server)"
+    as_root apt-get update -qq
+    # The package's postinst starts its own server on :9090 through invoke-rc.d wherever there is no systemd
+    # (a container, CI). The tests start theirs on free ports, so a policy-rc.d that refuses every start keeps
+    # the package's from ever running; one that is already there is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=false
+    if [ ! -e "$policy" ]; then
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+        added_policy=true
+    fi
+    status=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus || status=$?
+    if $added_policy; then as_root rm -f "$policy"; fi
+    [ "$status" -eq 0 ] || exit "$status"
+    # Under a policy that let it start, stop it: nothing of the package's may hold :9090.
+    if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+        as_root /etc/init.d/prometheus stop >/dev/null || true
+    fi
 fi
 
 # Building rdkafka's bundled librdkafka needs a C toolchain, make and perl; all are on this machine kind's
@@ -50,4 +74,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 
-log "ready: $("$PG_BIN/postgres" --version), tansu $(tansu --version 2>/dev/null | awk '{print $2}'), $(cargo nextest --version | head -1)"
+log "ready: $("$PG_BIN/postgres" --version), tansu $(tansu --version 2>/dev/null | awk '{print $2}'), $(cargo nextest --version | head -1), $(prometheus --version 2>&1 | head -1)"

@@ -10,9 +10,12 @@
 //! - [`Process`]: a binary under test, run as a process that a test can signal or kill.
 //! - [`stack`]: the compose stack without containers (roles, migrated `ingest` database, broker, the
 //!   pipeline's binaries), for the end-to-end test and the `local-pipeline` runner.
+//! - [`prometheus::Prometheus`]: Debian's Prometheus with the compose stack's jobs and alert rules, pointed at
+//!   local addresses, for the observability test and `local-pipeline --prometheus`.
 //!
-//! Both run as child processes that die with the test process, even when it is killed, and live in temporary
-//! directories that are removed on drop (and swept at the next start if a run crashed).
+//! Postgres, the broker and Prometheus run as child processes that die with the test process, even when it is
+//! killed, and live in temporary directories that are removed on drop (and swept at the next start if a run
+//! crashed).
 
 mod broker;
 pub mod cdc;
@@ -21,6 +24,7 @@ pub mod http;
 mod names;
 mod postgres;
 mod process;
+pub mod prometheus;
 pub mod stack;
 
 pub use broker::{Broker, BrokerStorage, TestMessage};

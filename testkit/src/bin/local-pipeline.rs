@@ -1,8 +1,10 @@
 //! `local-pipeline`: the whole pipeline on a machine without a container engine. Starts Postgres
-//! (`wal_level=logical`) with compose's roles and the migrated `ingest` database, a Kafka-protocol broker, then
-//! the scraper and the inserter; prints where to look; on Ctrl-C or SIGTERM stops the scraper, then the
-//! inserter, then the services. Exits non-zero when a child fails.
+//! (`wal_level=logical`) with compose's roles and the migrated `ingest` database, a Kafka-protocol broker, with
+//! `--prometheus` Debian's Prometheus scraping the two binaries, then the scraper and the inserter; prints where
+//! to look; on Ctrl-C or SIGTERM stops the scraper, then the inserter, then the services. Exits non-zero when a
+//! child fails.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use testkit::prometheus::{Prometheus, PrometheusOptions};
 use testkit::stack::{DATABASE, Role, Stack, StackOptions};
 use testkit::{BrokerStorage, Process};
 use tokio::signal::unix::{SignalKind, signal};
@@ -49,6 +52,15 @@ struct Args {
     /// Where the scraper's and inserter's logs are written (they are also printed, prefixed)
     #[arg(long, default_value = "target/local-pipeline")]
     log_dir: PathBuf,
+
+    /// Also run Prometheus (Debian's `prometheus`) with the compose stack's jobs and alert rules
+    /// (docker/prometheus), scraping the scraper and the inserter
+    #[arg(long)]
+    prometheus: bool,
+
+    /// Prometheus's port on 127.0.0.1 with --prometheus (0: a free one)
+    #[arg(long, default_value_t = 0)]
+    prometheus_port: u16,
 
     /// The roles script compose applies at the database's first start
     #[arg(long, default_value_os_t = testkit::stack::repository_root().join("docker/postgres/roles.sql"))]
@@ -100,6 +112,19 @@ async fn run(args: Args) -> Result<ExitCode> {
     let log_dir = args.log_dir.canonicalize()?;
     let scraper_metrics = metrics_addr(args.scraper_metrics_port)?;
     let inserter_metrics = metrics_addr(args.inserter_metrics_port)?;
+    let mut prometheus = if args.prometheus {
+        let targets = BTreeMap::from([
+            ("scraper".to_owned(), scraper_metrics.to_string()),
+            ("inserter".to_owned(), inserter_metrics.to_string()),
+        ]);
+        let mut options = PrometheusOptions::new(targets);
+        options.port = args.prometheus_port;
+        options.log = Some(log_dir.join("prometheus.log"));
+        say(&format!("starting Prometheus with {}", options.config.display()));
+        Some(Prometheus::start(&options).await?)
+    } else {
+        None
+    };
 
     let mut scraper_command = stack.scraper();
     scraper_command.env("SCRAPER_METRICS_ADDR", scraper_metrics.to_string());
@@ -108,7 +133,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     inserter_command.env("METRICS_ADDR", inserter_metrics.to_string());
     let inserter = Child::spawn("inserter", inserter_command, &log_dir)?;
 
-    print_where_to_look(&stack, scraper_metrics, inserter_metrics, &log_dir);
+    print_where_to_look(&stack, scraper_metrics, inserter_metrics, prometheus.as_ref(), &log_dir);
 
     let mut children = [scraper, inserter];
     let failed = supervise(&mut children).await?;
@@ -119,6 +144,10 @@ async fn run(args: Args) -> Result<ExitCode> {
         if !child.stop().await {
             code = ExitCode::FAILURE;
         }
+    }
+    if let Some(prometheus) = prometheus.as_mut() {
+        say("stopping Prometheus");
+        prometheus.stop();
     }
     say("stopping the broker and Postgres");
     stack.broker.shutdown();
@@ -231,13 +260,34 @@ impl Child {
     }
 }
 
-fn print_where_to_look(stack: &Stack, scraper_metrics: SocketAddr, inserter_metrics: SocketAddr, logs: &Path) {
+fn print_where_to_look(
+    stack: &Stack,
+    scraper_metrics: SocketAddr,
+    inserter_metrics: SocketAddr,
+    prometheus: Option<&Prometheus>,
+    logs: &Path,
+) {
     let broker = stack.broker.bootstrap_servers();
     // The scraper's and the inserter's defaults, unless the environment renames them.
     let topic = |variable: &str, default: &str| std::env::var(variable).unwrap_or_else(|_| default.to_owned());
     let tweets = topic("TOPIC_TWEETS", "twitter.tweets");
     let statuses = topic("TOPIC_MASTODON_STATUSES", "mastodon.statuses");
     let rejects = topic("TOPIC_REJECTS", "scraper.rejects");
+    let prometheus_log =
+        if prometheus.is_some() { format!(", {}/prometheus.log", logs.display()) } else { String::new() };
+    let prometheus = match prometheus {
+        Some(prometheus) => {
+            let dashboard = testkit::stack::repository_root().join("docker/grafana/dashboards/ingest-pipeline.json");
+            format!(
+                "prometheus: {url}  (alerts: {url}/alerts, targets: {url}/targets)\n\
+                 \x20           dashboard: {dashboard} imports into any Grafana whose Prometheus data source\n\
+                 \x20           has the uid `prometheus` and points at {url}\n",
+                url = prometheus.url(),
+                dashboard = dashboard.display(),
+            )
+        }
+        None => String::new(),
+    };
     println!(
         "\n\
          ─── the pipeline is running; Ctrl-C stops it ───\n\
@@ -247,7 +297,8 @@ fn print_where_to_look(stack: &Stack, scraper_metrics: SocketAddr, inserter_metr
          \x20           kcat -C -b {broker} -t {tweets} -c 5\n\
          metrics:    scraper  http://{scraper_metrics}/metrics  (/healthz)\n\
          \x20           inserter http://{inserter_metrics}/metrics  (/healthz)\n\
-         logs:       {logs}/scraper.log, {logs}/inserter.log (also below, prefixed)\n",
+         {prometheus}\
+         logs:       {logs}/scraper.log, {logs}/inserter.log (also below, prefixed){prometheus_log}\n",
         analyst = stack.url(Role::Analyst),
         superuser = stack.pg.url(DATABASE),
         logs = logs.display(),

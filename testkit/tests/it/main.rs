@@ -6,6 +6,7 @@ mod contract;
 mod env_example;
 mod instagram_end_to_end;
 mod local_pipeline;
+mod observability;
 mod pipeline_end_to_end;
 mod services;
 mod x_backfill_end_to_end;

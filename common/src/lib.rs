@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod exit;
 pub mod kafka;
+pub mod metrics;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;

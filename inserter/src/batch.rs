@@ -180,6 +180,15 @@ impl Rows {
         self.tables.in_order().iter().map(|table| table.len()).sum()
     }
 
+    /// [`Rows::count`] by table name, tables without rows left out. Two kinds of rows may go to one table.
+    pub(crate) fn count_by_table(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for table in self.tables.in_order().into_iter().filter(|table| table.len() > 0) {
+            *counts.entry(table.name()).or_default() += table.len();
+        }
+        counts
+    }
+
     /// Leaves out what an index cannot hold (`limits`), then keeps one row per conflict key, the scrapes of
     /// one row folded in scrape order: Postgres refuses an upsert that touches one row twice. Doing it again
     /// changes nothing.

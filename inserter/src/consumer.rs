@@ -3,6 +3,7 @@
 //! needs the database, which a callback cannot wait for). librdkafka's group protocol allows this deferred
 //! assign: the member stays in the group, heartbeating, until it is made.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -34,6 +35,17 @@ pub struct IngestContext {
     /// Wakes the pipeline: a rebalance is served inside a poll that yields no message.
     event_pushed: Notify,
     metrics: Metrics,
+    lag: Mutex<LagSeries>,
+}
+
+/// Which partitions may have a lag series, and which have one.
+#[derive(Default)]
+struct LagSeries {
+    /// Given to this member by the group and not taken away since. A statistics report may have been made
+    /// before a revoke and be served after it: a partition it still shows must not get its series back.
+    owned: BTreeSet<Partition>,
+    /// Those with an `inserter_consumer_lag_records` series.
+    reported: BTreeSet<Partition>,
 }
 
 impl IngestContext {
@@ -51,18 +63,52 @@ impl IngestContext {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
         self.event_pushed.notify_one();
     }
+
+    fn lag_series(&self) -> std::sync::MutexGuard<'_, LagSeries> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partitions' lag series go with them: a revoked partition's last lag would otherwise stay forever.
+    fn disown(&self, partitions: impl IntoIterator<Item = Partition>) {
+        let mut lag = self.lag_series();
+        for partition in partitions {
+            lag.owned.remove(&partition);
+            if lag.reported.remove(&partition) {
+                self.metrics.forget_lag(&partition.0, partition.1);
+            }
+        }
+    }
 }
 
 impl ClientContext for IngestContext {
+    /// librdkafka's `consumer_lag` of each partition: the end of the partition less its committed offset, -1
+    /// while either is unknown (a partition that kept its lag series keeps its last value then).
     fn stats(&self, statistics: Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|topic| topic.partitions.values())
-            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
-            .map(|partition| partition.consumer_lag)
-            .sum();
-        self.metrics.consumer_lag.set(lag);
+        let mut lag = self.lag_series();
+        let mut assigned = BTreeSet::new();
+        let mut total = 0;
+        for (topic, stats) in &statistics.topics {
+            // Partition -1 is librdkafka's internal one for records not yet given a partition; a partition
+            // not desired is not assigned (any more).
+            for partition in stats.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
+                let key = (topic.clone(), partition.partition);
+                if !lag.owned.contains(&key) {
+                    continue;
+                }
+                if partition.consumer_lag >= 0 {
+                    self.metrics.set_lag(topic, partition.partition, partition.consumer_lag);
+                    total += partition.consumer_lag;
+                    lag.reported.insert(key.clone());
+                }
+                assigned.insert(key);
+            }
+        }
+        let gone: Vec<Partition> = lag.reported.difference(&assigned).cloned().collect();
+        for (topic, partition) in gone {
+            self.metrics.forget_lag(&topic, partition);
+            lag.reported.remove(&(topic, partition));
+        }
+        self.metrics.set_lag_total(total);
     }
 }
 
@@ -85,6 +131,7 @@ impl ConsumerContext for IngestContext {
                 }
                 let partitions = list(partitions);
                 tracing::info!(?partitions, "partitions assigned");
+                self.lag_series().owned.extend(partitions.iter().cloned());
                 self.push(RebalanceEvent::Assigned(partitions));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -96,13 +143,17 @@ impl ConsumerContext for IngestContext {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "could not unassign revoked partitions");
                 }
-                self.push(RebalanceEvent::Revoked(list(partitions)));
+                let partitions = list(partitions);
+                self.disown(partitions.iter().cloned());
+                self.push(RebalanceEvent::Revoked(partitions));
             }
             other => {
                 tracing::warn!(error = ?other, "rebalance failed; dropping the assignment");
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "could not drop the assignment");
                 }
+                let owned = std::mem::take(&mut self.lag_series().owned);
+                self.disown(owned);
             }
         }
     }
@@ -130,14 +181,18 @@ pub fn create(bootstrap_servers: &str, group: &str, metrics: Metrics) -> anyhow:
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000");
+        .set("enable.partition.eof", "false");
+    // The lag metrics come from the statistics; KAFKA_STATISTICS_INTERVAL_MS overrides how often.
+    if config.get("statistics.interval.ms").is_none() {
+        config.set("statistics.interval.ms", "5000");
+    }
     // librdkafka prefetches up to 64 MiB per partition by default; a batch never needs that much ahead, and
     // the memory is better bounded (KAFKA_QUEUED_MAX_MESSAGES_KBYTES overrides it).
     if config.get("queued.max.messages.kbytes").is_none() {
         config.set("queued.max.messages.kbytes", "8192");
     }
-    let context = IngestContext { events: Mutex::new(Vec::new()), event_pushed: Notify::new(), metrics };
+    let context =
+        IngestContext { events: Mutex::new(Vec::new()), event_pushed: Notify::new(), metrics, lag: Mutex::default() };
     config.create_with_context(context).context("create the Kafka consumer")
 }
 

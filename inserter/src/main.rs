@@ -31,7 +31,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let shutdown = common::shutdown::on_signal()?;
     let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
+    let metrics = Metrics::new(&mut registry, &routes.topics());
     let health = Health::default();
     ops::serve(settings.metrics_addr, Arc::new(registry), health.clone(), shutdown.child_token()).await?;
 
@@ -58,9 +58,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     db.close().await.ok();
     tracing::info!(
         reason = ?stopped,
-        records = metrics.records_consumed.get(),
-        rows = metrics.rows_written.get(),
-        dead_lettered = metrics.dead_letters.get(),
+        records = metrics.records_consumed.total(),
+        rows = metrics.rows_written.total(),
+        dead_lettered = metrics.dead_letters.total(),
         batches = metrics.batches.get(),
         "inserter stopped"
     );

@@ -1,48 +1,74 @@
-//! The inserter's Prometheus metrics, updated once per batch (lag from librdkafka's statistics).
+//! The inserter's Prometheus metrics, updated once per batch (lag from librdkafka's statistics). The series of
+//! every topic the inserter reads and every table it writes exist from start-up, at 0: `rate()` and
+//! `increase()` miss the first increment of a series that appears only with it, and alerts and dashboards need
+//! their series before anything happened.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use common::metrics::CounterSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+type Labels = Vec<(&'static str, String)>;
+
 #[derive(Clone)]
 pub struct Metrics {
-    pub records_consumed: Counter,
-    pub rows_written: Counter,
-    pub dead_letters: Counter,
+    /// Records read from Kafka, by `topic`.
+    pub records_consumed: CounterSet<Labels>,
+    /// Rows offered to Postgres in committed batches, by `table`.
+    pub rows_written: CounterSet<Labels>,
+    /// Records written to `ingest_errors`, by the `topic` they came from.
+    pub dead_letters: CounterSet<Labels>,
     pub batches: Counter,
     /// A database write that failed and will be retried (the batch is not lost).
     pub write_failures: Counter,
     pub batch_duration: Histogram,
     /// Values left out of an indexed column (kept in `raw`), by `table` and `column`.
     pub values_cut: Family<Vec<(&'static str, &'static str)>, Counter>,
-    /// Records behind the end of the assigned partitions, as of the last commit.
-    pub consumer_lag: Gauge<i64, AtomicI64>,
+    /// Records behind the end of each assigned partition as of its last commit, by `topic` and `partition`.
+    pub consumer_lag: Family<Labels, Gauge<i64, AtomicI64>>,
+    /// The sum of `consumer_lag`, for the progress line.
+    lag_total: Arc<AtomicI64>,
 }
 
 impl Metrics {
-    pub fn new(registry: &mut Registry) -> Self {
+    /// The inserter's metrics in `registry`, with the series of `topics` (those it reads) and of every table.
+    pub fn new(registry: &mut Registry, topics: &[&str]) -> Self {
         let metrics = Self {
-            records_consumed: Counter::default(),
-            rows_written: Counter::default(),
-            dead_letters: Counter::default(),
+            records_consumed: CounterSet::default(),
+            rows_written: CounterSet::default(),
+            dead_letters: CounterSet::default(),
             batches: Counter::default(),
             write_failures: Counter::default(),
             batch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             values_cut: Family::default(),
-            consumer_lag: Gauge::default(),
+            consumer_lag: Family::default(),
+            lag_total: Arc::default(),
         };
+        for topic in topics {
+            metrics.consumed_on(topic);
+            metrics.dead_letters.counter(&topic_labels(topic));
+        }
+        for table in crate::rows::Tables::names() {
+            metrics.rows_written.counter(&table_labels(table));
+        }
+        common::metrics::register_build_info(registry, "inserter", env!("CARGO_PKG_VERSION"));
         let inserter = registry.sub_registry_with_prefix("inserter");
-        inserter.register("records_consumed", "Records read from Kafka", metrics.records_consumed.clone());
+        inserter.register("records_consumed", "Records read from Kafka, by topic", metrics.records_consumed.family());
         inserter.register(
             "rows_written",
-            "Rows offered to Postgres in committed batches",
-            metrics.rows_written.clone(),
+            "Rows offered to Postgres in committed batches, by table",
+            metrics.rows_written.family(),
         );
-        inserter.register("dead_letters", "Records written to ingest_errors", metrics.dead_letters.clone());
+        inserter.register(
+            "dead_letters",
+            "Records written to ingest_errors, by the topic they came from",
+            metrics.dead_letters.family(),
+        );
         inserter.register("batches", "Batches committed", metrics.batches.clone());
         inserter.register(
             "write_failures",
@@ -60,8 +86,27 @@ impl Metrics {
             "Values too long for their column's index, left out of it (kept whole in raw)",
             metrics.values_cut.clone(),
         );
-        inserter.register("consumer_lag_records", "Records not yet consumed", metrics.consumer_lag.clone());
+        inserter.register(
+            "consumer_lag_records",
+            "Records not yet consumed, by assigned partition, as of its last commit",
+            metrics.consumer_lag.clone(),
+        );
         metrics
+    }
+
+    /// The counter of records consumed from `topic`: to keep, as a lookup builds a label set.
+    pub fn consumed_on(&self, topic: &str) -> Counter {
+        self.records_consumed.counter(&topic_labels(topic))
+    }
+
+    /// Counts what a committed batch wrote.
+    pub fn count_written(&self, written: &crate::writer::Written) {
+        for (table, &rows) in &written.rows_by_table {
+            self.rows_written.counter(&table_labels(table)).inc_by(rows as u64);
+        }
+        for (topic, &dead_letters) in &written.dead_letters_by_topic {
+            self.dead_letters.counter(&topic_labels(topic)).inc_by(dead_letters as u64);
+        }
     }
 
     /// Counts what a committed batch left out of indexed columns.
@@ -70,4 +115,35 @@ impl Metrics {
             self.values_cut.get_or_create(&vec![("table", table), ("column", column)]).inc_by(n);
         }
     }
+
+    /// Sets the lag of partition `partition` of `topic`.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag.get_or_create(&partition_labels(topic, partition)).set(lag);
+    }
+
+    /// Drops the lag series of a partition this member no longer reads: its last value would stay forever.
+    pub fn forget_lag(&self, topic: &str, partition: i32) {
+        self.consumer_lag.remove(&partition_labels(topic, partition));
+    }
+
+    pub fn set_lag_total(&self, lag: i64) {
+        self.lag_total.store(lag, Ordering::Relaxed);
+    }
+
+    /// Records behind, over every assigned partition whose lag is known.
+    pub fn lag_total(&self) -> i64 {
+        self.lag_total.load(Ordering::Relaxed)
+    }
+}
+
+fn topic_labels(topic: &str) -> Labels {
+    vec![("topic", topic.to_owned())]
+}
+
+fn table_labels(table: &str) -> Labels {
+    vec![("table", table.to_owned())]
+}
+
+fn partition_labels(topic: &str, partition: i32) -> Labels {
+    vec![("topic", topic.to_owned()), ("partition", partition.to_string())]
 }

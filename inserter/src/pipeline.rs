@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
@@ -95,6 +96,8 @@ struct State {
     /// not delivered when a partition is paused, so a resume seeks back here; a record below it is one we
     /// already hold.
     positions: HashMap<Partition, i64>,
+    /// The `inserter_records_consumed_total` counter of each topic, looked up once rather than once a record.
+    consumed: HashMap<String, Counter>,
     last_record_at: Instant,
     stopping: bool,
     progress: Progress,
@@ -135,6 +138,7 @@ impl Pipeline {
             paused: false,
             ever_assigned: false,
             positions: HashMap::new(),
+            consumed: HashMap::new(),
             last_record_at: now,
             stopping: false,
             progress: Progress { since: now, records: 0, batches: 0 },
@@ -223,8 +227,14 @@ impl Pipeline {
                 state.pending_since.get_or_insert_with(Instant::now);
                 state.last_record_at = Instant::now();
                 state.pending_bytes += record.size();
+                if let Some(consumed) = state.consumed.get(&record.topic) {
+                    consumed.inc();
+                } else {
+                    let consumed = self.metrics.consumed_on(&record.topic);
+                    consumed.inc();
+                    state.consumed.insert(record.topic.clone(), consumed);
+                }
                 state.pending.push(record);
-                self.metrics.records_consumed.inc();
                 state.progress.records += 1;
             }
             Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
@@ -246,8 +256,12 @@ impl Pipeline {
         };
         let mut assignment = TopicPartitionList::new();
         let mut starts = Vec::new();
+        let mut at_stored = BTreeMap::new();
         for (topic, partition) in &state.unassigned {
             let offset = stored.get(&(topic.clone(), *partition)).map_or(Offset::Stored, |next| Offset::Offset(*next));
+            if let Offset::Offset(next) = offset {
+                at_stored.insert((topic.clone(), *partition), next);
+            }
             let start = if let Offset::Offset(next) = offset { next.to_string() } else { "kafka-committed".into() };
             starts.push(format!("{topic}/{partition}@{start}"));
             if let Err(e) = assignment.add_partition_offset(topic, *partition, offset) {
@@ -261,6 +275,10 @@ impl Pipeline {
         match assigned {
             Ok(()) => {
                 tracing::info!(?starts, "consuming from the offsets stored with the rows");
+                // librdkafka reports a partition's lag against its committed offset, which it does not read
+                // for a partition assigned at an offset: until the first batch of it commits (never, for a
+                // partition with nothing new), its lag would be unknown.
+                self.commit_to_kafka(&at_stored, CommitMode::Async);
                 state.unassigned.clear();
                 state.ever_assigned = true;
                 state.assign_backoff.reset();
@@ -343,8 +361,7 @@ impl Pipeline {
 
     fn finish_write(&self, state: &mut State, flushed: Flushed) {
         self.metrics.batches.inc();
-        self.metrics.rows_written.inc_by(flushed.written.rows as u64);
-        self.metrics.dead_letters.inc_by(flushed.written.dead_letters as u64);
+        self.metrics.count_written(&flushed.written);
         self.metrics.batch_duration.observe(flushed.elapsed.as_secs_f64());
         self.metrics.count_cuts(&flushed.cuts);
         if !flushed.cuts.is_empty() {
@@ -423,9 +440,9 @@ impl Pipeline {
         tracing::info!(
             records_per_second = (state.progress.records as f64 / elapsed).round(),
             batches = state.progress.batches,
-            lag = self.metrics.consumer_lag.get(),
+            lag = self.metrics.lag_total(),
             pending = state.pending.len(),
-            dead_lettered_total = self.metrics.dead_letters.get(),
+            dead_lettered_total = self.metrics.dead_letters.total(),
             "progress"
         );
         state.progress = Progress { since: Instant::now(), records: 0, batches: 0 };

@@ -113,6 +113,19 @@ tables! {
     instagram_post_tagged_users: instagram_post_tagged_users::Entity = INSTAGRAM_POST_TAGGED_USERS;
 }
 
+impl Tables {
+    /// The name of every table rows are written to, each once, in the order they are written.
+    pub(crate) fn names() -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for name in Self::default().in_order().map(|table| table.name()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
 /// The rule of a table with a guard: keyed by the guard's key.
 const fn guarded<E: EntityTrait>(guard: &'static guard::Guard<E::Column>) -> Rule<E> {
     Rule { key: guard.key, conflict: Conflict::Guarded(guard), carries_payload: true, sorted: false }

@@ -10,6 +10,7 @@
 //! records one by one would. A statement that collided with a concurrent writer runs again. A database that
 //! is unwell aborts the batch (nothing is committed; the caller retries); a missing grant stops the inserter.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use entity::ingest_errors;
@@ -40,13 +41,17 @@ const DEAD_LETTERS_PER_STATEMENT: usize = 65_535 / 8;
 const RACE_RETRIES: u32 = 3;
 
 /// What a committed batch wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     /// Rows offered to the database (an unchanged row is offered but not rewritten).
     pub rows: usize,
     pub dead_letters: usize,
     /// Parts of the batch written again to isolate refused records (0 when nothing was refused).
     pub rewrites: usize,
+    /// `rows` by table (only tables with rows).
+    pub rows_by_table: BTreeMap<&'static str, usize>,
+    /// `dead_letters` by the topic the records came from.
+    pub dead_letters_by_topic: BTreeMap<String, usize>,
 }
 
 /// Why a batch was not committed. Nothing of it is.
@@ -133,7 +138,17 @@ async fn write_with(
         offsets::store(&mut txn, group, batch.next_offsets()).await?;
     }
     txn.commit().await.map_err(|e| WriteError::from_db(exec_error(e), "commit the batch"))?;
-    Ok(Written { rows: batch.rows.count(), dead_letters: dead_letters.len(), rewrites })
+    let mut dead_letters_by_topic = BTreeMap::new();
+    for (index, _) in &dead_letters {
+        *dead_letters_by_topic.entry(batch.records[*index].topic.clone()).or_default() += 1;
+    }
+    Ok(Written {
+        rows: batch.rows.count(),
+        dead_letters: dead_letters.len(),
+        rewrites,
+        rows_by_table: batch.rows.count_by_table(),
+        dead_letters_by_topic,
+    })
 }
 
 /// Writes the batch's rows. If the database refuses some for what they hold, the batch's records are split

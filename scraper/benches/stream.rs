@@ -363,7 +363,7 @@ async fn run_scraper(
 /// The scraper's metrics this bench reads; all 0 while the endpoint is not up.
 #[derive(Clone, Copy, Debug, Default)]
 struct Scraped {
-    /// `scraper_records_produced_total{outcome="accepted"}`
+    /// `scraper_records_produced_total{outcome="accepted"}`, over the topics (the bench writes one).
     accepted: u64,
     /// `scraper_queue_full_total`: times reading waited for room in the queue to Kafka.
     queue_full: u64,
@@ -385,11 +385,12 @@ async fn scraped(port: u16) -> Scraped {
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(0)
     };
-    Scraped {
-        accepted: value("scraper_records_produced_total{outcome=\"accepted\"}"),
-        queue_full: value("scraper_queue_full_total"),
-        queued_bytes: value("scraper_queued_bytes"),
-    }
+    let accepted = response
+        .lines()
+        .filter_map(|line| line.strip_prefix("scraper_records_produced_total{outcome=\"accepted\","))
+        .filter_map(|rest| rest.split_once("} ")?.1.trim().parse::<u64>().ok())
+        .sum();
+    Scraped { accepted, queue_full: value("scraper_queue_full_total"), queued_bytes: value("scraper_queued_bytes") }
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {

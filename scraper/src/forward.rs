@@ -5,7 +5,7 @@
 //! then is reported as unacknowledged.
 
 use std::collections::VecDeque;
-use std::ffi::{CStr, CString, NulError};
+use std::ffi::{CString, NulError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::kafka_sink::{KafkaSink, Report};
-use crate::metrics::Metrics;
+use crate::metrics::{ACCEPTED, Metrics, REJECTED};
 use crate::queue::Queued;
 
 /// How a retriable delivery failure waits before the record is queued again.
@@ -100,10 +100,9 @@ pub async fn forward(
 struct Forwarder<'a> {
     sink: &'a KafkaSink,
     metrics: Metrics,
-    outcomes: Outcomes,
     done: Forwarded,
     in_flight: InFlight,
-    topics: TopicNames,
+    topics: Topics,
     /// Received, not yet handed to the producer, in queue order; the first waits when the producer is full.
     backlog: VecDeque<Queued>,
     /// When the producer's queue was found full, if it was on the last attempt.
@@ -119,17 +118,12 @@ struct Forwarder<'a> {
 
 impl<'a> Forwarder<'a> {
     fn new(sink: &'a KafkaSink, metrics: Metrics) -> Self {
-        // One statement each: a label lookup holds the family's lock until the end of its statement, and the
-        // second lookup may need that lock to add its label set.
-        let accepted = metrics.produced.get_or_create(&vec![("outcome", "accepted".to_owned())]).clone();
-        let rejected = metrics.produced.get_or_create(&vec![("outcome", "rejected".to_owned())]).clone();
         Self {
             sink,
             metrics,
-            outcomes: Outcomes { accepted, rejected },
             done: Forwarded::default(),
             in_flight: InFlight::default(),
-            topics: TopicNames::default(),
+            topics: Topics::default(),
             backlog: VecDeque::new(),
             full_since: None,
             retries: VecDeque::new(),
@@ -165,19 +159,21 @@ impl<'a> Forwarder<'a> {
     /// Hands the backlog to the producer in order, up to the first record it has no room for.
     fn send_backlog(&mut self) {
         while let Some(queued) = self.backlog.pop_front() {
-            let topic = match self.topics.c_name(&queued.record.topic) {
+            let topic = match self.topics.index_of(&queued.record.topic) {
                 Ok(topic) => topic,
                 Err(e) => {
                     self.failed(queued, e.into());
                     continue;
                 }
             };
-            let tag = self.in_flight.insert(queued);
+            let tag = self.in_flight.insert(queued, topic);
             // SAFETY: the record stays in its slot, untouched, until its report arrives (`settle`) or the
             // forwarder stops, which hands what is still in flight to `keep_until_dropped`.
-            let sent = unsafe { self.sink.enqueue_in_place(topic, &self.in_flight.get(tag).record, tag) };
+            let sent = unsafe {
+                self.sink.enqueue_in_place(&self.topics.0[topic].c_name, &self.in_flight.get(tag).record, tag)
+            };
             let Err(error) = sent else { continue };
-            let queued = self.in_flight.remove(tag).expect("the record just inserted");
+            let (queued, _) = self.in_flight.remove(tag).expect("the record just inserted");
             match error {
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                     self.backlog.push_front(queued);
@@ -191,21 +187,24 @@ impl<'a> Forwarder<'a> {
 
     fn settle(&mut self, report: Report) {
         // A report of a record a previous sender sent has nothing to settle here.
-        let Some(queued) = self.in_flight.remove(report.tag) else { return };
+        let Some((queued, topic)) = self.in_flight.remove(report.tag) else { return };
         match report.result {
-            Ok(_) => self.acknowledged(queued),
+            Ok(_) => self.acknowledged(queued, topic),
             Err(error) => self.failed(queued, error),
         }
     }
 
-    fn acknowledged(&mut self, queued: Queued) {
-        if queued.record.is_reject() {
+    /// `topic` is the record's index in [`Topics`].
+    fn acknowledged(&mut self, queued: Queued, topic: usize) {
+        let topic = &mut self.topics.0[topic];
+        let (outcome, counter) = if queued.record.is_reject() {
             self.done.rejected += 1;
-            self.outcomes.rejected.inc();
+            (REJECTED, &mut topic.rejected)
         } else {
             self.done.accepted += 1;
-            self.outcomes.accepted.inc();
-        }
+            (ACCEPTED, &mut topic.accepted)
+        };
+        counter.get_or_insert_with(|| self.metrics.produced_counter(outcome, &queued.record.topic)).inc();
         self.metrics.queued_bytes.dec_by(queued.cost());
         let (_record, share) = queued.into_parts();
         match &mut self.released {
@@ -245,41 +244,36 @@ impl<'a> Forwarder<'a> {
     }
 }
 
-/// The `scraper_records_produced_total` counters, looked up once rather than once a record.
-struct Outcomes {
-    accepted: Counter,
-    rejected: Counter,
-}
-
 /// The records the producer holds, by the tag their delivery report comes back with: slots reused, so that
 /// a record in flight costs no allocation of its own.
 #[derive(Default)]
 struct InFlight {
-    slots: Vec<Option<Queued>>,
+    /// Each record with its topic's index in [`Topics`], so that its report finds the topic's counter.
+    slots: Vec<Option<(Queued, usize)>>,
     free: Vec<usize>,
     len: usize,
 }
 
 impl InFlight {
-    fn insert(&mut self, queued: Queued) -> usize {
+    fn insert(&mut self, queued: Queued, topic: usize) -> usize {
         self.len += 1;
         match self.free.pop() {
             Some(tag) => {
-                self.slots[tag] = Some(queued);
+                self.slots[tag] = Some((queued, topic));
                 tag
             }
             None => {
-                self.slots.push(Some(queued));
+                self.slots.push(Some((queued, topic)));
                 self.slots.len() - 1
             }
         }
     }
 
     fn get(&self, tag: usize) -> &Queued {
-        self.slots[tag].as_ref().expect("a record in flight")
+        &self.slots[tag].as_ref().expect("a record in flight").0
     }
 
-    fn remove(&mut self, tag: usize) -> Option<Queued> {
+    fn remove(&mut self, tag: usize) -> Option<(Queued, usize)> {
         let queued = self.slots.get_mut(tag)?.take()?;
         self.len -= 1;
         self.free.push(tag);
@@ -294,7 +288,7 @@ impl InFlight {
     fn drain(&mut self) -> impl Iterator<Item = Queued> + use<> {
         self.len = 0;
         self.free.clear();
-        std::mem::take(&mut self.slots).into_iter().flatten()
+        std::mem::take(&mut self.slots).into_iter().flatten().map(|(queued, _)| queued)
     }
 
     fn is_empty(&self) -> bool {
@@ -302,21 +296,27 @@ impl InFlight {
     }
 }
 
-/// Topic names as librdkafka takes them: made once a topic, not once a record.
+/// What the forwarder needs of each topic, made once a topic rather than once a record.
 #[derive(Default)]
-struct TopicNames(Vec<CString>);
+struct Topics(Vec<Topic>);
 
-impl TopicNames {
-    fn c_name(&mut self, topic: &str) -> Result<&CStr, NulError> {
-        let known = self.0.iter().position(|name| name.as_bytes() == topic.as_bytes());
-        let at = match known {
-            Some(at) => at,
-            None => {
-                self.0.push(CString::new(topic)?);
-                self.0.len() - 1
-            }
-        };
-        Ok(&self.0[at])
+struct Topic {
+    /// The name as librdkafka takes it.
+    c_name: CString,
+    /// Its `scraper_records_produced_total` counters, each got at the first record of its outcome: a data
+    /// topic has no rejected series, nor the rejects topic an accepted one.
+    accepted: Option<Counter>,
+    rejected: Option<Counter>,
+}
+
+impl Topics {
+    /// The index of `topic`, added if new.
+    fn index_of(&mut self, topic: &str) -> Result<usize, NulError> {
+        if let Some(at) = self.0.iter().position(|known| known.c_name.as_bytes() == topic.as_bytes()) {
+            return Ok(at);
+        }
+        self.0.push(Topic { c_name: CString::new(topic)?, accepted: None, rejected: None });
+        Ok(self.0.len() - 1)
     }
 }
 

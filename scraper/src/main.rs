@@ -34,6 +34,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = common::shutdown::on_signal()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    metrics.start_series(&sources, settings.topics.name(&contract::topic::REJECTS));
     let health = Health::default();
     ops::serve(settings.metrics_addr, Arc::new(registry), health.clone(), shutdown.child_token()).await?;
 

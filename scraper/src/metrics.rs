@@ -1,5 +1,8 @@
 //! The scraper's Prometheus metrics. Labels have small fixed value sets: `source` (the configured sources),
-//! `outcome` (`accepted`, `rejected`) and `reason` (why a source reconnected).
+//! `outcome` (`accepted`, `rejected`), `topic` (the topics the sources write, and the rejects topic) and
+//! `reason` (why a source reconnected). Every series of the configured sources exists from start-up, at 0
+//! ([`Metrics::start_series`]): `rate()` and `increase()` miss the first increment of a series that appears
+//! only with it, and alerts and dashboards need their series before anything happened.
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,18 +12,28 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use common::metrics::CounterSet;
+
+use crate::source::Source;
+
 type Labels = Vec<(&'static str, String)>;
 
 /// Why a streaming source reconnected: the values of the `reason` label.
 pub const RECONNECT_REASONS: &[&str] = &["disconnected", "network", "stalled", "http_error", "rate_limited"];
+
+/// The `outcome` of a record the broker acknowledged on a data topic.
+pub const ACCEPTED: &str = "accepted";
+/// The `outcome` of a record the broker acknowledged on the rejects topic.
+pub const REJECTED: &str = "rejected";
 
 #[derive(Clone, Default)]
 pub struct Metrics {
     /// Lines (or events) read from a source, heartbeats excluded.
     pub lines_read: Family<Labels, Counter>,
     pub heartbeats: Family<Labels, Counter>,
-    /// Records the broker acknowledged, by outcome: `accepted` (to a data topic) or `rejected` (to rejects).
-    pub produced: Family<Labels, Counter>,
+    /// Records the broker acknowledged, by outcome ([`ACCEPTED`] to a data topic, [`REJECTED`] to rejects)
+    /// and the topic.
+    pub produced: CounterSet<Labels>,
     /// Deliveries that failed with a retriable error and were queued again.
     pub delivery_retries: Counter,
     /// Records Kafka refused for good (e.g. larger than the broker accepts); logged with their key.
@@ -39,6 +52,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self::default();
+        common::metrics::register_build_info(registry, "scraper", env!("CARGO_PKG_VERSION"));
         let scraper = registry.sub_registry_with_prefix("scraper");
         scraper.register(
             "lines_read",
@@ -46,7 +60,11 @@ impl Metrics {
             metrics.lines_read.clone(),
         );
         scraper.register("heartbeats", "Keep-alive heartbeats received", metrics.heartbeats.clone());
-        scraper.register("records_produced", "Records acknowledged by Kafka, by outcome", metrics.produced.clone());
+        scraper.register(
+            "records_produced",
+            "Records acknowledged by Kafka, by outcome and topic",
+            metrics.produced.family(),
+        );
         scraper.register(
             "delivery_retries",
             "Deliveries retried after a retriable error",
@@ -69,18 +87,42 @@ impl Metrics {
         metrics
     }
 
+    /// Creates, at 0, every series the `sources` (their task names and topics) and the rejects topic will
+    /// count in.
+    pub fn start_series(&self, sources: &[Box<dyn Source>], rejects_topic: &str) {
+        for source in sources {
+            let task = source.name();
+            // One statement each: a label lookup holds its family's lock until the end of its statement.
+            let _ = self.lines_read.get_or_create(&labels("source", &task));
+            let _ = self.heartbeats.get_or_create(&labels("source", &task));
+            for reason in RECONNECT_REASONS {
+                let _ = self.reconnects.get_or_create(&reconnect_labels(&task, reason));
+            }
+            for topic in source.topics() {
+                self.produced_counter(ACCEPTED, &topic);
+            }
+        }
+        self.produced_counter(REJECTED, rejects_topic);
+    }
+
+    /// The counter of records acknowledged with `outcome` ([`ACCEPTED`] or [`REJECTED`]) on `topic`: to keep,
+    /// as a lookup builds a label set.
+    pub fn produced_counter(&self, outcome: &'static str, topic: &str) -> Counter {
+        self.produced.counter(&vec![("outcome", outcome.to_owned()), ("topic", topic.to_owned())])
+    }
+
     /// `reason` is one of [`RECONNECT_REASONS`].
     pub fn reconnect(&self, source: &str, reason: &'static str) {
-        self.reconnects.get_or_create(&vec![("source", source.to_owned()), ("reason", reason.to_owned())]).inc();
+        self.reconnects.get_or_create(&reconnect_labels(source, reason)).inc();
     }
 
     pub fn received_now(&self) {
         self.last_receive.set(unix_now());
     }
 
-    /// Records acknowledged with `outcome` (`accepted` or `rejected`).
+    /// Records acknowledged with `outcome` ([`ACCEPTED`] or [`REJECTED`]), whatever the topic.
     pub fn produced_count(&self, outcome: &str) -> u64 {
-        self.produced.get_or_create(&labels("outcome", outcome)).get()
+        self.produced.sum(|labels| labels.iter().any(|(name, value)| *name == "outcome" && value == outcome))
     }
 
     /// Lines read by `source` so far.
@@ -92,11 +134,7 @@ impl Metrics {
     pub fn reconnects_of(&self, source: &str) -> u64 {
         RECONNECT_REASONS
             .iter()
-            .map(|reason| {
-                self.reconnects
-                    .get_or_create(&vec![("source", source.to_owned()), ("reason", (*reason).to_owned())])
-                    .get()
-            })
+            .map(|reason| self.reconnects.get_or_create(&reconnect_labels(source, reason)).get())
             .sum()
     }
 
@@ -109,6 +147,10 @@ impl Metrics {
 
 fn labels(name: &'static str, value: &str) -> Labels {
     vec![(name, value.to_owned())]
+}
+
+fn reconnect_labels(source: &str, reason: &str) -> Labels {
+    vec![("source", source.to_owned()), ("reason", reason.to_owned())]
 }
 
 fn unix_now() -> f64 {

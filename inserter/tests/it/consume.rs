@@ -7,7 +7,7 @@ use crate::support;
 use std::time::Duration;
 
 use migration::CDC_PUBLICATION;
-use support::{Rig, http_get, tweet_message};
+use support::{Rig, free_addr, http_get, lag_by_partition, metric, tweet_message};
 use testkit::{TestMessage, cdc, unique_name};
 
 const TWEETS: &str = "SELECT count(*) FROM twitter_data";
@@ -126,18 +126,55 @@ async fn a_topic_that_does_not_exist_yet_is_waited_for() {
     assert!(inserter.wait(Duration::from_secs(20)).await.unwrap().success());
 }
 
+/// Every table the inserter writes, as its `table` label says.
+const TABLES: &[&str] = &[
+    "twitter_users",
+    "twitter_data",
+    "mastodon_statuses",
+    "mastodon_status_deletions",
+    "instagram_profiles",
+    "instagram_profile_snapshots",
+    "instagram_posts",
+    "instagram_hashtags",
+    "instagram_post_hashtags",
+    "instagram_comments",
+    "instagram_post_tagged_users",
+];
+
 #[tokio::test]
 async fn metrics_and_health_are_served() {
     let rig = Rig::start(1).await;
     rig.broker.produce(&rig.topic, (1..=100).map(tweet_message)).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut inserter = rig.inserter(&unique_name("group"), &["--metrics-addr", &addr]);
+    let addr = free_addr();
+    let env = [("KAFKA_STATISTICS_INTERVAL_MS", "200")];
+    let mut inserter = rig.inserter_with(&unique_name("group"), &env, &["--metrics-addr", &addr]);
     rig.wait_for_count(TWEETS, 100, Duration::from_secs(30), &inserter).await;
+    // The lag comes with librdkafka's next statistics after the commit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lag_by_partition(&http_get(&addr, "/metrics"), &rig.topic) != [(0, 0)].into() {
+        assert!(std::time::Instant::now() < deadline, "no lag of 0 for partition 0: {}", http_get(&addr, "/metrics"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let metrics = http_get(&addr, "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(metrics.contains("inserter_records_consumed_total 100"), "{metrics}");
+    let build_info = format!("inserter_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"));
+    assert!(metrics.contains(&build_info), "{metrics}");
+    let of_topic = |name: &str, topic: &str| metric(&metrics, &format!("{name}{{topic=\"{topic}\"}}"));
+    assert_eq!(of_topic("inserter_records_consumed_total", &rig.topic), Some(100.0), "{metrics}");
+    assert_eq!(of_topic("inserter_dead_letters_total", &rig.topic), Some(0.0), "{metrics}");
+    // The topics nobody wrote to yet, and the tables nothing went to, are there at 0.
+    for topic in [&rig.statuses_topic, &rig.instagram_profiles_topic, &rig.instagram_media_topic] {
+        assert_eq!(of_topic("inserter_records_consumed_total", topic), Some(0.0), "{metrics}");
+        assert_eq!(of_topic("inserter_dead_letters_total", topic), Some(0.0), "{metrics}");
+    }
+    let rows = |table: &str| metric(&metrics, &format!("inserter_rows_written_total{{table=\"{table}\"}}"));
+    assert_eq!(rows("twitter_data"), Some(100.0), "{metrics}");
+    assert!(rows("twitter_users").is_some_and(|rows| rows >= 50.0), "{metrics}");
+    for table in &TABLES[2..] {
+        assert_eq!(rows(table), Some(0.0), "{table}: {metrics}");
+    }
+    assert_eq!(metrics.matches("inserter_rows_written_total{").count(), TABLES.len(), "{metrics}");
     assert!(metrics.contains("inserter_batches_total"), "{metrics}");
     assert!(metrics.contains("inserter_batch_duration_seconds_bucket"), "{metrics}");
     let health = http_get(&addr, "/healthz");

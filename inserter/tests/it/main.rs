@@ -11,6 +11,7 @@ mod instagram_writer;
 mod mastodon_consume;
 mod mastodon_mapping;
 mod mastodon_writer;
+mod metrics;
 mod poison;
 mod poison_consume;
 mod redrive;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{ingest_errors, mastodon_statuses, twitter_data};
 use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
-use inserter::writer::{Written, write};
+use inserter::writer::write;
 use migration::{CDC_PUBLICATION, Migrator};
 use sea_orm::{ColumnTrait as _, QueryFilter as _};
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -89,7 +89,9 @@ async fn a_status_lands_with_every_column() {
         record(2, fixture("minimal.json").to_string().as_bytes(), "sse", at(0)),
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written, Written { rows: 3, dead_letters: 0, rewrites: 0 });
+    assert_eq!((written.rows, written.dead_letters, written.rewrites), (3, 0, 0));
+    assert_eq!(written.rows_by_table, [("mastodon_statuses", 3)].into(), "{written:?}");
+    assert!(written.dead_letters_by_topic.is_empty(), "{written:?}");
 
     let row = stored(&db, ID).await;
     let expected = mastodon_statuses::Model {

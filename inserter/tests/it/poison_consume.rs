@@ -12,7 +12,10 @@ use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
-use support::{Rig, Schema, fixture_json, http_get, instagram_message, status_message, tweet_line, tweet_message};
+use support::{
+    Rig, Schema, fixture_json, free_addr, http_get, instagram_message, metric, status_message, tweet_line,
+    tweet_message,
+};
 use testkit::{Broker, BrokerStorage, Process, TestMessage, unique_name};
 
 const TWEETS: &str = "SELECT count(*) FROM twitter_data";
@@ -98,16 +101,6 @@ async fn produce_raw(broker: &Broker, topic: &str, records: Vec<RawRecord>) {
         }
         producer.send(message, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
     }
-}
-
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
-}
-
-/// The value of the unlabelled counter `name` in a /metrics response.
-fn metric(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 async fn wait_for(db: &DatabaseConnection, sql: &str, expected: i64, timeout: Duration, processes: &[&Process]) {
@@ -294,7 +287,10 @@ async fn one_of_each_poison_record_is_isolated_and_every_valid_record_lands_whil
         let line = format!("inserter_values_cut_total{{table=\"{table}\",column=\"{column}\"}} 1");
         assert!(metrics.contains(&line), "`{line}` in\n{metrics}");
     }
-    assert_eq!(metric(&metrics, "inserter_dead_letters_total"), Some(6.0), "{metrics}");
+    let dead_letters = |topic: &str| metric(&metrics, &format!("inserter_dead_letters_total{{topic=\"{topic}\"}}"));
+    assert_eq!(dead_letters(&rig.topic), Some(6.0), "{metrics}");
+    assert_eq!(dead_letters(&rig.statuses_topic), Some(0.0), "{metrics}");
+    assert_eq!(dead_letters(&rig.instagram_media_topic), Some(0.0), "{metrics}");
 
     // A valid record is rows, even when a later record of the batch with the same row key (the post itself,
     // or its author) is refused: the refused record's rows are left out, and the valid record's must then be
@@ -399,7 +395,8 @@ async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
         assert!(Instant::now() < deadline, "A never held a full batch behind the held write:\n{}", a.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let consumed = |addr: &str| metric(&http_get(addr, "/metrics"), "inserter_records_consumed_total");
+    let series = format!("inserter_records_consumed_total{{topic=\"{}\"}}", stack.topic);
+    let consumed = |addr: &str| metric(&http_get(addr, "/metrics"), &series);
     let paused_at = consumed(&addr_a);
     assert!(paused_at < Some(RECORDS as f64), "A must be paused mid-drain, not done: {paused_at:?}");
 

@@ -1,4 +1,5 @@
-//! The scraper binary as an operator runs it: replay by default, /metrics and /healthz, SIGTERM flushes and
+//! The scraper binary as an operator runs it: replay by default, /metrics (the build's version, and every
+//! series of the configured source from start-up, at 0) and /healthz, SIGTERM flushes and
 //! exits, a broker killed under load and restarted loses nothing the scraper counted as sent, a broker that is
 //! not up yet is waited for, and a bad configuration fails fast.
 
@@ -45,6 +46,24 @@ fn free_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// The line of the build's version.
+fn build_info() -> String {
+    format!("scraper_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// Series of the replay source that exist from start-up, at 0, and stay 0 while nothing is rejected and the
+/// replay does not reconnect.
+fn zero_series(rejects: &str) -> Vec<String> {
+    let mut series = vec![
+        format!("scraper_records_produced_total{{outcome=\"rejected\",topic=\"{rejects}\"}}"),
+        "scraper_heartbeats_total{source=\"replay\"}".to_owned(),
+    ];
+    for reason in scraper::metrics::RECONNECT_REASONS {
+        series.push(format!("scraper_reconnects_total{{source=\"replay\",reason=\"{reason}\"}}"));
+    }
+    series
+}
+
 /// A plain HTTP/1.0 GET: (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,12 +93,17 @@ async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
     let (status, metrics) = get(ops, "/metrics").await;
     assert_eq!(status, 200);
     for series in [
-        "scraper_records_produced_total{outcome=\"accepted\"}",
-        "scraper_lines_read_total{source=\"replay\"}",
-        "scraper_queued_bytes",
-        "scraper_queue_full_total",
+        format!("scraper_records_produced_total{{outcome=\"accepted\",topic=\"{topic}\"}}"),
+        "scraper_lines_read_total{source=\"replay\"}".to_owned(),
+        "scraper_queued_bytes".to_owned(),
+        "scraper_queue_full_total".to_owned(),
     ] {
-        assert!(metrics.contains(series), "no {series} in\n{metrics}");
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
+    assert!(metrics.contains(&build_info()), "no {} in\n{metrics}", build_info());
+    // Nothing was rejected, nor did the replay reconnect: those series are there all the same, at 0.
+    for series in zero_series(&rejects) {
+        assert!(metrics.contains(&format!("{series} 0\n")), "no `{series} 0` in\n{metrics}");
     }
 
     process.signal(libc::SIGTERM);
@@ -180,6 +204,16 @@ async fn a_scraper_started_before_its_broker_waits_unhealthy_then_produces() {
     let (status, problem) = get(ops, "/healthz").await;
     assert_eq!(status, 503, "no broker yet: {problem}");
     assert!(problem.contains("topics"), "{problem}");
+    // Nothing read yet, nothing produced: every series of the configured source is there from the start.
+    let (_, metrics) = get(ops, "/metrics").await;
+    assert!(metrics.contains(&build_info()), "no {} in\n{metrics}", build_info());
+    let mut series = zero_series(&rejects);
+    series.push("scraper_lines_read_total{source=\"replay\"}".to_owned());
+    series.push(format!("scraper_records_produced_total{{outcome=\"accepted\",topic=\"{topic}\"}}"));
+    for series in series {
+        assert!(metrics.contains(&format!("{series} 0\n")), "no `{series} 0` in\n{metrics}");
+    }
+    assert!(!metrics.contains(&format!("outcome=\"rejected\",topic=\"{topic}\"")), "a data topic has no rejects");
 
     let broker = Broker::start_on_port(BrokerStorage::Memory, port).await.unwrap();
     let status = process.wait(Duration::from_secs(120)).await.unwrap();

@@ -1,10 +1,12 @@
 //! The replay source: an NDJSON file in X's stream format goes to Kafka as a live stream would (bad lines to
-//! rejects with their reason, blank lines skipped, a last line without a newline kept), up to a count.
+//! rejects with their reason, blank lines skipped, a last line without a newline kept, each counted on its
+//! topic), up to a count.
 
 use crate::support;
 
 use std::time::Duration;
 
+use scraper::metrics::{ACCEPTED, REJECTED};
 use scraper::replay::{Replay, ReplayConfig};
 use scraper::source::Source;
 use testkit::Broker;
@@ -34,9 +36,12 @@ async fn a_file_replays_like_a_live_stream() {
     std::fs::write(&path, &text).unwrap();
 
     let source: Box<dyn Source> = Box::new(Replay::new(config(Some(path), &topic, None)));
-    let (outcome, _) = support::run_sources(vec![source], sink, &rejects, CancellationToken::new()).await;
+    let (outcome, metrics) = support::run_sources(vec![source], sink, &rejects, CancellationToken::new()).await;
     assert!(outcome.failed_sources.is_empty());
     assert_eq!((outcome.forwarded.accepted, outcome.forwarded.rejected), (3, 1));
+    let on = |outcome, topic: &str| metrics.produced_counter(outcome, topic).get();
+    assert_eq!((on(ACCEPTED, &topic), on(REJECTED, &rejects)), (3, 1), "each counted on the topic it went to");
+    assert_eq!((on(REJECTED, &topic), on(ACCEPTED, &rejects)), (0, 0));
 
     let produced = support::consume(&broker, &topic, 3, Duration::from_secs(30)).await;
     let keys: Vec<String> = produced.iter().map(|m| m.key.clone().unwrap()).collect();

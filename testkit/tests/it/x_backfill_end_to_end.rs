@@ -87,10 +87,10 @@ async fn scrape(broker: &Broker, server: &HttpServer, topic: &str) -> Metrics {
 
 /// Lands `topic` in `db` one record per batch, so that each replayed post meets the row its first copy wrote.
 async fn insert(broker: &Broker, db: &DatabaseConnection, topic: &str) -> inserter::metrics::Metrics {
-    let metrics = inserter::metrics::Metrics::new(&mut Registry::default());
+    let routes = Routes::default().with_topic(TWEETS.name, topic);
+    let metrics = inserter::metrics::Metrics::new(&mut Registry::default(), &routes.topics());
     let group = unique_name("group");
     let consumer = Arc::new(inserter::consumer::create(&broker.bootstrap_servers(), &group, metrics.clone()).unwrap());
-    let routes = Routes::default().with_topic(TWEETS.name, topic);
     let shutdown = CancellationToken::new();
     inserter::consumer::subscribe_when_ready(&consumer, &routes.topics(), &shutdown).await.unwrap();
     let options = pipeline::Options {
@@ -138,7 +138,7 @@ async fn posts_replayed_by_backfill_land_once_and_rewrite_no_row() {
     assert_eq!(backfilled, 4, "the two replayed lines and the two new ones of the backfill connection");
 
     let inserted = insert(&broker, &db, &topic).await;
-    assert_eq!(inserted.records_consumed.get(), 7, "the replayed records reached the inserter too");
+    assert_eq!(inserted.records_consumed.total(), 7, "the replayed records reached the inserter too");
     let expected: Vec<i64> = (1..=5).map(|n| (FIRST_ID + n) as i64).collect();
     assert_eq!(ids(&db, "SELECT tweet_id FROM twitter_data ORDER BY tweet_id").await, expected, "one row each");
     assert_eq!(ids(&db, "SELECT count(*) FROM ingest_errors").await, [0]);

@@ -158,6 +158,29 @@ pub fn http_get(addr: &str, path: &str) -> String {
     response
 }
 
+/// An address on 127.0.0.1 with a free port, for `--metrics-addr`.
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+/// The value of `series` (a metric's name, with its labels if it has any, as scraped) in a /metrics response.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The `inserter_consumer_lag_records` series of `topic` in a /metrics response: partition -> lag.
+pub fn lag_by_partition(metrics: &str, topic: &str) -> std::collections::BTreeMap<i32, i64> {
+    let prefix = format!("inserter_consumer_lag_records{{topic=\"{topic}\",partition=\"");
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let (partition, value) = line.strip_prefix(&prefix)?.split_once("\"} ")?;
+            Some((partition.parse().ok()?, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// Waits until `process` logged `text`.
 pub async fn wait_for_log(process: &Process, text: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;

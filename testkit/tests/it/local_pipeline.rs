@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use testkit::Process;
 
-fn runner(dir: &tempfile::TempDir) -> Command {
+/// `local-pipeline` as a developer starts it, logging into `dir`; also used by the observability tests.
+pub(crate) fn runner(dir: &tempfile::TempDir) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_local-pipeline"));
     command
         .arg("--log-dir")

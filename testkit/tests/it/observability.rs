@@ -635,16 +635,8 @@ fn address_in(text: &str) -> String {
 async fn local_pipeline_runs_prometheus_beside_the_pipeline_and_stops_it_with_the_rest() {
     program("prometheus", "PROMETHEUS_BIN");
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_local-pipeline"));
-    command
-        .arg("--prometheus")
-        .arg("--log-dir")
-        .arg(dir.path().join("logs"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
-        .env("REPLAY_RATE", "20");
+    let mut command = crate::local_pipeline::runner(&dir);
+    command.arg("--prometheus").env("REPLAY_RATE", "20");
     let mut process = Process::spawn(command, &dir.path().join("runner.log")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     while !process.log().contains("the pipeline is running") {

@@ -174,6 +174,12 @@ impl Pipeline {
             let idle_deadline =
                 self.options.exit_when_idle.filter(|_| state.ever_assigned).map(|idle| state.last_record_at + idle);
             if settled && idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                // A broker slow to answer is not an empty topic: a backfill that exited here would end short.
+                if let Some(remaining) = self.records_remaining(&state) {
+                    tracing::info!(remaining, "no new record, but the broker holds more: waiting for them");
+                    state.last_record_at = Instant::now();
+                    continue;
+                }
                 tracing::info!(idle = ?self.options.exit_when_idle.unwrap_or_default(), "no new record: exiting");
                 return Ok(Stopped::Idle);
             }
@@ -213,6 +219,28 @@ impl Pipeline {
     /// Whether the pending records fill a batch, by count or by bytes.
     fn batch_full(&self, state: &State) -> bool {
         state.pending.len() >= self.options.batch_size || state.pending_bytes >= self.options.batch_bytes
+    }
+
+    /// The records the broker holds beyond what this member has read, over its assigned partitions; `None`
+    /// when there are none, or when the broker cannot say within 5 s (idle then means idle, as it did). The
+    /// requests queue behind a fetch the broker holds (up to `fetch.wait.max.ms`), hence the long wait; they
+    /// are made only when the member is idle and settled, so they hold up no batch.
+    fn records_remaining(&self, state: &State) -> Option<i64> {
+        const ASK: Duration = Duration::from_secs(5);
+        let assignment = self.consumer.assignment().ok()?;
+        let committed = self.consumer.committed_offsets(assignment.clone(), ASK).ok();
+        let committed_at = |topic: &str, partition: i32| {
+            committed.as_ref()?.find_partition(topic, partition)?.offset().to_raw().filter(|offset| *offset >= 0)
+        };
+        let mut remaining = 0;
+        for element in assignment.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let Ok((low, high)) = self.consumer.fetch_watermarks(topic, partition, ASK) else { continue };
+            let read =
+                state.positions.get(&(topic.to_owned(), partition)).copied().or_else(|| committed_at(topic, partition));
+            remaining += (high - read.unwrap_or(low).max(low)).max(0);
+        }
+        (remaining > 0).then_some(remaining)
     }
 
     fn accept(&self, state: &mut State, message: Result<BorrowedMessage<'_>, KafkaError>) {

@@ -49,8 +49,8 @@ pub struct Settings {
     #[arg(long, env = "BATCH_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub batch_timeout: Duration,
 
-    /// Exit once no record has arrived for this long (e.g. 30s), for backfills and scripted runs;
-    /// by default the inserter runs until stopped
+    /// Exit once no record has arrived for this long (e.g. 30s) and the broker holds none beyond what was
+    /// read, for backfills and scripted runs; by default the inserter runs until stopped
     #[arg(long, env = "EXIT_WHEN_IDLE", value_parser = humantime::parse_duration)]
     pub exit_when_idle: Option<Duration>,
 

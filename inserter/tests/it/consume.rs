@@ -113,6 +113,20 @@ async fn sigterm_commits_the_batch_in_hand_then_a_restart_resumes_after_it() {
 }
 
 #[tokio::test]
+async fn exit_when_idle_waits_for_records_a_slow_broker_has_not_sent_yet() {
+    let rig = Rig::start(1).await;
+    rig.produce_tweets(1..=500).await;
+    // Each fetch waits 2 s for bytes that never come to be enough: two idle periods pass before the first
+    // record arrives, as on a loaded machine whose broker is slow to answer a backfill's first fetch.
+    let slow = [("KAFKA_FETCH_MIN_BYTES", "100000000"), ("KAFKA_FETCH_WAIT_MAX_MS", "2000")];
+    let mut inserter = rig.inserter_with(&unique_name("group"), &slow, &["--exit-when-idle", "1s"]);
+    assert!(inserter.wait(Duration::from_secs(60)).await.unwrap().success(), "{}", inserter.log());
+    assert_eq!(rig.count(TWEETS).await, 500, "{}", inserter.log());
+    assert!(inserter.log().contains("the broker holds more"), "{}", inserter.log());
+    assert!(inserter.log().contains("no new record: exiting"), "and exits once it has them: {}", inserter.log());
+}
+
+#[tokio::test]
 async fn a_topic_that_does_not_exist_yet_is_waited_for() {
     let rig = Rig::start(0).await;
     let mut inserter = rig.inserter(&unique_name("group"), &[]);

@@ -116,7 +116,7 @@ async fn main() {
             let written = writer::write(&db, "bench", &mut batch).await.unwrap();
             let elapsed = started.elapsed();
             let expected = usize::from(!matches!(poison, Poison::None));
-            assert_eq!(written.dead_letters, expected, "{poison:?}");
+            assert_eq!(written.dead_letters(), expected, "{poison:?}");
             if round > 0 {
                 times[kind].push(elapsed);
             }

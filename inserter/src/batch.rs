@@ -175,12 +175,8 @@ impl Rows {
         Ok(())
     }
 
-    /// Rows offered to the database.
-    pub(crate) fn count(&self) -> usize {
-        self.tables.in_order().iter().map(|table| table.len()).sum()
-    }
-
-    /// [`Rows::count`] by table name, tables without rows left out. Two kinds of rows may go to one table.
+    /// Rows offered to the database, by table name, tables without rows left out. Two kinds of rows may go
+    /// to one table.
     pub(crate) fn count_by_table(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
         for table in self.tables.in_order().into_iter().filter(|table| table.len() > 0) {

@@ -396,10 +396,10 @@ impl Pipeline {
             tracing::warn!(cuts = ?flushed.cuts, "values too long for an index left out of it (kept in raw)");
         }
         state.progress.batches += 1;
-        if flushed.written.dead_letters > 0 {
-            tracing::warn!(dead_letters = flushed.written.dead_letters, "records dead-lettered to ingest_errors");
+        if flushed.written.dead_letters() > 0 {
+            tracing::warn!(dead_letters = flushed.written.dead_letters(), "records dead-lettered to ingest_errors");
         }
-        tracing::debug!(records = flushed.records, rows = flushed.written.rows, elapsed = ?flushed.elapsed, "batch committed");
+        tracing::debug!(records = flushed.records, rows = flushed.written.rows(), elapsed = ?flushed.elapsed, "batch committed");
         // At shutdown the commit must be done before the consumer closes; otherwise it need not be waited for.
         let mode = if state.stopping { CommitMode::Sync } else { CommitMode::Async };
         self.commit_to_kafka(&flushed.next_offsets, mode);

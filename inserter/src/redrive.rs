@@ -95,7 +95,7 @@ impl Redrive {
             let failing = if self.dry_run {
                 batch.dead_letters.len()
             } else {
-                self.write(db, &ids, &mut batch, shutdown).await?.dead_letters
+                self.write(db, &ids, &mut batch, shutdown).await?.dead_letters()
             };
             report.selected += ids.len() as u64;
             report.still_failing += failing as u64;

@@ -43,15 +43,25 @@ const RACE_RETRIES: u32 = 3;
 /// What a committed batch wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written {
-    /// Rows offered to the database (an unchanged row is offered but not rewritten).
-    pub rows: usize,
-    pub dead_letters: usize,
     /// Parts of the batch written again to isolate refused records (0 when nothing was refused).
     pub rewrites: usize,
-    /// `rows` by table (only tables with rows).
+    /// Rows offered to the database by table (only tables with rows; an unchanged row is offered but not
+    /// rewritten).
     pub rows_by_table: BTreeMap<&'static str, usize>,
-    /// `dead_letters` by the topic the records came from.
+    /// Records dead-lettered, by the topic they came from.
     pub dead_letters_by_topic: BTreeMap<String, usize>,
+}
+
+impl Written {
+    /// Rows offered to the database, over every table.
+    pub fn rows(&self) -> usize {
+        self.rows_by_table.values().sum()
+    }
+
+    /// Records dead-lettered, over every topic.
+    pub fn dead_letters(&self) -> usize {
+        self.dead_letters_by_topic.values().sum()
+    }
 }
 
 /// Why a batch was not committed. Nothing of it is.
@@ -142,13 +152,7 @@ async fn write_with(
     for (index, _) in &dead_letters {
         *dead_letters_by_topic.entry(batch.records[*index].topic.clone()).or_default() += 1;
     }
-    Ok(Written {
-        rows: batch.rows.count(),
-        dead_letters: dead_letters.len(),
-        rewrites,
-        rows_by_table: batch.rows.count_by_table(),
-        dead_letters_by_topic,
-    })
+    Ok(Written { rewrites, rows_by_table: batch.rows.count_by_table(), dead_letters_by_topic })
 }
 
 /// Writes the batch's rows. If the database refuses some for what they hold, the batch's records are split

@@ -44,13 +44,13 @@ async fn a_graph_scrape_then_a_web_scrape_of_one_account_are_one_row_with_one_hi
         graph_profile(0, &fixture("graph_profile_ig_id.json"), at(0)),
         graph_media(0, &fixture("graph_media.json"), at(0)),
     ];
-    assert_eq!(write(&db, "g", &mut batch(graph)).await.unwrap().dead_letters, 0);
+    assert_eq!(write(&db, "g", &mut batch(graph)).await.unwrap().dead_letters(), 0);
     let row = assert_one_account(&db).await;
     assert_eq!((row.followers_count, row.raw), (Some(267793), Some(fixture("graph_profile_ig_id.json"))));
 
     let web =
         vec![web_profile(0, &bluebottle_on_the_web(), at(10)), web_media(0, &fixture("web_node_video.json"), at(10))];
-    assert_eq!(write(&db, "g", &mut batch(web)).await.unwrap().dead_letters, 0);
+    assert_eq!(write(&db, "g", &mut batch(web)).await.unwrap().dead_letters(), 0);
     let row = assert_one_account(&db).await;
     assert_eq!(
         (row.category.as_deref(), row.followers_count, row.source.as_deref()),
@@ -73,7 +73,7 @@ async fn a_web_scrape_then_a_graph_scrape_of_one_account_are_one_row_with_one_hi
         graph_profile(0, &fixture("graph_profile_ig_id.json"), at(10)),
         graph_media(0, &fixture("graph_media.json"), at(10)),
     ];
-    assert_eq!(write(&db, "g", &mut batch(graph)).await.unwrap().dead_letters, 0);
+    assert_eq!(write(&db, "g", &mut batch(graph)).await.unwrap().dead_letters(), 0);
     let row = assert_one_account(&db).await;
     assert_eq!(
         (row.category.as_deref(), row.followers_count, row.source.as_deref()),
@@ -97,7 +97,7 @@ async fn a_web_scrape_then_a_graph_scrape_of_one_account_are_one_row_with_one_hi
         web_profile(0, &bluebottle_on_the_web(), at(5)),
         graph_profile(1, &fixture("graph_profile_ig_id.json"), at(10)),
     ];
-    assert_eq!(write(&db, "g", &mut batch(records)).await.unwrap().dead_letters, 0);
+    assert_eq!(write(&db, "g", &mut batch(records)).await.unwrap().dead_letters(), 0);
     assert_one_account(&db).await;
     assert_eq!(snapshots(&db, BLUEBOTTLE_WEB).await, [(at(5), Some(676000000)), (at(10), Some(267793))]);
 }
@@ -129,7 +129,7 @@ async fn rows_under_the_graph_id_merge_once_a_scrape_names_both_ids_and_none_com
         graph_profile(0, &with("graph_profile.json", json!({"followers_count": 1})), at(20)),
         graph_media(0, &with("graph_media.json", json!({"like_count": 99})), at(20)),
     ];
-    assert_eq!(write(&db, "g", &mut batch(replay)).await.unwrap().dead_letters, 0);
+    assert_eq!(write(&db, "g", &mut batch(replay)).await.unwrap().dead_letters(), 0);
     let after = assert_one_account(&db).await;
     assert_eq!(after.followers_count, row.followers_count, "a Graph scrape without the web id writes no row");
     assert_eq!(snapshots(&db, BLUEBOTTLE_WEB).await.last(), Some(&(at(20), Some(1))), "its snapshot is the account's");
@@ -173,6 +173,6 @@ async fn the_merge_needs_only_the_inserters_grants() {
     write(&db, "g", &mut batch(vec![graph_media(0, &fixture("graph_media.json"), at(0))])).await.unwrap();
     let written =
         write(&db, "g", &mut batch(vec![graph_profile(0, &fixture("graph_profile_ig_id.json"), at(5))])).await.unwrap();
-    assert_eq!(written.dead_letters, 0);
+    assert_eq!(written.dead_letters(), 0);
     assert_one_account(&db).await;
 }

@@ -234,7 +234,7 @@ async fn a_nul_in_the_source_header_is_dead_lettered_with_the_nul_shown_as_an_es
         tweet_record(3, &tweet(4)),
     ];
     let written = write(db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 2);
+    assert_eq!(written.dead_letters(), 2);
 
     assert_eq!(tweet_ids(db).await, set([1, 4]));
     assert_eq!(dead_letters(db).await.len(), 2);
@@ -268,7 +268,7 @@ async fn a_nul_in_a_header_name_and_values_that_are_not_text_are_stored_as_docum
     unreadable_source.headers[0].1 = Some(vec![b'x', b'.', 0xff]);
     unreadable_source.headers.push(("n\0ame".to_owned(), Some(b"v".to_vec())));
     let records = vec![tweet_record(0, &tweet(1)), bad, unreadable_source, tweet_record(3, &tweet(4))];
-    assert_eq!(write(db, "g", &mut batch(records)).await.unwrap().dead_letters, 1);
+    assert_eq!(write(db, "g", &mut batch(records)).await.unwrap().dead_letters(), 1);
 
     assert_eq!(tweet_ids(db).await, set([1, 3, 4]));
     let row = twitter_data::Entity::find_by_id(3_i64).one(db).await.unwrap().unwrap();
@@ -301,7 +301,7 @@ async fn a_dead_letter_keeps_every_header_even_one_named_twice() {
     bad.headers.push(("trace".to_owned(), Some(b"first".to_vec())));
     bad.headers.push(("trace".to_owned(), Some(b"second".to_vec())));
     let records = vec![tweet_record(0, &tweet(1)), bad, tweet_record(2, &tweet(3))];
-    assert_eq!(write(db, "g", &mut batch(records)).await.unwrap().dead_letters, 1);
+    assert_eq!(write(db, "g", &mut batch(records)).await.unwrap().dead_letters(), 1);
 
     assert_eq!(tweet_ids(db).await, set([1, 3]));
     let headers = headers_from_json(dead_letter(db, TWEETS, 1).await.headers.as_ref().unwrap());
@@ -333,7 +333,7 @@ async fn an_x_post_with_a_hashtag_and_a_mention_no_index_can_hold_lands_without_
     let records = vec![tweet_record(0, &tweet(1)), tweet_record(1, &poison), tweet_record(2, &tweet(3))];
     let mut batch = batch(records);
     let written = write(db, "g", &mut batch).await.unwrap();
-    assert_eq!((written.dead_letters, written.rewrites), (0, 0));
+    assert_eq!((written.dead_letters(), written.rewrites), (0, 0));
 
     assert_eq!(tweet_ids(db).await, set([1, 2, 3]));
     let row = twitter_data::Entity::find_by_id(2_i64).one(db).await.unwrap().unwrap();
@@ -364,7 +364,7 @@ async fn a_mastodon_status_with_a_tag_no_index_can_hold_lands_without_it() {
     poison["mentions"] = json!([{"acct": long_mention}, {"acct": "Gargron@mastodon.social"}]);
     let records = vec![status_record(0, &status(10)), status_record(1, &poison), status_record(2, &status(30))];
     let mut batch = batch(records);
-    assert_eq!(write(db, "g", &mut batch).await.unwrap().dead_letters, 0);
+    assert_eq!(write(db, "g", &mut batch).await.unwrap().dead_letters(), 0);
 
     assert_eq!(ids(db, "SELECT id FROM mastodon_statuses").await, set([10, 20, 30]));
     let row = mastodon_statuses::Entity::find()
@@ -398,7 +398,7 @@ async fn an_instagram_post_whose_caption_has_a_hashtag_no_index_can_hold_lands_w
         web_record(3, &web_node(1003, "after #valid"), at(0)),
     ];
     let mut batch = batch(records);
-    assert_eq!(write(db, "g", &mut batch).await.unwrap().dead_letters, 0);
+    assert_eq!(write(db, "g", &mut batch).await.unwrap().dead_letters(), 0);
 
     assert_eq!(post_ids(db).await, set([1001, GRAPH_POST, 1002, 1003]));
     let graph_row = instagram_posts::Entity::find_by_id(GRAPH_POST).one(db).await.unwrap().unwrap();
@@ -489,7 +489,7 @@ async fn sixty_records_of_900_kb_land_in_statements_bounded_by_bytes() {
     let total: usize = records.iter().map(|r| r.payload.as_ref().unwrap().len()).sum();
     assert!(total > 54_000_000, "{total} bytes in one batch");
     let written = write(db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 0);
+    assert_eq!(written.dead_letters(), 0);
 
     assert_eq!(count(db, "SELECT count(*) FROM twitter_data").await, 60);
     let stored = count(db, "SELECT sum(octet_length(raw ->> 'data'))::bigint FROM twitter_data").await;
@@ -536,7 +536,7 @@ async fn a_refused_records_comment_leaves_no_reply_orphaned_and_a_reply_whose_pa
         web_record(5, &web_node(2005, "after"), at(0)),
     ];
     let written = write(db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 1);
+    assert_eq!(written.dead_letters(), 1);
 
     let like_count = dead_letter(db, MEDIA, 1).await;
     assert!(refused_with(&like_count.error, "23514").contains("instagram_posts_like_count_check"));
@@ -658,7 +658,7 @@ async fn a_statement_timeout_dead_letters_the_slow_record_and_the_other_1999_lan
     let started = Instant::now();
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
     println!("written in {:?}: {written:?}", started.elapsed());
-    assert_eq!(written.dead_letters, 1);
+    assert_eq!(written.dead_letters(), 1);
 
     assert_eq!(count(&db, "SELECT count(*) FROM twitter_data").await, 1999);
     assert_eq!(count(&db, "SELECT count(*) FROM twitter_data WHERE tweet_id = 1235").await, 0);
@@ -759,7 +759,7 @@ async fn a_concurrent_writers_post_with_the_same_shortcode_is_found_when_the_sta
     other_txn.commit().await.unwrap();
 
     let written = tokio::time::timeout(Duration::from_secs(30), writer).await.unwrap().unwrap().unwrap();
-    assert_eq!(written.dead_letters, 0);
+    assert_eq!(written.dead_letters(), 0);
     let db = &test.conn;
     assert_eq!(post_ids(db).await, set([3001, M, 3002]));
     let post = instagram_posts::Entity::find_by_id(M).one(db).await.unwrap().unwrap();
@@ -785,7 +785,7 @@ async fn a_web_post_claiming_another_posts_shortcode_is_dead_lettered_after_its_
         web_record(3, &web_node(5003, "after"), at(0)),
     ];
     let written = write(db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 1);
+    assert_eq!(written.dead_letters(), 1);
 
     assert_eq!(post_ids(db).await, set([5000, 5002, 5003]));
     let dead = dead_letter(db, MEDIA, 2).await;
@@ -814,7 +814,7 @@ async fn a_dead_letter_refused_whole_is_stored_minimal_saying_why() {
         tweet_record(3, &tweet(4)),
     ];
     let written = write(db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 2);
+    assert_eq!(written.dead_letters(), 2);
 
     assert_eq!(tweet_ids(db).await, set([1, 4]));
     let small = dead_letter(db, TWEETS, 1).await;

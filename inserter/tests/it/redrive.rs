@@ -44,7 +44,7 @@ async fn dead_letters(db: &DatabaseConnection) {
     records.push(record(NEW_TOPIC, 5, b"not json"));
     records.push(record("other", 0, &tweet(200)));
     let written = write(db, "g", &mut Batch::decode(records, &Routes::default())).await.unwrap();
-    assert_eq!(written.dead_letters, 7);
+    assert_eq!(written.dead_letters(), 7);
 }
 
 fn fixed_routes() -> Routes {

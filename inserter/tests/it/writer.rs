@@ -79,7 +79,7 @@ async fn every_bad_record_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     records.push(unknown_source);
 
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!((written.rows, written.dead_letters), (4, 11));
+    assert_eq!((written.rows(), written.dead_letters()), (4, 11));
 
     let ids: Vec<i64> = twitter_data::Entity::find().all(&db).await.unwrap().iter().map(|t| t.tweet_id).collect();
     assert_eq!(ids, [1, 10]);
@@ -151,7 +151,7 @@ async fn duplicates_within_a_batch_keep_the_newest_scrape() {
         record(2, &tweet(1, Some(2)), at(20)),
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 0);
+    assert_eq!(written.dead_letters(), 0);
     assert_eq!(likes(&db, 1).await, Some(3));
     assert_eq!(twitter_users::Entity::find().all(&db).await.unwrap().len(), 1);
 }
@@ -161,7 +161,7 @@ async fn a_batch_of_50_000_posts_is_written_whole() {
     let (_pg, db) = setup().await;
     let records: Vec<ConsumedRecord> = (0..50_000).map(|i| record(i, &tweet(1 + i as u64, Some(i)), at(0))).collect();
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!(written.dead_letters, 0);
+    assert_eq!(written.dead_letters(), 0);
     assert_eq!(twitter_data::Entity::find().all(&db).await.unwrap().len(), 50_000);
     assert_eq!(inserter::offsets::stored(&db, "g").await.unwrap()[&(TOPIC.to_owned(), 0)], 50_000);
 }

@@ -411,17 +411,9 @@ async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
         .map(|chunk| {
             chunk
                 .iter()
-                .map(|id| ConsumedRecord {
-                    topic: rig.topic.clone(),
-                    partition: 0,
-                    offset: *id as i64,
-                    key: Some(id.to_string().into_bytes()),
-                    payload: Some(line(*id, args.text_bytes).into_bytes()),
-                    headers: vec![
-                        ("source".into(), Some(b"x.sample".to_vec())),
-                        ("scraped_at".into(), Some(b"2025-06-01T12:00:05Z".to_vec())),
-                    ],
-                    timestamp: None,
+                .map(|id| {
+                    let payload = line(*id, args.text_bytes).into_bytes();
+                    support::consumed_tweet(&rig.topic, *id as i64, id.to_string(), payload, "2025-06-01T12:00:05Z")
                 })
                 .collect()
         })

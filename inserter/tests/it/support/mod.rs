@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use inserter::record::ConsumedRecord;
 use migration::Migrator;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use testkit::{Broker, BrokerStorage, Postgres, Process, TestDatabase, TestMessage, unique_name};
@@ -245,6 +246,24 @@ pub fn tweet_message(id: u64) -> TestMessage {
             ("content_type".into(), b"application/json".to_vec()),
         ],
         partition: None,
+    }
+}
+
+/// X stream line `payload` as the inserter consumes it from `topic` at `offset` (partition 0), keyed by `key`,
+/// with the scraper's `source` (`x.sample`) and `scraped_at` headers: for benches that drive the writer
+/// without a broker.
+pub fn consumed_tweet(topic: &str, offset: i64, key: String, payload: Vec<u8>, scraped_at: &str) -> ConsumedRecord {
+    ConsumedRecord {
+        topic: topic.to_owned(),
+        partition: 0,
+        offset,
+        key: Some(key.into_bytes()),
+        payload: Some(payload),
+        headers: vec![
+            ("source".into(), Some(b"x.sample".to_vec())),
+            ("scraped_at".into(), Some(scraped_at.as_bytes().to_vec())),
+        ],
+        timestamp: None,
     }
 }
 

@@ -15,9 +15,16 @@
 //!    first record it consumes. It is skipped, with a message, when the file is absent or when `python3`
 //!    cannot import `confluent_kafka` and `psycopg` (`scripts/bench-peer.sh` installs them).
 //!
+//! 4. With `--members 1,2,4` (instead of 2 and 3): for each member count N, N release `inserter` processes in
+//!    one new consumer group drain the topic into a fresh database, timed from the group's first committed
+//!    batch to its last. Each member's rows are its `inserter_rows_written_total{table="twitter_data"}`.
+//!    CPU seconds over each drain are read from `/proc/PID/stat` (utime + stime) for the inserters, Postgres
+//!    (the postmaster, its children, and those it reaped), the broker and this process, and from
+//!    `/proc/stat` for the whole machine, so that the figures say which of them runs out of cores first.
+//!
 //! ```text
 //! cargo bench -p inserter --bench drain -- [--records 1000000] [--partitions 4] [--batch-size N]
-//!     [--text-bytes N] [--fsync-off] [--peer PATH] [--writer-alone]
+//!     [--text-bytes N] [--fsync-off] [--peer PATH] [--writer-alone] [--members 1,2,4]
 //! ```
 //!
 //! Postgres runs with `fsync`, `full_page_writes` and `synchronous_commit` on, as users run it; `--fsync-off`
@@ -53,7 +60,7 @@ use rdkafka::ClientConfig;
 use sea_orm::sqlx::{Connection, postgres::PgConnection};
 use sea_orm::{ActiveModelTrait, ActiveValue, ConnectionTrait, IdenStatic, Iterable, Value};
 use support::{Rig, Schema};
-use testkit::{BrokerStorage, Postgres, TestMessage, unique_name};
+use testkit::{BrokerStorage, Postgres, TestDatabase, TestMessage, unique_name};
 
 struct Args {
     records: u64,
@@ -64,6 +71,8 @@ struct Args {
     fsync: bool,
     peer: PathBuf,
     writer_alone: bool,
+    /// `--members 1,2,4`: the member counts of the group runs; empty: the single-inserter comparison.
+    members: Vec<usize>,
 }
 
 fn args() -> Option<Args> {
@@ -80,6 +89,7 @@ fn args() -> Option<Args> {
         // `../shared/peers/copy_inserter.py` from the workspace root.
         peer: Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().join("shared/peers/copy_inserter.py"),
         writer_alone: false,
+        members: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,10 +103,15 @@ fn args() -> Option<Args> {
             "--fsync-off" => args.fsync = false,
             "--peer" => args.peer = PathBuf::from(value()),
             "--writer-alone" => args.writer_alone = true,
+            "--members" => {
+                args.members = value().split(',').map(|n| number(n.trim().to_owned()) as usize).collect();
+            }
             "--bench" => {}
             other => panic!("unknown flag {other}; see the file's header"),
         }
     }
+    let most = args.members.iter().copied().max().unwrap_or(0);
+    assert!(most as i32 <= args.partitions, "--members {most} needs --partitions {most} or more");
     Some(args)
 }
 
@@ -118,8 +133,11 @@ async fn main() {
 
     eprintln!("COPY limit...");
     let copy_rate = copy_baseline(&rig, &args).await;
+    if !args.members.is_empty() {
+        return scale(&rig, &args, fsync, copy_rate, read_rate).await;
+    }
     eprintln!("inserter...");
-    let drained = drain(&rig, &args).await;
+    let drained = drain(&rig, &args, &rig.db, 1).await;
     eprintln!("python peer...");
     let peer = peer(&rig, &args).await;
     let writer_rate = if args.writer_alone {
@@ -165,6 +183,62 @@ async fn main() {
         );
     }
     println!("inserter peak RSS {:.1} MiB; {}", mib(drained.peak_rss_kib), rss_series(&drained.rss));
+}
+
+/// `--members`: for each member count, that many inserters in one new group drain the topic into a fresh
+/// database; prints rows/s in total and by member, the ratio to the first count's total, and the CPU seconds
+/// of the inserters, of Postgres, of the broker and of the whole machine over each drain.
+async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f64) {
+    let mut runs = Vec::new();
+    for &members in &args.members {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap();
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        eprintln!("{members} inserter(s) in one group (load average {})...", load.join(" "));
+        let db = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
+        runs.push((members, load.join(" "), drain(rig, args, &db, members).await));
+    }
+    let records = args.records as f64;
+    let us = |seconds: f64| seconds * 1e6 / records;
+    println!();
+    println!(
+        "records {}, partitions {}, fsync {fsync}, broker storage sqlite, {}",
+        args.records,
+        args.partitions,
+        match args.batch_size {
+            Some(n) => format!("--batch-size {n}"),
+            None => "the inserter's default batching".to_owned(),
+        }
+    );
+    println!("COPY limit   {copy_rate:>8.0} rows/s (one backend)");
+    println!("broker read  {read_rate:>8.0} rows/s (one rdkafka consumer, no database)");
+    println!(
+        "members | total rows/s | x 1st | x COPY | per member rows/s | wall s | all writing after s \
+         | CPU s (µs/row): inserters | postgres | broker | bench | machine, busy cores | load before"
+    );
+    let base = runs[0].2.rate;
+    for (members, load, run) in &runs {
+        let per: Vec<String> =
+            run.member_rows.iter().map(|rows| format!("{:.0}", *rows as f64 / run.seconds)).collect();
+        let written: u64 = run.member_rows.iter().sum();
+        let inserters: f64 = run.cpu.inserters.iter().sum();
+        let cpu = |s: f64| format!("{s:.1} ({:.0})", us(s));
+        println!(
+            "{members} | {:.0} | {:.2} | {:.2} | {} (rows {written}) | {:.1} | {:.1} | {} [{}] | {} | {} | {} | {}, {:.2} | {load}",
+            run.rate,
+            run.rate / base,
+            run.rate / copy_rate,
+            per.join(" "),
+            run.seconds,
+            run.all_writing_after,
+            cpu(inserters),
+            run.cpu.inserters.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>().join(" "),
+            cpu(run.cpu.postgres),
+            cpu(run.cpu.broker),
+            cpu(run.cpu.bench),
+            cpu(run.cpu.machine),
+            run.cpu.machine / run.seconds,
+        );
+    }
 }
 
 /// Produces the N lines to the rig's topic, keyed by post id, in batches as the scraper does (SQLite storage
@@ -240,61 +314,190 @@ async fn broker_read(rig: &Rig, args: &Args) -> f64 {
     .unwrap()
 }
 
-/// A run of the inserter: rows/s, peak RSS, and RSS samples (progress from 0 to 1, KiB).
+/// A run of the inserter (one member or several in one group): rows/s in total, each member's rows, CPU
+/// over the drain, and the RSS of the first member: its peak, and samples (progress from 0 to 1, KiB).
 struct Drained {
     rate: f64,
+    /// The drain's wall time, from the first committed batch to the last.
+    seconds: f64,
+    /// Each member's `inserter_rows_written_total{table="twitter_data"}` at the end.
+    member_rows: Vec<u64>,
+    /// Seconds from the first committed batch until every member had written rows.
+    all_writing_after: f64,
+    cpu: Cpu,
     peak_rss_kib: u64,
     rss: Vec<(f64, u64)>,
 }
 
-/// Runs the release inserter until every record's offset is stored; rows/s is measured from its first
-/// committed batch to its last, so that process start and group join are not counted.
-async fn drain(rig: &Rig, args: &Args) -> Drained {
+/// Runs the release inserter as `members` processes in one new consumer group into `db`, until every
+/// record's offset is stored there; rows/s is measured from the first committed batch to the last, so that
+/// process start and group join are not counted. Then each member is stopped with SIGTERM.
+async fn drain(rig: &Rig, args: &Args, db: &TestDatabase, members: usize) -> Drained {
     checkpoint(rig).await;
     let group = unique_name("bench");
     let batch_size = args.batch_size.map(|n| n.to_string());
-    let mut flags = vec!["--exit-when-idle", "3s"];
-    if let Some(n) = &batch_size {
-        flags.extend(["--batch-size", n]);
-    }
-    let mut inserter = rig.inserter_with_batch_defaults(&group, &flags);
+    let addrs: Vec<String> = (0..members).map(|_| support::free_addr()).collect();
+    let mut inserters: Vec<_> = addrs
+        .iter()
+        .map(|addr| {
+            let mut flags = vec!["--database-url", &db.url, "--metrics-addr", addr];
+            if let Some(n) = &batch_size {
+                flags.extend(["--batch-size", n]);
+            }
+            rig.inserter_with_batch_defaults(&group, &flags)
+        })
+        .collect();
+    let logs = |inserters: &[testkit::Process]| inserters.iter().map(|p| p.log()).collect::<Vec<_>>().join("\n");
+    let rows = |addr: &str| {
+        let metrics = support::http_get(addr, "/metrics");
+        support::metric(&metrics, "inserter_rows_written_total{table=\"twitter_data\"}").unwrap_or(0.0) as u64
+    };
     let stored =
         format!("SELECT coalesce(sum(next_offset), 0)::bigint FROM kafka_offsets WHERE consumer_group = '{group}'");
     let total = args.records as i64;
-    let mut first: Option<(Instant, i64)> = None;
+    let mut first: Option<(Instant, i64, CpuTicks)> = None;
+    let mut all_writing_after = None;
+    let mut next_look = Instant::now();
     let mut peak_rss_kib = 0;
     let mut rss = Vec::new();
     let mut next_sample = Instant::now();
     let mut progress = (Instant::now(), 0);
+    let pids: Vec<u32> = inserters.iter().map(|p| p.pid()).collect();
     loop {
-        peak_rss_kib = peak_rss_kib.max(proc_status_kib(inserter.pid(), "VmHWM:"));
-        let now = support::count(rig.conn(), &stored).await;
+        peak_rss_kib = peak_rss_kib.max(proc_status_kib(pids[0], "VmHWM:"));
+        let now = support::count(&db.conn, &stored).await;
         if now > 0 && first.is_none() {
-            first = Some((Instant::now(), now));
+            first = Some((Instant::now(), now, CpuTicks::now(rig, &pids)));
         }
         if now >= total {
             break;
         }
-        if first.is_some() && Instant::now() >= next_sample {
-            rss.push((now as f64 / total as f64, proc_status_kib(inserter.pid(), "VmRSS:")));
-            next_sample = Instant::now() + Duration::from_secs(1);
+        if let Some((t0, ..)) = first {
+            if all_writing_after.is_none() && Instant::now() >= next_look {
+                if addrs.iter().all(|addr| rows(addr) > 0) {
+                    all_writing_after = Some(t0.elapsed().as_secs_f64());
+                }
+                next_look = Instant::now() + Duration::from_millis(250);
+            }
+            if Instant::now() >= next_sample {
+                rss.push((now as f64 / total as f64, proc_status_kib(pids[0], "VmRSS:")));
+                next_sample = Instant::now() + Duration::from_secs(1);
+            }
         }
         if now > progress.1 {
             progress = (Instant::now(), now);
         }
-        if let Some(status) = inserter.try_wait().unwrap() {
-            panic!("the inserter exited ({status}) with {now} of {total} offsets stored:\n{}", inserter.log());
+        for inserter in &mut inserters {
+            if let Some(status) = inserter.try_wait().unwrap() {
+                panic!("an inserter exited ({status}) with {now} of {total} offsets stored:\n{}", inserter.log());
+            }
         }
-        assert!(progress.0.elapsed() < Duration::from_secs(120), "no progress for 2 min:\n{}", inserter.log());
-        assert!(inserter.log().len() < 50_000_000, "runaway log");
+        assert!(progress.0.elapsed() < Duration::from_secs(120), "no progress for 2 min:\n{}", logs(&inserters));
+        assert!(inserters.iter().all(|p| p.log().len() < 50_000_000), "runaway log");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (t0, s0) = first.expect("some batch committed");
-    let rate = (total - s0) as f64 / t0.elapsed().as_secs_f64();
-    let status = inserter.wait(Duration::from_secs(60)).await.unwrap();
-    assert!(status.success(), "{}", inserter.log());
-    assert_eq!(support::count(rig.conn(), "SELECT count(*) FROM twitter_data").await, total);
-    Drained { rate, peak_rss_kib, rss }
+    let (t0, s0, ticks0) = first.expect("some batch committed");
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu = CpuTicks::now(rig, &pids).since(&ticks0);
+    let rate = (total - s0) as f64 / seconds;
+    let member_rows = addrs.iter().map(|addr| rows(addr)).collect();
+    for inserter in &mut inserters {
+        inserter.signal(libc::SIGTERM);
+    }
+    for inserter in &mut inserters {
+        let status = inserter.wait(Duration::from_secs(60)).await.unwrap();
+        assert!(status.success(), "{}", inserter.log());
+    }
+    assert_eq!(support::count(&db.conn, "SELECT count(*) FROM twitter_data").await, total);
+    Drained {
+        rate,
+        seconds,
+        member_rows,
+        all_writing_after: all_writing_after.unwrap_or(seconds),
+        cpu,
+        peak_rss_kib,
+        rss,
+    }
+}
+
+/// CPU clock ticks used so far, by process: the inserters, Postgres (the postmaster and its children, those
+/// reaped included), the broker, this process; and the whole machine's busy ticks (`/proc/stat`).
+struct CpuTicks {
+    inserters: Vec<u64>,
+    postgres: u64,
+    broker: u64,
+    bench: u64,
+    machine: u64,
+}
+
+/// CPU seconds over a drain, from two [`CpuTicks`].
+struct Cpu {
+    inserters: Vec<f64>,
+    postgres: f64,
+    broker: f64,
+    bench: f64,
+    /// Every process of the machine, these and any other.
+    machine: f64,
+}
+
+impl CpuTicks {
+    fn now(rig: &Rig, inserters: &[u32]) -> Self {
+        let postmaster = rig.pg.server_pid().expect("postgres runs");
+        let mut postgres = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            if let Some(stat) = proc_stat(pid)
+                && (pid == postmaster || stat.ppid == postmaster)
+            {
+                postgres += stat.own;
+                if pid == postmaster {
+                    postgres += stat.children;
+                }
+            }
+        }
+        let own = |pid: u32| proc_stat(pid).map_or(0, |stat| stat.own);
+        let machine = std::fs::read_to_string("/proc/stat").unwrap();
+        // cpu  user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+        let fields: Vec<u64> =
+            machine.lines().next().unwrap().split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
+        Self {
+            inserters: inserters.iter().map(|pid| own(*pid)).collect(),
+            postgres,
+            broker: own(rig.broker.pid().expect("the broker runs")),
+            bench: own(std::process::id()),
+            machine: fields.iter().take(8).sum::<u64>() - fields[3] - fields[4],
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> Cpu {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let s = |now: u64, then: u64| now.saturating_sub(then) as f64 / hz;
+        Cpu {
+            inserters: self.inserters.iter().zip(&earlier.inserters).map(|(now, then)| s(*now, *then)).collect(),
+            postgres: s(self.postgres, earlier.postgres),
+            broker: s(self.broker, earlier.broker),
+            bench: s(self.bench, earlier.bench),
+            machine: s(self.machine, earlier.machine),
+        }
+    }
+}
+
+struct ProcStat {
+    ppid: u32,
+    /// utime + stime, in clock ticks.
+    own: u64,
+    /// cutime + cstime: of the children it reaped.
+    children: u64,
+}
+
+/// `/proc/PID/stat`'s parent and CPU ticks; `None` once the process is gone.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm) ": state ppid ... utime (14th field) stime cutime cstime.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Some(ProcStat { ppid: n(4) as u32, own: n(14) + n(15), children: n(16) + n(17) })
 }
 
 /// "RSS over the drain (MiB): 95 120 131 ..., after the first 10 %: min .., max .." from `samples`, one a

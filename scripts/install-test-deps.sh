@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, and nothing that is already there:
-#   - the PostgreSQL 15 server binaries (the tests start throwaway clusters from them),
+#   - the PostgreSQL 15 server binaries (the tests start throwaway clusters from them) and pg_partman 4.7
+#     (postgresql-15-partman, which the partitioned tables need; the compose image installs the same version),
 #   - the tansu Kafka-protocol broker (the tests start it as a separate process),
 #   - cargo-nextest (the test runner: one process per test, so every test gets its own services),
 #   - Debian's Prometheus (`promtool` checks the compose stack's Prometheus files; the observability test runs
@@ -12,6 +13,8 @@ TANSU_VERSION=0.6.0
 # memory:// storage needs dynostore; sqlite:// (storage that survives a broker restart) needs libsql.
 TANSU_FEATURES=dynostore,libsql
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# Debian bookworm's; the compose image (docker/postgres/Dockerfile) pins the same one. The migrations need 4.x.
+PARTMAN_PACKAGE=postgresql-15-partman=4.7.2-1
 
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 
@@ -24,6 +27,12 @@ if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/initdb" ]; then
     as_root apt-get update -qq
     # The tests start their own clusters; the package's default cluster is not needed.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15
+fi
+
+if [ ! -f /usr/share/postgresql/15/extension/pg_partman.control ]; then
+    log "installing pg_partman ($PARTMAN_PACKAGE)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$PARTMAN_PACKAGE"
 fi
 
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then

@@ -84,6 +84,15 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE, CREATE ON SCHEMA public TO ingest_owner;
 GRANT USAGE ON SCHEMA public TO inserter, debezium, analyst;
 
+-- pg_partman, which manages the partitioned tables: only a superuser may create the extension. ingest_owner
+-- owns the partition sets: it registers them (the migrations) and makes and drops their partitions.
+CREATE SCHEMA IF NOT EXISTS partman;
+CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman;
+GRANT ALL ON SCHEMA partman TO ingest_owner;
+GRANT ALL ON ALL TABLES IN SCHEMA partman TO ingest_owner;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA partman TO ingest_owner;
+GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA partman TO ingest_owner;
+
 -- Tables and sequences ingest_owner creates from now on (the migrations, seaql_migrations included).
 ALTER DEFAULT PRIVILEGES FOR ROLE ingest_owner IN SCHEMA public
     GRANT SELECT, INSERT, UPDATE ON TABLES TO inserter;
@@ -110,6 +119,11 @@ FROM pg_sequences WHERE schemaname = 'public' AND sequenceowner = 'ingest_owner'
 \gexec
 SELECT format('GRANT SELECT ON SEQUENCE %I.%I TO analyst', schemaname, sequencename)
 FROM pg_sequences WHERE schemaname = 'public' AND sequenceowner = 'ingest_owner'
+\gexec
+
+-- The partition maintenance the inserter runs (a migration grants it too, when this script ran first).
+SELECT format('GRANT EXECUTE ON FUNCTION %s TO inserter', oid::regprocedure)
+FROM pg_proc WHERE proname = 'ingest_partition_maintenance' AND pronamespace = 'public'::regnamespace
 \gexec
 
 COMMIT;

@@ -13,6 +13,7 @@ mod m20261201_000006_mastodon_edits_deletions;
 mod m20261201_000007_instagram_one_profile_per_account;
 mod m20261201_000008_mastodon_instances;
 mod m20261201_000009_analyst_views;
+mod m20261201_000010_partitioned_posts;
 mod sql;
 
 /// The publication Debezium (or any logical-replication client) reads; created by the migrations so that
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_instagram_one_profile_per_account::Migration),
             Box::new(m20261201_000008_mastodon_instances::Migration),
             Box::new(m20261201_000009_analyst_views::Migration),
+            Box::new(m20261201_000010_partitioned_posts::Migration),
         ]
     }
 }

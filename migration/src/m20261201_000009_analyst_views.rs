@@ -23,7 +23,7 @@ use sea_orm_migration::prelude::*;
 // `security_invoker`: a view reads the tables with its reader's privileges, not its owner's, so the grants on
 // the tables stay the one statement of who may read what. Readers get SELECT on the views themselves from
 // ingest_owner's default privileges (`docker/postgres/roles.sql`), as for a table.
-const UP: &str = r#"
+pub(crate) const UP: &str = r#"
 CREATE VIEW posts_per_hour WITH (security_invoker = true) AS
 SELECT h.hour, 'x'::text AS platform, c.source, c.posts
   FROM generate_series((SELECT date_trunc('hour', min(created_at), 'UTC') FROM twitter_data),
@@ -103,7 +103,7 @@ SELECT 'instagram'::text AS platform, s.user_id AS account_id, lower(p.username)
   JOIN instagram_profiles p ON p.user_id = s.user_id;
 "#;
 
-const DOWN: &str = r#"
+pub(crate) const DOWN: &str = r#"
 DROP VIEW follower_history;
 DROP VIEW top_hashtags_per_day;
 DROP VIEW posts_per_hour;

@@ -109,7 +109,8 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
     let one = "SELECT followers::text FROM follower_history WHERE username = 'bluebottle' ORDER BY observed_at";
     assert_eq!(lines(&db, one).await, ["100", "120"]);
 
-    Migrator::down(&db, Some(1)).await.unwrap();
+    // Back to before the views' migration: the partitioning after it is undone first.
+    Migrator::down(&db, Some(2)).await.unwrap();
     assert_eq!(lines(&db, "SELECT count(*)::text FROM pg_views WHERE schemaname = 'public'").await, ["0"]);
     assert_eq!(lines(&db, "SELECT count(*)::text FROM twitter_data").await, ["7"], "the tables keep their rows");
     Migrator::up(&db, None).await.unwrap();
@@ -229,6 +230,19 @@ RESET session_replication_role;
 ANALYZE;
 "#;
 
+/// Whether `plan` reads `index`, or, on a partitioned table, that index's copy on one of its partitions
+/// (`twitter_data_created_at_idx` is `twitter_data_p<first id>_created_at_idx` there).
+fn uses_index(plan: &str, index: &str) -> bool {
+    const PARTITIONED: &[&str] = &["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"];
+    plan.contains(index)
+        || PARTITIONED.iter().any(|table| {
+            index.strip_prefix(&format!("{table}_")).is_some_and(|suffix| {
+                plan.lines()
+                    .any(|l| l.contains(&format!("using {table}_")) && l.contains(&format!("_{suffix} on {table}_")))
+            })
+        })
+}
+
 #[tokio::test]
 async fn the_cookbook_queries_use_the_indexes_the_docs_name() {
     let pg = Postgres::start().await.unwrap();
@@ -244,9 +258,14 @@ async fn the_cookbook_queries_use_the_indexes_the_docs_name() {
         let plan = lines(&db, &format!("EXPLAIN (COSTS OFF) {query}")).await.join("\n");
         println!("{query}\n{plan}\n");
         for index in *indexes {
-            assert!(plan.contains(index), "{query}\nuses {index}:\n{plan}");
+            assert!(uses_index(&plan, index), "{query}\nuses {index}:\n{plan}");
         }
-        assert!(!plan.contains("Seq Scan"), "{query}\nreads no table whole:\n{plan}");
+        // A partition made ahead of its day is empty, and the planner reads an empty table without its index.
+        for scanned in plan.lines().filter_map(|l| l.split_once("Seq Scan on ")).map(|(_, rest)| rest) {
+            let relation = scanned.split_whitespace().next().unwrap();
+            let rows = lines(&db, &format!("SELECT count(*)::text FROM {relation}")).await;
+            assert_eq!(rows, ["0"], "{query}\nreads no table with rows whole ({relation}):\n{plan}");
+        }
         let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), *query)).await.unwrap();
         assert!(!rows.is_empty(), "{query}\nanswers something on this data");
     }

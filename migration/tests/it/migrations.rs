@@ -96,7 +96,8 @@ async fn upserted_tables_log_full_before_images() {
     let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
 
     let sql = "SELECT relname::text, relreplident::text FROM pg_class
-               WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1";
+               WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition
+               ORDER BY 1";
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     let identity = |table: &str| -> String {
         rows.iter()
@@ -117,6 +118,29 @@ async fn upserted_tables_log_full_before_images() {
     for table in ["instagram_profile_snapshots", "instagram_post_hashtags", "instagram_post_tagged_users"] {
         assert_eq!(identity(table), "d", "{table} is append-only: its key identifies a row");
     }
+
+    // Postgres does not pass a replica identity on to partitions: each one, the default partition included,
+    // must carry its table's, or its updates would reach CDC without their old row.
+    let sql = "SELECT c.relname::text || ' of ' || p.relname::text || ': ' || c.relreplident::text
+                 || ' under ' || p.relreplident::text
+                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                WHERE p.relkind = 'p' ORDER BY 1";
+    let partitions = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    let partitions: Vec<String> = partitions.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
+    for parent in ["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"] {
+        let of_parent: Vec<&String> = partitions.iter().filter(|p| p.contains(&format!(" of {parent}: "))).collect();
+        assert!(of_parent.len() >= 6, "{parent} has a default and today's partition and 4 ahead: {of_parent:?}");
+        assert!(of_parent.iter().any(|p| p.starts_with(&format!("{parent}_default "))), "{of_parent:?}");
+    }
+    let mismatched: Vec<&String> = partitions
+        .iter()
+        .filter(|p| {
+            let (_, identities) = p.split_once(": ").unwrap();
+            let (own, parent) = identities.split_once(" under ").unwrap();
+            own != parent
+        })
+        .collect();
+    assert!(mismatched.is_empty(), "partitions with another replica identity than their table: {mismatched:?}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod mapping;
 pub mod metrics;
 pub mod offsets;
+pub mod partitions;
 pub mod pipeline;
 pub mod record;
 pub mod redrive;

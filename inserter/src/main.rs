@@ -10,7 +10,7 @@ use inserter::metrics::Metrics;
 use inserter::pipeline::{Options, Pipeline};
 use inserter::redrive::Redrive;
 use inserter::settings::{Command, RedriveArgs, Settings, Topics};
-use inserter::{consumer, database};
+use inserter::{consumer, database, partitions};
 use prometheus_client::registry::Registry;
 
 #[tokio::main]
@@ -41,6 +41,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         database::require_current_schema(&db).await?;
     }
+    let maintenance =
+        tokio::spawn(partitions::run_on_schedule(db.clone(), settings.retention.clone(), shutdown.child_token()));
     let consumer = Arc::new(consumer::create(&settings.bootstrap_servers, &settings.group, metrics.clone())?);
     consumer::subscribe_when_ready(&consumer, &routes.topics(), &shutdown).await?;
     let options = Options {
@@ -52,7 +54,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         exit_when_idle: settings.exit_when_idle,
         progress_interval: settings.progress_interval,
     };
-    let stopped = Pipeline::new(consumer.clone(), db.clone(), options, metrics.clone(), health).run(shutdown).await?;
+    let stopped = Pipeline::new(consumer.clone(), db.clone(), options, metrics.clone(), health).run(shutdown).await;
+    // A maintenance run in progress is one transaction: cut short, it rolls back and the next start redoes it.
+    maintenance.abort();
+    let stopped = stopped?;
     // Dropping the last handle closes the consumer: it leaves the group, so its partitions move at once.
     drop(consumer);
     db.close().await.ok();

@@ -5,3 +5,4 @@ mod analyst_views;
 mod instagram_profile_merge;
 mod mastodon_instances;
 mod migrations;
+mod partitions;

@@ -15,6 +15,7 @@ mod metrics;
 mod poison;
 mod poison_consume;
 mod redrive;
+mod retention;
 mod startup_migrations;
 mod support;
 mod twitter_mapping;

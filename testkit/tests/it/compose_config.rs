@@ -321,20 +321,22 @@ fn command_words(service: &Value) -> Vec<String> {
     }
 }
 
-/// The services built from the Dockerfile run a binary the image has; Postgres runs with logical WAL.
+/// The services built from the repository's Dockerfile run a binary the image has; Postgres (an image of
+/// its own, built from docker/postgres) runs with logical WAL.
 fn check_commands(compose: &Value, image_binaries: &BTreeSet<String>) -> Vec<String> {
     let mut problems = Vec::new();
     let mut logical_wal = false;
     for (name, service) in services(compose) {
         let words = command_words(service);
-        if service.get("build").is_some()
+        let context = service.get("build").map(|b| b.get("context").and_then(Value::as_str).unwrap_or("."));
+        if context == Some(".")
             && let Some(program) = words.first()
             && !image_binaries.contains(program)
         {
             problems.push(format!("service `{name}` runs `{program}`, which the Dockerfile does not build"));
         }
         let image = service.get("image").and_then(Value::as_str).unwrap_or_default();
-        logical_wal |= image.starts_with("postgres") && words.iter().any(|w| w.contains("wal_level=logical"));
+        logical_wal |= image.contains("postgres") && words.iter().any(|w| w.contains("wal_level=logical"));
     }
     if !logical_wal {
         problems.push("no postgres service runs with `-c wal_level=logical` (Debezium needs it)".to_owned());
@@ -785,4 +787,30 @@ fn an_env_provider_that_may_read_every_variable_is_caught() {
     assert_eq!(check_env_provider(&parse_compose(connect), &connector).len(), 1);
     let wide = restricted.replace("PATTERN: DEBEZIUM_DB_PASSWORD", "PATTERN: .*");
     assert_eq!(check_env_provider(&parse_compose(&wide), &connector).len(), 1);
+}
+
+/// pg_partman's major versions differ in `create_parent`: the compose image must install the very package the
+/// tests run against (scripts/install-test-deps.sh), on a Postgres 15 that Debian packages it for.
+#[test]
+fn the_compose_postgres_installs_the_pg_partman_the_tests_run() {
+    let root = repository_root();
+    let package = |text: &str| {
+        let start = text.find("postgresql-15-partman=").expect("a pinned postgresql-15-partman");
+        text[start..].split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_owned()
+    };
+    let dockerfile = read(&root.join("docker/postgres/Dockerfile"));
+    let tests = read(&root.join("scripts/install-test-deps.sh"));
+    assert_eq!(package(&dockerfile), package(&tests));
+    let from = dockerfile.lines().find_map(|l| l.strip_prefix("FROM ")).unwrap();
+    assert!(from.starts_with("postgres:15.") && from.ends_with("-bookworm"), "FROM {from}");
+
+    let compose = parse_compose(&read(&root.join("docker-compose.yml")));
+    let postgres = compose["services"]["postgres"]["build"]["context"].as_str();
+    assert_eq!(postgres, Some("docker/postgres"), "compose builds postgres from docker/postgres/Dockerfile");
+
+    // The version the tests' Postgres has is the one pinned (4.7.2-1 is extension version 4.7.2).
+    let control = read(Path::new("/usr/share/postgresql/15/extension/pg_partman.control"));
+    let installed = control.lines().find_map(|l| l.strip_prefix("default_version = ")).unwrap().trim_matches('\'');
+    let pinned = package(&dockerfile);
+    assert!(pinned.starts_with(&format!("postgresql-15-partman={installed}-")), "{pinned} against {installed}");
 }

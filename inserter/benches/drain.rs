@@ -21,6 +21,10 @@
 //!    CPU seconds over each drain are read from `/proc/PID/stat` (utime + stime) for the inserters, Postgres
 //!    (the postmaster, its children, and those it reaped), the broker and this process, and from
 //!    `/proc/stat` for the whole machine, so that the figures say which of them runs out of cores first.
+//!    Before them, one inserter drains the topic into a database whose `twitter_data` is a plain table (the
+//!    partitioning migration undone): the partitioned table's upsert against the plain one's, in one run.
+//!
+//! Post ids are snowflakes of the last minutes, as X's are, so the rows land in their day's partition.
 //!
 //! ```text
 //! cargo bench -p inserter --bench drain -- [--records 1000000] [--partitions 4] [--batch-size N]
@@ -120,6 +124,7 @@ async fn main() {
     let Some(args) = args() else { return };
     let pg = Postgres::start_durable().await.unwrap();
     let rig = Rig::start_in(pg, args.partitions, Schema::Migrated, BrokerStorage::Sqlite).await;
+    partitions_for_the_posts(&rig.db).await;
     support::set_durability(rig.conn(), &rig.db.url, args.fsync).await;
     let fsync = if args.fsync { "on (synchronous_commit on)" } else { "off (full_page_writes off)" };
 
@@ -189,13 +194,23 @@ async fn main() {
 /// database; prints rows/s in total and by member, the ratio to the first count's total, and the CPU seconds
 /// of the inserters, of Postgres, of the broker and of the whole machine over each drain.
 async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f64) {
+    let load_average = || {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap();
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    };
+    // The baseline of the partitioned table: one inserter into `twitter_data` as a plain table (every
+    // migration, then the partitioning's `down`), the same rows and indexes.
+    eprintln!("1 inserter into the unpartitioned table (load average {})...", load_average());
+    let plain = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
+    <migration::Migrator as migration::MigratorTrait>::down(&plain.conn, Some(1)).await.unwrap();
+    let unpartitioned = drain(rig, args, &plain, 1).await;
     let mut runs = Vec::new();
     for &members in &args.members {
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap();
-        let load: Vec<&str> = load.split_whitespace().take(3).collect();
-        eprintln!("{members} inserter(s) in one group (load average {})...", load.join(" "));
+        let load = load_average();
+        eprintln!("{members} inserter(s) in one group (load average {load})...");
         let db = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
-        runs.push((members, load.join(" "), drain(rig, args, &db, members).await));
+        partitions_for_the_posts(&db).await;
+        runs.push((members, load, drain(rig, args, &db, members).await));
     }
     let records = args.records as f64;
     let us = |seconds: f64| seconds * 1e6 / records;
@@ -209,7 +224,13 @@ async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f
             None => "the inserter's default batching".to_owned(),
         }
     );
-    println!("COPY limit   {copy_rate:>8.0} rows/s (one backend)");
+    println!("COPY limit   {copy_rate:>8.0} rows/s (one backend, into an unpartitioned copy of the table)");
+    println!(
+        "unpartitioned, 1 member {:>8.0} rows/s; partitioned ({} member(s)) / unpartitioned (1): {:.2}x",
+        unpartitioned.rate,
+        runs[0].0,
+        runs[0].2.rate / unpartitioned.rate
+    );
     println!("broker read  {read_rate:>8.0} rows/s (one rdkafka consumer, no database)");
     println!(
         "members | total rows/s | x 1st | x COPY | per member rows/s | wall s | all writing after s \
@@ -244,7 +265,7 @@ async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f
 /// Produces the N lines to the rig's topic, keyed by post id, in batches as the scraper does (SQLite storage
 /// fetches from inside a batch correctly, unlike the memory storage `Broker::produce` is made for).
 async fn produce(rig: &Rig, args: &Args) {
-    let ids: Vec<u64> = (1..=args.records).collect();
+    let ids = post_ids(args.records);
     for chunk in ids.chunks(100_000) {
         let messages = chunk.iter().map(|id| TestMessage {
             value: Some(line(*id, args.text_bytes).into_bytes()),
@@ -638,6 +659,22 @@ async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
     let rate = args.records as f64 / started.elapsed().as_secs_f64();
     assert_eq!(support::count(&db.conn, "SELECT count(*) FROM twitter_data").await, args.records as i64);
     rate
+}
+
+/// `records` post ids as X gives them: snowflakes of the last moments, 2 ms apart, ending now. So the posts land
+/// in the partition of their day (today's, or yesterday's, which [`partitions_for_the_posts`] makes), as real
+/// ones do, not in the default partition that ids from 1 would fill.
+fn post_ids(records: u64) -> Vec<u64> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let first_ms = now_ms - 2 * records;
+    (0..records).map(|i| (first_ms + 2 * i - 1_288_834_974_657) << 22).collect()
+}
+
+/// Makes yesterday's `twitter_data` partition, which a fresh database lacks (its partitions start today) and
+/// posts of the last minutes may belong to.
+async fn partitions_for_the_posts(db: &TestDatabase) {
+    let sql = "SELECT ingest_partition_create('twitter_data', now() - interval '1 day', now())";
+    db.conn.execute_unprepared(sql).await.unwrap();
 }
 
 /// Post `id`'s stream line, its text padded to about `text_bytes`.

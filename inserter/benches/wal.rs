@@ -22,6 +22,7 @@
 //! write): the WAL of a phase is `pg_wal_lsn_diff` around its batches, and `pg_walinspect` splits it into
 //! full-page images and the rest, and by relation (the table's heap, its TOAST, its indexes, `twitter_users`,
 //! the rest: offsets, commits). Then disk per row: `pg_total_relation_size` and its parts after the insert.
+//! `twitter_data` is partitioned: its heap, TOAST and indexes are those of all its partitions together.
 //! Byte counts do not depend on the machine's load.
 
 #[path = "../tests/it/support/mod.rs"]
@@ -124,6 +125,7 @@ async fn main() {
         conn.execute_unprepared(&format!(
             "CREATE EXTENSION pg_walinspect; \
              ALTER TABLE twitter_data REPLICA IDENTITY {identity}; \
+             SELECT ingest_partition_replica_identity('twitter_data'); \
              ALTER TABLE twitter_users REPLICA IDENTITY {identity};"
         ))
         .await
@@ -224,18 +226,19 @@ fn grow(metrics: &mut Value, i: u64) {
 /// each record's first block is in.
 fn split_sql(start: &str, end: &str) -> String {
     format!(
-        "WITH t AS (SELECT 'twitter_data'::regclass AS heap, \
-                           (SELECT reltoastrelid FROM pg_class WHERE oid = 'twitter_data'::regclass) AS toast), \
+        "WITH heaps AS (SELECT relid AS oid FROM pg_partition_tree('twitter_data') WHERE isleaf), \
+         toasts AS (SELECT reltoastrelid AS oid FROM pg_class WHERE oid IN (SELECT oid FROM heaps) AND reltoastrelid <> 0), \
          rels AS ( \
            SELECT c.relfilenode, CASE \
-             WHEN c.oid = t.heap THEN 'heap' \
-             WHEN c.oid = t.toast OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.toast) THEN 'toast' \
-             WHEN c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.heap) THEN 'indexes' \
+             WHEN c.oid IN (SELECT oid FROM heaps) THEN 'heap' \
+             WHEN c.oid IN (SELECT oid FROM toasts) \
+               OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM toasts)) THEN 'toast' \
+             WHEN c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM heaps)) THEN 'indexes' \
              WHEN c.oid = 'twitter_users'::regclass \
                OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'twitter_users'::regclass) \
                OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'twitter_users'::regclass) THEN 'users' \
              ELSE 'other' END AS part \
-           FROM pg_class c, t WHERE c.relfilenode <> 0), \
+           FROM pg_class c WHERE c.relfilenode <> 0), \
          recs AS ( \
            SELECT record_length, fpi_length, regexp_match(block_ref, 'rel \\d+/(\\d+)/(\\d+)') AS m \
            FROM pg_get_wal_records_info('{start}', '{end}')) \
@@ -266,10 +269,13 @@ impl Disk {
     async fn of(conn: &DatabaseConnection) -> Self {
         let row = one(
             conn,
-            "SELECT (SELECT count(*) FROM twitter_data), pg_total_relation_size('twitter_data'), \
-             pg_relation_size('twitter_data'), \
-             coalesce(pg_total_relation_size(NULLIF((SELECT reltoastrelid FROM pg_class WHERE oid = 'twitter_data'::regclass), 0)), 0), \
-             pg_indexes_size('twitter_data'), \
+            "WITH leaves AS (SELECT relid FROM pg_partition_tree('twitter_data') WHERE isleaf) \
+             SELECT (SELECT count(*) FROM twitter_data), \
+             (SELECT sum(pg_total_relation_size(relid))::bigint FROM leaves), \
+             (SELECT sum(pg_relation_size(relid))::bigint FROM leaves), \
+             (SELECT coalesce(sum(pg_total_relation_size(NULLIF(reltoastrelid, 0))), 0)::bigint \
+                FROM pg_class WHERE oid IN (SELECT relid FROM leaves)), \
+             (SELECT sum(pg_indexes_size(relid))::bigint FROM leaves), \
              (SELECT avg(pg_column_size(raw))::float8 FROM twitter_data), \
              (SELECT avg(octet_length(raw::text))::float8 FROM twitter_data), \
              pg_total_relation_size('twitter_users'), (SELECT count(*) FROM twitter_users)",
@@ -278,8 +284,9 @@ impl Disk {
         let each = conn
             .query_all_raw(Statement::from_string(
                 conn.get_database_backend(),
-                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index \
-                 WHERE indrelid = 'twitter_data'::regclass ORDER BY 2 DESC",
+                "SELECT indexrelid::regclass::text, \
+                        (SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree(indexrelid)) \
+                   FROM pg_index WHERE indrelid = 'twitter_data'::regclass ORDER BY 2 DESC",
             ))
             .await
             .unwrap();

@@ -41,12 +41,14 @@ fn entity_columns<E: EntityTrait>() -> (String, Columns) {
 }
 
 async fn database_columns(db: &DatabaseConnection) -> Vec<(String, Columns)> {
-    // Tables only: the analysts' views are queries over them, not rows an entity reads or writes.
+    // Tables only: the analysts' views are queries over them, not rows an entity reads or writes. A
+    // partitioned table is one table (its partitions are where it keeps its rows, not tables of their own).
     let sql = "SELECT c.table_name::text, c.column_name::text, c.udt_name::text, c.is_nullable = 'YES'
                FROM information_schema.columns c
                JOIN information_schema.tables t USING (table_schema, table_name)
+               JOIN pg_class r ON r.oid = format('%I.%I', c.table_schema, c.table_name)::regclass
                WHERE c.table_schema = 'public' AND c.table_name <> 'seaql_migrations'
-                 AND t.table_type = 'BASE TABLE'
+                 AND t.table_type = 'BASE TABLE' AND NOT r.relispartition
                ORDER BY 1, 2";
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     let mut tables: Vec<(String, Columns)> = Vec::new();

@@ -32,14 +32,15 @@ const ALLOWED: &[(&str, &str, &str)] = &[
 /// Each (table, column, index, index definition) where an index of schema `public` holds the column's text:
 /// a string type (text, varchar, ...) or an array of one, as a key or INCLUDE column, or referenced inside
 /// an index expression. A column inside an expression whose result is a string (`raw ->> 'x'`) counts too,
-/// whatever its own type. Columns only in an index's WHERE clause do not: the predicate is not stored.
+/// whatever its own type. Columns only in an index's WHERE clause do not: the predicate is not stored. A
+/// partitioned table's index stands for its copies on the partitions (the same definition, the same limit).
 const TEXT_INDEXES: &str = r#"
 WITH idx AS (
     SELECT i.indexrelid, i.indrelid, i.indkey, i.indexprs
     FROM pg_index i
     JOIN pg_class t ON t.oid = i.indrelid
     JOIN pg_namespace n ON n.oid = t.relnamespace
-    WHERE n.nspname = 'public'
+    WHERE n.nspname = 'public' AND NOT t.relispartition
 ),
 covered AS (
     SELECT indexrelid, indrelid, k.attnum, false AS in_expression

@@ -255,6 +255,11 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_partman') THEN
         RAISE EXCEPTION 'pg_partman is not installed on this server: install postgresql-15-partman (4.x)';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_partman')
+       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'pg_partman is not created in this database, and only a superuser may create it: run '
+            'docker/postgres/roles.sql as a superuser first (it creates the extension in schema partman)';
+    END IF;
 END $$;
 CREATE SCHEMA IF NOT EXISTS partman;
 CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman;

@@ -275,42 +275,51 @@ BEGIN
 END $$;
 "#;
 
-fn up_sql() -> String {
-    let part = |tbl: &str, control: &str, interval: &str, oldest: &str| {
-        format!(
-            r#"
+/// Partitions `tbl` by `control`, in partitions of `interval` (pg_partman's: ids, or a time interval), the
+/// first holding `first` (a key, as text), and makes the partitions from the time of `oldest` (the oldest
+/// row's, at most 30 days back) to 4 days ahead.
+fn partition(tbl: &str, control: &str, interval: &str, first: &str, oldest: &str) -> String {
+    format!(
+        r#"
 SELECT pg_temp.ingest_rebuild('{tbl}', 'PARTITION BY RANGE ({control})', $setup$
     SELECT partman.create_parent(p_parent_table => 'public.{tbl}', p_control => '{control}', p_type => 'native',
                                  p_interval => '{interval}', p_premake => 4, p_automatic_maintenance => 'off',
-                                 p_jobmon => false,
-                                 p_start_partition => {start});
+                                 p_jobmon => false, p_start_partition => ({first})::text);
     SELECT ingest_partition_create('{tbl}', greatest(coalesce(({oldest}), now()), now() - interval '30 days'),
                                    now() + interval '4 days');
-$setup$);"#,
-            start = if interval.contains(' ') {
-                "date_trunc('day', now(), 'UTC')::text".to_string()
-            } else {
-                format!("(ingest_partition_key_at('{tbl}', now()) / {interval} * {interval})::text")
-            },
-            oldest = oldest.replace("$setup$", ""),
-        )
-    };
+$setup$);"#
+    )
+}
+
+fn up_sql() -> String {
+    // The oldest row's time, of X and Mastodon posts from their ids (the partition key), not `created_at`.
+    let x_oldest = "SELECT to_timestamp(((min(tweet_id) >> 22) + 1288834974657) / 1000.0) \
+                    FROM twitter_data_before_rebuild";
+    let mastodon_oldest = "SELECT to_timestamp((min(id) >> 16) / 1000.0) FROM mastodon_statuses_before_rebuild";
     [
         PARTITION.to_string(),
         MAINTENANCE.to_string(),
         REBUILD.to_string(),
         views::DOWN.to_string(),
-        part("twitter_data", "tweet_id", "362387865600000", "SELECT min(created_at) FROM twitter_data_before_rebuild"),
-        part(
+        partition(
+            "twitter_data",
+            "tweet_id",
+            "362387865600000",
+            "ingest_partition_key_at('twitter_data', now()) / 362387865600000 * 362387865600000",
+            x_oldest,
+        ),
+        partition(
             "mastodon_statuses",
             "id",
             "5662310400000",
-            "SELECT min(created_at) FROM mastodon_statuses_before_rebuild",
+            "ingest_partition_key_at('mastodon_statuses', now()) / 5662310400000 * 5662310400000",
+            mastodon_oldest,
         ),
-        part(
+        partition(
             "instagram_profile_snapshots",
             "scraped_at",
             "1 day",
+            "date_trunc('day', now(), 'UTC')",
             "SELECT min(scraped_at) FROM instagram_profile_snapshots_before_rebuild",
         ),
         "ALTER PUBLICATION ingest_cdc SET (publish_via_partition_root = true);".to_string(),

@@ -41,8 +41,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         database::require_current_schema(&db).await?;
     }
-    let maintenance =
-        tokio::spawn(partitions::run_on_schedule(db.clone(), settings.retention.clone(), shutdown.child_token()));
+    let maintenance = tokio::spawn(partitions::run_on_schedule(
+        db.clone(),
+        settings.retention.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    ));
     let consumer = Arc::new(consumer::create(&settings.bootstrap_servers, &settings.group, metrics.clone())?);
     consumer::subscribe_when_ready(&consumer, &routes.topics(), &shutdown).await?;
     let options = Options {

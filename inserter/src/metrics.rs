@@ -31,6 +31,10 @@ pub struct Metrics {
     pub values_cut: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Records behind the end of each assigned partition as of its last commit, by `topic` and `partition`.
     pub consumer_lag: Family<Labels, Gauge<i64, AtomicI64>>,
+    /// Partition maintenance runs that failed, by `table` (retried at the next run).
+    pub partition_maintenance_failures: CounterSet<Labels>,
+    /// Partitions dropped by retention, by `table`.
+    pub partitions_dropped: CounterSet<Labels>,
     /// The sum of `consumer_lag`, for the progress line.
     lag_total: Arc<AtomicI64>,
 }
@@ -47,6 +51,8 @@ impl Metrics {
             batch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             values_cut: Family::default(),
             consumer_lag: Family::default(),
+            partition_maintenance_failures: CounterSet::default(),
+            partitions_dropped: CounterSet::default(),
             lag_total: Arc::default(),
         };
         for topic in topics {
@@ -55,6 +61,10 @@ impl Metrics {
         }
         for table in crate::rows::Tables::names() {
             metrics.rows_written.counter(&table_labels(table));
+        }
+        for table in crate::partitions::TABLES {
+            metrics.partition_maintenance_failures.counter(&table_labels(table));
+            metrics.partitions_dropped.counter(&table_labels(table));
         }
         common::metrics::register_build_info(registry, "inserter", env!("CARGO_PKG_VERSION"));
         let inserter = registry.sub_registry_with_prefix("inserter");
@@ -87,6 +97,16 @@ impl Metrics {
             metrics.values_cut.clone(),
         );
         inserter.register(
+            "partition_maintenance_failures",
+            "Partition maintenance runs that failed (the next run retries), by table",
+            metrics.partition_maintenance_failures.family(),
+        );
+        inserter.register(
+            "partitions_dropped",
+            "Partitions dropped by retention, by table",
+            metrics.partitions_dropped.family(),
+        );
+        inserter.register(
             "consumer_lag_records",
             "Records not yet consumed, by assigned partition, as of its last commit",
             metrics.consumer_lag.clone(),
@@ -114,6 +134,14 @@ impl Metrics {
         for (&(table, column), &n) in cuts {
             self.values_cut.get_or_create(&vec![("table", table), ("column", column)]).inc_by(n);
         }
+    }
+
+    /// Counts what a partition maintenance run of `table` did (`None`: it failed).
+    pub fn count_maintenance(&self, table: &str, dropped: Option<i32>) {
+        match dropped {
+            Some(dropped) => self.partitions_dropped.counter(&table_labels(table)).inc_by(dropped.max(0) as u64),
+            None => self.partition_maintenance_failures.counter(&table_labels(table)).inc(),
+        };
     }
 
     /// Sets the lag of partition `partition` of `topic`.

@@ -13,6 +13,11 @@ use clap::Args;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+
+/// The partitioned tables, each with a retention of its own.
+pub const TABLES: [&str; 3] = ["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"];
+
 /// The shortest retention: one partition's span. A shorter one would drop the partition being written.
 const MIN_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -41,10 +46,11 @@ pub struct Retention {
 impl Retention {
     /// Each partitioned table with its retention.
     pub fn tables(&self) -> [(&'static str, Option<Duration>); 3] {
+        let [twitter, mastodon, snapshots] = TABLES;
         [
-            ("twitter_data", self.twitter_retention),
-            ("mastodon_statuses", self.mastodon_retention),
-            ("instagram_profile_snapshots", self.instagram_snapshot_retention),
+            (twitter, self.twitter_retention),
+            (mastodon, self.mastodon_retention),
+            (snapshots, self.instagram_snapshot_retention),
         ]
     }
 }
@@ -73,10 +79,16 @@ pub async fn maintain(
     Ok(Maintained { created: row.try_get_by_index(0)?, dropped: row.try_get_by_index(1)? })
 }
 
-/// Runs [`maintain`] for every table now and then every `interval` until `shutdown`. A failed run (a lock
+/// Runs [`maintain`] for every table now and then every `interval` until `shutdown`, counting the partitions
+/// dropped and the failed runs in `metrics`. A failed run (a lock
 /// not granted within its timeout, a database away) is logged and left to the next one: partitions are made
 /// days ahead, so one missed run loses nothing, and a row with no partition yet waits in the default one.
-pub async fn run_on_schedule(db: DatabaseConnection, retention: Retention, shutdown: CancellationToken) {
+pub async fn run_on_schedule(
+    db: DatabaseConnection,
+    retention: Retention,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(retention.partition_maintenance_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -86,7 +98,9 @@ pub async fn run_on_schedule(db: DatabaseConnection, retention: Retention, shutd
         }
         for (table, keep) in retention.tables() {
             let kept = keep.map(|k| humantime::format_duration(k).to_string());
-            match maintain(&db, table, keep).await {
+            let done = maintain(&db, table, keep).await;
+            metrics.count_maintenance(table, done.as_ref().ok().map(|d| d.dropped));
+            match done {
                 Ok(done) if done != Maintained::default() => tracing::info!(
                     table,
                     partitions_created = done.created,

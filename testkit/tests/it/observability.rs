@@ -166,6 +166,11 @@ tests:
         values: '0+1x40'
       - series: 'inserter_write_failures_total{job="inserter", instance="i:9102"}'
         values: '5x40'
+      # Failing at every run (every 15 s here); one failure long ago.
+      - series: 'inserter_partition_maintenance_failures_total{job="inserter", instance="i:9102", table="twitter_data"}'
+        values: '0+1x40'
+      - series: 'inserter_partition_maintenance_failures_total{job="inserter", instance="i:9102", table="mastodon_statuses"}'
+        values: '1x40'
       - series: 'inserter_dead_letters_total{job="inserter", instance="i:9102", topic="twitter.tweets"}'
         values: '0x4 1x40'
       - series: 'inserter_dead_letters_total{job="inserter", instance="i:9102", topic="mastodon.statuses"}'
@@ -211,6 +216,12 @@ tests:
         eval_time: 7m
         exp_alerts:
           - exp_labels: {severity: critical, job: inserter, instance: "failing:9102"}
+      - alertname: PartitionMaintenanceFailing
+        eval_time: 3m
+      - alertname: PartitionMaintenanceFailing
+        eval_time: 9m
+        exp_alerts:
+          - exp_labels: {severity: warning, job: inserter, instance: "i:9102", table: twitter_data}
       - alertname: DeadLetters
         eval_time: 3m
         exp_alerts:

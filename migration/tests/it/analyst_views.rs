@@ -4,18 +4,10 @@
 //! for the planner to prefer an index only where one pays.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, Statement};
 use testkit::Postgres;
 
-async fn exec(db: &DatabaseConnection, sql: &str) {
-    db.execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-/// The first column of every row, as text.
-async fn lines(db: &DatabaseConnection, sql: &str) -> Vec<String> {
-    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
-    rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect()
-}
+use crate::sql::{exec, lines};
 
 /// Posts across hours and a UTC day boundary, tags in mixed case and repeated, a deleted status, posts without
 /// a time, two snapshots of one account, one of another, and an account without any.

@@ -6,3 +6,4 @@ mod instagram_profile_merge;
 mod mastodon_instances;
 mod migrations;
 mod partitions;
+mod sql;

@@ -2,22 +2,15 @@
 //! instance of their stream, found from its own statuses, or the one the operator names.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{Database, DatabaseConnection};
 use testkit::Postgres;
+
+use crate::sql::{exec, lines};
 
 /// Migrations before the one under test.
 fn before() -> u32 {
     let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
     names.iter().position(|name| name.contains("mastodon_instances")).expect("the migration exists") as u32
-}
-
-async fn exec(db: &DatabaseConnection, sql: &str) {
-    db.execute_unprepared(sql).await.unwrap();
-}
-
-async fn instances(db: &DatabaseConnection, sql: &str) -> Vec<String> {
-    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
-    rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect()
 }
 
 /// A local status of mastodon.social, a remote one it serves, and a deletion.
@@ -46,8 +39,8 @@ async fn old_rows_take_their_streams_instance_and_down_restores_the_old_key() {
     Migrator::up(&db, Some(1)).await.unwrap();
 
     let all = "SELECT instance FROM mastodon_statuses ORDER BY id";
-    assert_eq!(instances(&db, all).await, ["mastodon.social"; 3], "the remote status too: its id is mastodon.social's");
-    let deletions = instances(&db, "SELECT instance FROM mastodon_status_deletions").await;
+    assert_eq!(lines(&db, all).await, ["mastodon.social"; 3], "the remote status too: its id is mastodon.social's");
+    let deletions = lines(&db, "SELECT instance FROM mastodon_status_deletions").await;
     assert_eq!(deletions, ["mastodon.social"]);
     // The same id from another instance is another row now.
     exec(
@@ -61,7 +54,7 @@ async fn old_rows_take_their_streams_instance_and_down_restores_the_old_key() {
     exec(&db, "DELETE FROM mastodon_statuses WHERE instance = 'fosstodon.org'").await;
 
     Migrator::down(&db, Some(1)).await.unwrap();
-    let ids = instances(&db, "SELECT id::text FROM mastodon_statuses ORDER BY id").await;
+    let ids = lines(&db, "SELECT id::text FROM mastodon_statuses ORDER BY id").await;
     assert_eq!(ids, ["1", "2", "3"]);
 }
 
@@ -75,6 +68,6 @@ async fn the_operator_may_name_the_instance() {
     let named = format!("{url}?options=-c%20ingest.mastodon_instance%3Dsocial.example");
     let db = Database::connect(&named).await.unwrap();
     Migrator::up(&db, Some(1)).await.unwrap();
-    let all = instances(&db, "SELECT DISTINCT instance FROM mastodon_statuses").await;
+    let all = lines(&db, "SELECT DISTINCT instance FROM mastodon_statuses").await;
     assert_eq!(all, ["social.example"]);
 }

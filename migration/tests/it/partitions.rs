@@ -4,18 +4,11 @@
 //! drops whole partitions without a single change event on a slot.
 
 use migration::{CDC_PUBLICATION, Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use testkit::Postgres;
+
+use crate::sql::{exec, lines};
 use testkit::cdc::{ChangeKind, create_slot, peek_changes};
-
-async fn exec(db: &DatabaseConnection, sql: &str) {
-    db.execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn lines(db: &DatabaseConnection, sql: &str) -> Vec<String> {
-    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
-    rows.iter().map(|row| row.try_get_by_index::<String>(0).unwrap()).collect()
-}
 
 /// One connection, so that a `SET ROLE` holds for the statements after it.
 async fn database(pg: &Postgres) -> DatabaseConnection {

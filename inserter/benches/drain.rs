@@ -670,9 +670,8 @@ async fn writer_alone(rig: &Rig, args: &Args) -> f64 {
 /// in the partition of their day (today's, or yesterday's, which [`partitions_for_the_posts`] makes), as real
 /// ones do, not in the default partition that ids from 1 would fill.
 fn post_ids(records: u64) -> Vec<u64> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let first_ms = now_ms - 2 * records;
-    (0..records).map(|i| (first_ms + 2 * i - 1_288_834_974_657) << 22).collect()
+    let first = support::x_id_ago(2 * records);
+    (0..records).map(|i| first + ((2 * i) << 22)).collect()
 }
 
 /// Makes yesterday's `twitter_data` partition, which a fresh database lacks (its partitions start today) and

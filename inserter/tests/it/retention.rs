@@ -3,16 +3,10 @@
 
 use crate::support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use support::Rig;
 use testkit::unique_name;
-
-/// The id X gives a post created now: milliseconds since X's epoch, shifted past the worker and sequence bits.
-fn snowflake_now() -> u64 {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-    (ms - 1_288_834_974_657) << 22
-}
 
 #[tokio::test]
 async fn the_inserter_drops_partitions_past_the_retention_and_lands_new_posts_in_todays() {
@@ -24,7 +18,7 @@ async fn the_inserter_drops_partitions_past_the_retention_and_lands_new_posts_in
                       'old post', now() - d * interval '1 day', 'x.sample', '{}', now()
                  FROM generate_series(5, 9) AS d;";
     sea_orm::ConnectionTrait::execute_unprepared(db, sql).await.unwrap();
-    let first = snowflake_now();
+    let first = support::x_id_ago(0);
     rig.produce_tweets(first..first + 3).await;
 
     let mut inserter = rig.inserter(&unique_name("group"), &["--twitter-retention", "3d", "--exit-when-idle", "2s"]);

@@ -226,6 +226,14 @@ pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
+/// The id X gives a post created `ago_ms` milliseconds before now: milliseconds since X's epoch
+/// (2010-11-04T01:42:54.657Z), shifted past the worker and sequence bits. Such posts land in the partition
+/// of their day, as real ones do.
+pub fn x_id_ago(ago_ms: u64) -> u64 {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    (now_ms - ago_ms - 1_288_834_974_657) << 22
+}
+
 /// An X API v2 stream line for tweet `id`, by one of 50 authors, with the author in `includes.users`.
 pub fn tweet_line(id: u64) -> String {
     let author = 1_000 + id % 50;

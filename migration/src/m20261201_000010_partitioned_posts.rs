@@ -112,6 +112,15 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
     END
 $$;
 
+-- The time one partition of `tbl` spans: a day of ids for the id sets (the intervals the migration gives
+-- pg_partman are a day's ids), pg_partman's own interval for a time set.
+CREATE FUNCTION ingest_partition_span(tbl text) RETURNS interval
+LANGUAGE sql STABLE STRICT SET search_path = public, pg_temp AS $$
+    SELECT CASE WHEN ingest_partition_key_at(tbl, now()) IS NOT NULL THEN interval '1 day'
+                ELSE partition_interval::interval END
+      FROM partman.part_config WHERE parent_table = 'public.' || tbl
+$$;
+
 -- Every partition of `tbl`, the default one included, gets the table's replica identity: Postgres does not
 -- pass it on to partitions, nor does pg_partman, and a partition with DEFAULT under a FULL table would
 -- send updates without their old row.
@@ -146,7 +155,7 @@ DECLARE
     made integer := 0;
 BEGIN
     SELECT * INTO STRICT cfg FROM partman.part_config WHERE parent_table = parent;
-    step := CASE WHEN by_id THEN interval '1 day' ELSE cfg.partition_interval::interval END;
+    step := ingest_partition_span(tbl);
     WHILE at < until + step LOOP
         SELECT * INTO part FROM partman.show_partition_name(parent,
             CASE WHEN by_id THEN ingest_partition_key_at(tbl, least(at, until))::text ELSE least(at, until)::text END);
@@ -202,7 +211,7 @@ BEGIN
         RAISE EXCEPTION 'ingest_partition_maintenance: % is not a partitioned table of the pipeline', tbl;
     END IF;
     by_id := ingest_partition_key_at(tbl, now()) IS NOT NULL;
-    span := CASE WHEN by_id THEN interval '1 day' ELSE cfg.partition_interval::interval END;
+    span := ingest_partition_span(tbl);
     IF retention IS NOT NULL AND retention < span THEN
         RAISE EXCEPTION 'ingest_partition_maintenance: the retention of % (%) is shorter than one partition (%)',
             tbl, retention, span;
@@ -349,6 +358,7 @@ SELECT pg_temp.ingest_rebuild('{tbl}', '', 'SELECT 1');"#
 DROP FUNCTION ingest_partition_maintenance(text, interval);
 DROP FUNCTION ingest_partition_create(text, timestamptz, timestamptz);
 DROP FUNCTION ingest_partition_replica_identity(text);
+DROP FUNCTION ingest_partition_span(text);
 DROP FUNCTION ingest_partition_key_at(text, timestamptz);
 "#
         .to_string(),

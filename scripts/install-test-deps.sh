@@ -5,7 +5,8 @@
 #   - the tansu Kafka-protocol broker (the tests start it as a separate process),
 #   - cargo-nextest (the test runner: one process per test, so every test gets its own services),
 #   - Debian's Prometheus (`promtool` checks the compose stack's Prometheus files; the observability test runs
-#     `prometheus` itself against the pipeline).
+#     `prometheus` itself against the pipeline),
+#   - libfaketime (scripts/test-time-travel.sh runs the tests with the clock moved ahead).
 # Idempotent: a second run on a warm machine takes a second.
 set -euo pipefail
 
@@ -55,6 +56,12 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
         as_root /etc/init.d/prometheus stop >/dev/null || true
     fi
+fi
+
+if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
+    log "installing libfaketime (faketime)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime
 fi
 
 # Building rdkafka's bundled librdkafka needs a C toolchain, make and perl; all are on this machine kind's

@@ -633,8 +633,11 @@ async fn a_statement_timeout_dead_letters_the_slow_record_and_the_other_1999_lan
         .execute_unprepared(&format!(
             r#"
             ALTER DATABASE {} SET statement_timeout = '500ms';
+            -- Busy for 2 s rather than pg_sleep(2): the statement timeout interrupts both, but under
+            -- libfaketime (scripts/test-time-travel.sh) it cannot interrupt pg_sleep.
             CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$;
+            DECLARE until constant timestamptz := clock_timestamp() + interval '2 seconds';
+            BEGIN WHILE clock_timestamp() < until LOOP END LOOP; RETURN NEW; END $$;
             CREATE TRIGGER slow BEFORE INSERT ON twitter_data FOR EACH ROW WHEN (NEW.text = 'slow')
                 EXECUTE FUNCTION slow_down();
             "#,

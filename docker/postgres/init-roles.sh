@@ -5,8 +5,8 @@
 # so that the entrypoint does not also run it on its own, without its variables.
 #
 # The passwords come from the container's environment (INGEST_OWNER_PASSWORD, INSERTER_DB_PASSWORD,
-# DEBEZIUM_DB_PASSWORD, ANALYST_DB_PASSWORD) into psql variables through psql's \getenv, so they never
-# appear on a command line.
+# DEBEZIUM_DB_PASSWORD, ANALYST_DB_PASSWORD, and REDRIVER_DB_PASSWORD if set) into psql variables through
+# psql's \getenv, so they never appear on a command line.
 #
 # Changing a password later: roles.sql is idempotent; run it again, e.g.
 #   docker compose exec postgres sh /docker-entrypoint-initdb.d/10-init-roles.sh
@@ -29,4 +29,5 @@ psql -v ON_ERROR_STOP=1 --no-psqlrc \
     -c '\getenv inserter_password INSERTER_DB_PASSWORD' \
     -c '\getenv debezium_password DEBEZIUM_DB_PASSWORD' \
     -c '\getenv analyst_password ANALYST_DB_PASSWORD' \
+    -c '\getenv redriver_password REDRIVER_DB_PASSWORD' \
     -f "$ingest_roles_sql"

@@ -43,7 +43,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let maintenance = tokio::spawn(partitions::run_on_schedule(
         db.clone(),
-        settings.retention.clone(),
+        settings.partition_maintenance.clone(),
         metrics.clone(),
         shutdown.child_token(),
     ));

@@ -35,6 +35,11 @@ pub struct Metrics {
     pub partition_maintenance_failures: CounterSet<Labels>,
     /// Partitions dropped by retention, by `table`.
     pub partitions_dropped: CounterSet<Labels>,
+    /// Maintenance runs that found another session running the table's maintenance, by `table`.
+    pub partition_maintenance_skipped: CounterSet<Labels>,
+    /// When a run last did the table's maintenance, as the database recorded it (Unix seconds; 0: never), by
+    /// `table`: every member reports it, whichever member did the run.
+    pub partition_maintenance_last_done: Family<Labels, Gauge<i64, AtomicI64>>,
     /// The sum of `consumer_lag`, for the progress line.
     lag_total: Arc<AtomicI64>,
 }
@@ -53,6 +58,8 @@ impl Metrics {
             consumer_lag: Family::default(),
             partition_maintenance_failures: CounterSet::default(),
             partitions_dropped: CounterSet::default(),
+            partition_maintenance_skipped: CounterSet::default(),
+            partition_maintenance_last_done: Family::default(),
             lag_total: Arc::default(),
         };
         for topic in topics {
@@ -65,6 +72,8 @@ impl Metrics {
         for table in crate::partitions::TABLES {
             metrics.partition_maintenance_failures.counter(&table_labels(table));
             metrics.partitions_dropped.counter(&table_labels(table));
+            metrics.partition_maintenance_skipped.counter(&table_labels(table));
+            metrics.partition_maintenance_last_done.get_or_create(&table_labels(table)).set(0);
         }
         common::metrics::register_build_info(registry, "inserter", env!("CARGO_PKG_VERSION"));
         let inserter = registry.sub_registry_with_prefix("inserter");
@@ -107,6 +116,16 @@ impl Metrics {
             metrics.partitions_dropped.family(),
         );
         inserter.register(
+            "partition_maintenance_skipped",
+            "Partition maintenance runs skipped because another session was running it, by table",
+            metrics.partition_maintenance_skipped.family(),
+        );
+        inserter.register(
+            "partition_maintenance_last_done_timestamp_seconds",
+            "When a run last made the table's coming partitions and applied its retention (0: never), by table",
+            metrics.partition_maintenance_last_done.clone(),
+        );
+        inserter.register(
             "consumer_lag_records",
             "Records not yet consumed, by assigned partition, as of its last commit",
             metrics.consumer_lag.clone(),
@@ -137,11 +156,19 @@ impl Metrics {
     }
 
     /// Counts what a partition maintenance run of `table` did (`None`: it failed).
-    pub fn count_maintenance(&self, table: &str, dropped: Option<i32>) {
-        match dropped {
-            Some(dropped) => self.partitions_dropped.counter(&table_labels(table)).inc_by(dropped.max(0) as u64),
-            None => self.partition_maintenance_failures.counter(&table_labels(table)).inc(),
+    pub fn count_maintenance(&self, table: &str, done: Option<&crate::partitions::Maintained>) {
+        let labels = table_labels(table);
+        let Some(done) = done else {
+            self.partition_maintenance_failures.counter(&labels).inc();
+            return;
         };
+        self.partitions_dropped.counter(&labels).inc_by(done.dropped.max(0) as u64);
+        if done.skipped {
+            self.partition_maintenance_skipped.counter(&labels).inc();
+        }
+        if let Some(at) = done.last_done_at {
+            self.partition_maintenance_last_done.get_or_create(&labels).set(at);
+        }
     }
 
     /// Sets the lag of partition `partition` of `topic`.

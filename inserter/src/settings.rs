@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use common::telemetry::LogFormat;
 
 use crate::mapping::MappingTopics;
-use crate::partitions::Retention;
+use crate::partitions::Maintenance;
 
 #[derive(Clone, Parser)]
 #[command(name = "inserter", version, about = "Lands the scraper's Kafka records in Postgres.")]
@@ -36,9 +36,9 @@ pub struct Settings {
     #[command(flatten)]
     pub topics: Topics,
 
-    /// How long each partitioned table keeps its rows, and how often partitions are made and dropped
+    /// How often the partitioned tables get their coming partitions and the retention their owner set
     #[command(flatten)]
-    pub retention: Retention,
+    pub partition_maintenance: Maintenance,
 
     /// A batch closes at this many records...
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -110,7 +110,7 @@ impl std::fmt::Debug for Settings {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("group", &self.group)
             .field("topics", &self.topics)
-            .field("retention", &self.retention)
+            .field("partition_maintenance", &self.partition_maintenance)
             .field("batch_size", &self.batch_size)
             .field("batch_bytes", &self.batch_bytes)
             .field("batch_timeout", &self.batch_timeout)

@@ -14,6 +14,8 @@ mod m20261201_000007_instagram_one_profile_per_account;
 mod m20261201_000008_mastodon_instances;
 mod m20261201_000009_analyst_views;
 mod m20261201_000010_partitioned_posts;
+mod m20261207_000011_security;
+pub mod retention;
 mod sql;
 
 /// The publication Debezium (or any logical-replication client) reads; created by the migrations so that
@@ -22,6 +24,8 @@ pub const CDC_PUBLICATION: &str = "ingest_cdc";
 
 /// Every table in [`CDC_PUBLICATION`] once all migrations ran: the data tables. The bookkeeping tables
 /// (`kafka_offsets`, `ingest_errors`) stay out of the change stream: they are the pipeline's state, not data.
+/// The `debezium` role may read these tables and no other: a migration that publishes a table also grants
+/// `debezium` SELECT on it (roles.sql gives it nothing by default).
 pub const PUBLISHED_TABLES: &[&str] = &[
     "twitter_data",
     "twitter_users",
@@ -52,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_mastodon_instances::Migration),
             Box::new(m20261201_000009_analyst_views::Migration),
             Box::new(m20261201_000010_partitioned_posts::Migration),
+            Box::new(m20261207_000011_security::Migration),
         ]
     }
 }

@@ -17,7 +17,39 @@
 
 use sea_orm_migration::prelude::*;
 
-const UP: &str = r#"
+/// The merge as this migration made it; `m20261207_000011_security` replaces it and its `down` restores this.
+pub(crate) const MERGE_GRAPH_ROW: &str = r#"
+-- SECURITY DEFINER: the merge deletes the duplicate, and the inserter's role has no DELETE. The references
+-- are moved before the delete, which would otherwise cascade to them.
+CREATE OR REPLACE FUNCTION instagram_profile_merge_graph_row() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    graph_id constant bigint := NEW.graph_user_id;
+    web_id constant bigint := NEW.user_id;
+BEGIN
+    IF graph_id = web_id OR NOT EXISTS (
+        SELECT 1 FROM instagram_profiles
+         WHERE user_id = graph_id AND (raw IS NULL OR source LIKE 'instagram.graph.%')
+    ) THEN
+        RETURN NULL;
+    END IF;
+    -- A snapshot the web-id row already has at that instant stays as it is; the other one goes with the row.
+    UPDATE instagram_profile_snapshots s SET user_id = web_id
+     WHERE s.user_id = graph_id
+       AND NOT EXISTS (SELECT 1 FROM instagram_profile_snapshots w
+                        WHERE w.user_id = web_id AND w.scraped_at = s.scraped_at);
+    UPDATE instagram_posts SET owner_id = web_id WHERE owner_id = graph_id;
+    UPDATE instagram_comments SET author_id = web_id WHERE author_id = graph_id;
+    INSERT INTO instagram_post_tagged_users (media_id, user_id)
+        SELECT media_id, web_id FROM instagram_post_tagged_users WHERE user_id = graph_id
+        ON CONFLICT DO NOTHING;
+    DELETE FROM instagram_profiles WHERE user_id = graph_id;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION instagram_profile_merge_graph_row() FROM PUBLIC;
+"#;
+
+const UP_BEFORE_MERGE: &str = r#"
 ALTER TABLE instagram_profiles ADD COLUMN graph_user_id bigint UNIQUE CHECK (graph_user_id > 0);
 
 CREATE FUNCTION instagram_profile_skip_known_graph_id() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -49,34 +81,9 @@ END $$;
 CREATE TRIGGER instagram_posts_owner_to_web_id BEFORE INSERT ON instagram_posts
     FOR EACH ROW WHEN (NEW.owner_id IS NOT NULL) EXECUTE FUNCTION instagram_post_owner_to_web_id();
 
--- SECURITY DEFINER: the merge deletes the duplicate, and the inserter's role has no DELETE. The references
--- are moved before the delete, which would otherwise cascade to them.
-CREATE FUNCTION instagram_profile_merge_graph_row() RETURNS trigger LANGUAGE plpgsql
-    SECURITY DEFINER SET search_path FROM CURRENT AS $$
-DECLARE
-    graph_id constant bigint := NEW.graph_user_id;
-    web_id constant bigint := NEW.user_id;
-BEGIN
-    IF graph_id = web_id OR NOT EXISTS (
-        SELECT 1 FROM instagram_profiles
-         WHERE user_id = graph_id AND (raw IS NULL OR source LIKE 'instagram.graph.%')
-    ) THEN
-        RETURN NULL;
-    END IF;
-    -- A snapshot the web-id row already has at that instant stays as it is; the other one goes with the row.
-    UPDATE instagram_profile_snapshots s SET user_id = web_id
-     WHERE s.user_id = graph_id
-       AND NOT EXISTS (SELECT 1 FROM instagram_profile_snapshots w
-                        WHERE w.user_id = web_id AND w.scraped_at = s.scraped_at);
-    UPDATE instagram_posts SET owner_id = web_id WHERE owner_id = graph_id;
-    UPDATE instagram_comments SET author_id = web_id WHERE author_id = graph_id;
-    INSERT INTO instagram_post_tagged_users (media_id, user_id)
-        SELECT media_id, web_id FROM instagram_post_tagged_users WHERE user_id = graph_id
-        ON CONFLICT DO NOTHING;
-    DELETE FROM instagram_profiles WHERE user_id = graph_id;
-    RETURN NULL;
-END $$;
-REVOKE ALL ON FUNCTION instagram_profile_merge_graph_row() FROM PUBLIC;
+"#;
+
+const UP_AFTER_MERGE: &str = r#"
 CREATE TRIGGER instagram_profiles_merge_graph_row AFTER INSERT OR UPDATE ON instagram_profiles
     FOR EACH ROW WHEN (NEW.graph_user_id IS NOT NULL) EXECUTE FUNCTION instagram_profile_merge_graph_row();
 
@@ -137,4 +144,4 @@ DROP FUNCTION instagram_profile_skip_known_graph_id();
 ALTER TABLE instagram_profiles DROP COLUMN graph_user_id;
 "#;
 
-crate::sql::sql_migration!(UP, DOWN);
+crate::sql::sql_migration!(&[UP_BEFORE_MERGE, MERGE_GRAPH_ROW, UP_AFTER_MERGE].concat(), DOWN);

@@ -189,6 +189,12 @@ BEGIN
     RETURN made;
 END $$;
 
+REVOKE ALL ON FUNCTION ingest_partition_create(text, timestamptz, timestamptz) FROM PUBLIC;
+"#;
+
+/// The maintenance as this migration made it, with the retention the caller's to choose;
+/// `m20261207_000011_security` replaces it and its `down` restores this.
+pub(crate) const MAINTENANCE_BY_CALLER: &str = r#"
 -- What the inserter runs on a schedule, for one table: the partitions for today and `premake` days ahead
 -- exist, and with a retention, the partitions wholly older than now - retention are dropped (DROP TABLE:
 -- no row is deleted, so no change event is sent for them). SECURITY DEFINER: the inserter has no DDL;
@@ -241,7 +247,6 @@ BEGIN
     END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION ingest_partition_maintenance(text, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ingest_partition_create(text, timestamptz, timestamptz) FROM PUBLIC;
 DO $$ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'inserter') THEN
         GRANT EXECUTE ON FUNCTION ingest_partition_maintenance(text, interval) TO inserter;
@@ -308,6 +313,7 @@ fn up_sql() -> String {
     [
         PARTITION.to_string(),
         MAINTENANCE.to_string(),
+        MAINTENANCE_BY_CALLER.to_string(),
         REBUILD.to_string(),
         views::DOWN.to_string(),
         partition(

@@ -196,6 +196,9 @@ async fn metrics_and_health_are_served() {
         let of_table = |name: &str| metric(&metrics, &format!("{name}{{table=\"{table}\"}}"));
         assert_eq!(of_table("inserter_partition_maintenance_failures_total"), Some(0.0), "{metrics}");
         assert_eq!(of_table("inserter_partitions_dropped_total"), Some(0.0), "{metrics}");
+        assert_eq!(of_table("inserter_partition_maintenance_skipped_total"), Some(0.0), "{metrics}");
+        let last_done = of_table("inserter_partition_maintenance_last_done_timestamp_seconds");
+        assert!(last_done.is_some_and(|at| at > 1.7e9), "the start-up run did its work: {metrics}");
     }
     let health = http_get(&addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");

@@ -1,5 +1,6 @@
-//! Retention as a user runs it: `--twitter-retention` makes the inserter drop `twitter_data`'s partitions
-//! older than it when it starts (and on its schedule), while the posts it consumes land in today's partition.
+//! Retention as a user runs it: the schema's owner sets `twitter_data`'s with `migration retention`, and the
+//! inserter drops the partitions older than it when it starts (and on its schedule), while the posts it
+//! consumes land in today's partition.
 
 use crate::support;
 
@@ -18,10 +19,18 @@ async fn the_inserter_drops_partitions_past_the_retention_and_lands_new_posts_in
                       'old post', now() - d * interval '1 day', 'x.sample', '{}', now()
                  FROM generate_series(5, 9) AS d;";
     sea_orm::ConnectionTrait::execute_unprepared(db, sql).await.unwrap();
+    let retention = std::process::Command::new(testkit::stack::binaries_dir().unwrap().join("migration"))
+        .args(["retention", "--twitter-retention", "3d"])
+        .env("DATABASE_URL", &rig.db.url)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&retention.stdout);
+    assert!(retention.status.success(), "{said}{}", String::from_utf8_lossy(&retention.stderr));
+    assert!(said.contains("twitter_data: keeps 3 days, not maintained yet"), "{said}");
     let first = support::x_id_ago(0);
     rig.produce_tweets(first..first + 3).await;
 
-    let mut inserter = rig.inserter(&unique_name("group"), &["--twitter-retention", "3d", "--exit-when-idle", "2s"]);
+    let mut inserter = rig.inserter(&unique_name("group"), &["--exit-when-idle", "2s"]);
     assert!(inserter.wait(Duration::from_secs(60)).await.unwrap().success(), "{}", inserter.log());
 
     let log = inserter.log();

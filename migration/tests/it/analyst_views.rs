@@ -7,7 +7,9 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use testkit::Postgres;
 
+use crate::roles;
 use crate::sql::{exec, lines};
+use crate::steps;
 
 /// Posts across hours and a UTC day boundary, tags in mixed case and repeated, a deleted status, posts without
 /// a time, two snapshots of one account, one of another, and an account without any.
@@ -101,8 +103,8 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
     let one = "SELECT followers::text FROM follower_history WHERE username = 'bluebottle' ORDER BY observed_at";
     assert_eq!(lines(&db, one).await, ["100", "120"]);
 
-    // Back to before the views' migration: the partitioning after it is undone first.
-    Migrator::down(&db, Some(2)).await.unwrap();
+    // Back to before the views' migration: the migrations after it are undone first.
+    steps::down_to_before(&db, "m20261201_000009").await;
     assert_eq!(lines(&db, "SELECT count(*)::text FROM pg_views WHERE schemaname = 'public'").await, ["0"]);
     assert_eq!(lines(&db, "SELECT count(*)::text FROM twitter_data").await, ["7"], "the tables keep their rows");
     Migrator::up(&db, None).await.unwrap();
@@ -113,22 +115,13 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
 async fn the_analyst_may_read_the_views() {
     let pg = Postgres::start().await.unwrap();
     let (name, _) = pg.create_database().await.unwrap();
-    let roles = || {
-        let output = pg
-            .psql(&name)
-            .args(["-v", "owner_password=o", "-v", "inserter_password=i", "-v", "debezium_password=d"])
-            .args(["-v", "analyst_password=a", "-f"])
-            .arg(testkit::stack::repository_root().join("docker/postgres/roles.sql"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "roles.sql: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    roles();
-    let owner = Database::connect(pg.url_as("ingest_owner", "o", &name)).await.unwrap();
+    let apply_roles = || roles::apply(&pg, &name);
+    apply_roles();
+    let owner = Database::connect(roles::url(&pg, "ingest_owner", &name)).await.unwrap();
     Migrator::up(&owner, None).await.unwrap();
     exec(&owner, ROWS).await;
 
-    let analyst = Database::connect(pg.url_as("analyst", "a", &name)).await.unwrap();
+    let analyst = Database::connect(roles::url(&pg, "analyst", &name)).await.unwrap();
     let counts = "SELECT (SELECT count(*) FROM posts_per_hour) || ' ' || (SELECT count(*) FROM top_hashtags_per_day) \
                   || ' ' || (SELECT count(*) FROM follower_history)";
     assert_eq!(lines(&analyst, counts).await, ["8 7 3"], "from ingest_owner's default privileges");
@@ -136,7 +129,7 @@ async fn the_analyst_may_read_the_views() {
     // A database whose views predate the analyst's grants gets them from a second run of roles.sql.
     exec(&owner, "REVOKE SELECT ON posts_per_hour, top_hashtags_per_day, follower_history FROM analyst").await;
     assert!(analyst.execute_unprepared("SELECT 1 FROM posts_per_hour").await.is_err());
-    roles();
+    apply_roles();
     assert_eq!(lines(&analyst, counts).await, ["8 7 3"]);
 }
 

@@ -9,6 +9,7 @@ use testkit::Postgres;
 
 use crate::day_boundary::clear_of_a_partition_day_boundary;
 use crate::sql::{exec, lines};
+use crate::steps;
 use testkit::cdc::{ChangeKind, create_slot, peek_changes};
 
 /// One connection, so that a `SET ROLE` holds for the statements after it.
@@ -26,6 +27,11 @@ fn tweet_at(id_offset: i64, at: &str) -> String {
          SELECT ((floor(extract(epoch FROM {at}) * 1000)::bigint - 1288834974657) << 22) + {id_offset},
                 'post', {at}, 'x.sample', '{{}}', now();"
     )
+}
+
+/// The owner's statement that sets `table`'s retention.
+fn retention(table: &str, retention: &str) -> String {
+    format!("UPDATE ingest.partition_policy SET retention = interval '{retention}' WHERE table_name = '{table}'")
 }
 
 /// Where each post is stored, `tweet_id offset -> partition`, where offset tells the posts apart.
@@ -75,7 +81,7 @@ async fn stored_rows_move_into_their_days_partition_and_down_keeps_every_row() {
         lines(&db, "SELECT to_char((now() - interval '3 days') AT TIME ZONE 'UTC', 'YYYY_MM_DD')").await.remove(0);
     assert_eq!(lines(&db, snapshots).await, [day(&three_days_ago), day(&today)]);
 
-    Migrator::down(&db, Some(1)).await.unwrap();
+    steps::down_to_before(&db, "m20261201_000010").await;
     let plain = lines(&db, "SELECT relkind::text FROM pg_class WHERE relname = 'twitter_data'").await;
     assert_eq!(plain, ["r"], "down leaves a plain table");
     let after_down = partition_of_each_post(&db).await;
@@ -103,8 +109,8 @@ async fn partitions_follow_the_clock_so_a_far_future_id_makes_none() {
          VALUES (9223372036854775807, 'max', 'x.sample', '{}', now());",
     )
     .await;
-    let run = "SELECT created::text || ' ' || dropped::text
-                 FROM ingest_partition_maintenance('twitter_data', interval '30 days')";
+    exec(&db, &retention("twitter_data", "30 days")).await;
+    let run = "SELECT created::text || ' ' || dropped::text FROM ingest_partition_maintenance('twitter_data')";
     assert_eq!(lines(&db, run).await, ["0 0"]);
     assert_eq!(lines(&db, partitions).await, before);
     let default = "SELECT count(*)::text FROM twitter_data_default";
@@ -164,11 +170,10 @@ async fn retention_drops_whole_partitions_and_sends_no_change_event() {
     .await;
     create_slot(&db, "retention").await.unwrap();
 
-    let run = |tbl: &str| {
-        format!(
-            "SELECT created::text || ' ' || dropped::text FROM ingest_partition_maintenance('{tbl}', interval '5 days')"
-        )
-    };
+    exec(&db, &retention("twitter_data", "5 days")).await;
+    exec(&db, &retention("instagram_profile_snapshots", "5 days")).await;
+    let run =
+        |tbl: &str| format!("SELECT created::text || ' ' || dropped::text FROM ingest_partition_maintenance('{tbl}')");
     let done = lines(&db, &run("twitter_data")).await.remove(0);
     let (created, dropped) = done.split_once(' ').unwrap();
     assert_eq!(created, "0");
@@ -201,12 +206,12 @@ async fn only_the_owner_and_the_inserter_may_run_maintenance_and_a_short_retenti
     let denied = db.execute_unprepared("SELECT ingest_partition_create('twitter_data', now(), now())").await;
     assert!(denied.unwrap_err().to_string().contains("permission denied"), "the inserter may not pick the range");
     exec(&db, "RESET ROLE; SET ROLE someone_else").await;
-    let denied = db.execute_unprepared("SELECT ingest_partition_maintenance('twitter_data', interval '1 day')").await;
+    let denied = db.execute_unprepared("SELECT ingest_partition_maintenance('twitter_data')").await;
     assert!(denied.unwrap_err().to_string().contains("permission denied"));
     exec(&db, "RESET ROLE").await;
 
-    let short = db.execute_unprepared("SELECT ingest_partition_maintenance('twitter_data', interval '1 hour')").await;
-    assert!(short.unwrap_err().to_string().contains("shorter than one partition"));
-    let other = db.execute_unprepared("SELECT ingest_partition_maintenance('twitter_users', interval '30 days')").await;
+    let short = db.execute_unprepared(&retention("twitter_data", "1 hour")).await;
+    assert!(short.unwrap_err().to_string().contains("partition_policy_retention_check"));
+    let other = db.execute_unprepared("SELECT ingest_partition_maintenance('twitter_users')").await;
     assert!(other.unwrap_err().to_string().contains("not a partitioned table of the pipeline"));
 }

@@ -407,7 +407,8 @@ fn mentions(service: &Value, variable: &str) -> bool {
 /// volume is first initialised.
 const SECRETS: &[(&str, &[&str])] = &[
     ("POSTGRES_PASSWORD", &["postgres"]),
-    ("INGEST_OWNER_PASSWORD", &["postgres", "migrate"]),
+    ("INGEST_OWNER_PASSWORD", &["postgres", "migrate", "retention"]),
+    ("REDRIVER_DB_PASSWORD", &["postgres"]),
     ("INSERTER_DB_PASSWORD", &["postgres", "inserter"]),
     ("DEBEZIUM_DB_PASSWORD", &["postgres", "connect"]),
     ("ANALYST_DB_PASSWORD", &["postgres"]),

@@ -263,6 +263,24 @@ tests:
         eval_time: 20m
         exp_alerts:
           - exp_labels: {severity: warning, job: inserter, instance: "i:9102", topic: twitter.tweets, partition: "0"}
+
+  - interval: 1m
+    input_series:
+      # Done at every run (every minute here) by one member, never by the other; done once at the start, then
+      # every run skipped or failed.
+      - series: 'inserter_partition_maintenance_last_done_timestamp_seconds{job="inserter", instance="i:9102", table="twitter_data"}'
+        values: '0+60x300'
+      - series: 'inserter_partition_maintenance_last_done_timestamp_seconds{job="inserter", instance="j:9102", table="twitter_data"}'
+        values: '0x300'
+      - series: 'inserter_partition_maintenance_last_done_timestamp_seconds{job="inserter", instance="i:9102", table="mastodon_statuses"}'
+        values: '60x300'
+    alert_rule_test:
+      - alertname: PartitionMaintenanceStale
+        eval_time: 2h
+      - alertname: PartitionMaintenanceStale
+        eval_time: 4h
+        exp_alerts:
+          - exp_labels: {severity: warning, table: mastodon_statuses}
 "#;
 
 #[test]

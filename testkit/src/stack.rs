@@ -51,6 +51,26 @@ impl Role {
     }
 }
 
+/// Runs `roles_sql` (the repository's: `docker/postgres/roles.sql`) on `database` as the superuser, with the
+/// psql variables `variables` (`owner_password`, ...), as compose's init-roles.sh does.
+pub fn apply_roles_sql(pg: &Postgres, database: &str, roles_sql: &Path, variables: &[(&str, &str)]) -> Result<()> {
+    let mut psql = pg.psql(database);
+    for (name, value) in variables {
+        psql.arg("-v").arg(format!("{name}={value}"));
+    }
+    psql.arg("-f").arg(roles_sql);
+    let output = psql.output().context("run psql")?;
+    if !output.status.success() {
+        bail!(
+            "psql -f {} failed ({}): {}",
+            roles_sql.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Where and how to start the stack.
 #[derive(Clone, Debug)]
 pub struct StackOptions {
@@ -115,21 +135,9 @@ impl Stack {
     }
 
     fn apply_roles(&self, roles_sql: &Path) -> Result<()> {
-        let mut psql = self.pg.psql(DATABASE);
-        for role in Role::ALL {
-            psql.arg("-v").arg(format!("{}={}", role.password_variable(), self.password(role)));
-        }
-        psql.arg("-f").arg(roles_sql);
-        let output = psql.output().context("run psql")?;
-        if !output.status.success() {
-            bail!(
-                "psql -f {} failed ({}): {}",
-                roles_sql.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
+        let variables: Vec<(&str, &str)> =
+            Role::ALL.iter().map(|&role| (role.password_variable(), self.password(role))).collect();
+        apply_roles_sql(&self.pg, DATABASE, roles_sql, &variables)
     }
 
     fn password(&self, role: Role) -> &str {

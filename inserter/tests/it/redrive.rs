@@ -116,3 +116,40 @@ async fn the_binary_redrives_and_says_what_it_did() {
     assert!(stdout.contains("6 dead letters selected; 5 landed; 1 still failing"), "{stdout}");
     assert_eq!(twitter_data::Entity::find().all(&db.conn).await.unwrap().len(), 5);
 }
+
+/// As the docs say to run it: the `redriver` role of roles.sql, on a schema its owner migrated, redrives
+/// dead letters the `inserter` role wrote, and may delete nothing but them.
+#[tokio::test]
+async fn the_redriver_role_redrives_and_may_delete_nothing_else() {
+    let pg = Postgres::start().await.unwrap();
+    let (name, _) = pg.create_database().await.unwrap();
+    let passwords = [
+        ("owner_password", "o"),
+        ("inserter_password", "i"),
+        ("debezium_password", "d"),
+        ("analyst_password", "a"),
+        ("redriver_password", "r"),
+    ];
+    let roles_sql = testkit::stack::repository_root().join("docker/postgres/roles.sql");
+    testkit::stack::apply_roles_sql(&pg, &name, &roles_sql, &passwords).unwrap();
+    let owner = sea_orm::Database::connect(pg.url_as("ingest_owner", "o", &name)).await.unwrap();
+    <Migrator as migration::MigratorTrait>::up(&owner, None).await.unwrap();
+    dead_letters(&sea_orm::Database::connect(pg.url_as("inserter", "i", &name)).await.unwrap()).await;
+
+    let redriver_url = pg.url_as("redriver", "r", &name);
+    let output = Command::new(env!("CARGO_BIN_EXE_inserter"))
+        .args(["redrive", "--topic", NEW_TOPIC])
+        .env("DATABASE_URL", &redriver_url)
+        .env("TOPIC_TWEETS", NEW_TOPIC)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("6 dead letters selected; 5 landed; 1 still failing"), "{stdout}");
+
+    let redriver = sea_orm::Database::connect(redriver_url).await.unwrap();
+    for table in ["twitter_data", "kafka_offsets", "seaql_migrations"] {
+        let denied = sea_orm::ConnectionTrait::execute_unprepared(&redriver, &format!("DELETE FROM {table}")).await;
+        assert!(denied.unwrap_err().to_string().contains("permission denied"), "{table}");
+    }
+}

@@ -17,14 +17,15 @@ pub fn password(role: &str) -> &'static str {
 
 /// Runs roles.sql on `database`; a failure fails the test with psql's error.
 pub fn apply(pg: &Postgres, database: &str) {
-    let output = pg
-        .psql(database)
-        .args(["-v", "owner_password=o", "-v", "inserter_password=i", "-v", "debezium_password=d"])
-        .args(["-v", "analyst_password=a", "-v", "redriver_password=r", "-f"])
-        .arg(testkit::stack::repository_root().join("docker/postgres/roles.sql"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "roles.sql: {}", String::from_utf8_lossy(&output.stderr));
+    let variables = [
+        ("owner_password", password("ingest_owner")),
+        ("inserter_password", password("inserter")),
+        ("debezium_password", password("debezium")),
+        ("analyst_password", password("analyst")),
+        ("redriver_password", password("redriver")),
+    ];
+    let roles_sql = testkit::stack::repository_root().join("docker/postgres/roles.sql");
+    testkit::stack::apply_roles_sql(pg, database, &roles_sql, &variables).unwrap();
 }
 
 /// `postgres://role:password@.../database`.

@@ -41,6 +41,24 @@ async fn without_the_flag_a_database_behind_the_schema_stops_it_and_is_left_alon
     assert_eq!(tables, 0, "not even the migrations table is created");
 }
 
+#[test]
+fn help_shows_no_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_inserter"))
+        .arg("--help")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", "postgres://inserter:hunter2@localhost:5432/ingest")
+        // Shown: the check would see a password that --help printed.
+        .env("INSERTER_GROUP", "help-group")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("[env: INSERTER_GROUP=help-group]") && help.contains("[env: DATABASE_URL]"), "{help}");
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
 #[tokio::test]
 async fn an_unreachable_database_fails_clearly_without_printing_the_password() {
     let rig = Rig::start(0).await;

@@ -52,7 +52,13 @@ pub struct InstagramArgs {
     pub instagram_user_id: Option<String>,
 
     /// Graph API base URL, with its version
-    #[arg(long, env = "INSTAGRAM_GRAPH_BASE_URL", default_value = "https://graph.facebook.com/v25.0")]
+    // Hidden, as are the other URLs: a URL may carry user info (a gateway's basic auth).
+    #[arg(
+        long,
+        env = "INSTAGRAM_GRAPH_BASE_URL",
+        hide_env_values = true,
+        default_value = "https://graph.facebook.com/v25.0"
+    )]
     pub instagram_graph_base_url: String,
 
     /// Business-discovery media pages (25 posts each) per account and round; paging also stops at posts
@@ -77,7 +83,7 @@ pub struct InstagramArgs {
     pub instagram_graph_slowdown_percent: f64,
 
     /// Web profile endpoint base URL
-    #[arg(long, env = "INSTAGRAM_WEB_BASE_URL", default_value = web::DEFAULT_BASE_URL)]
+    #[arg(long, env = "INSTAGRAM_WEB_BASE_URL", hide_env_values = true, default_value = web::DEFAULT_BASE_URL)]
     pub instagram_web_base_url: String,
 
     /// The x-ig-app-id header of web requests (Instagram web's public app id)

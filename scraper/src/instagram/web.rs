@@ -23,7 +23,7 @@ use super::InstagramTopics;
 use super::offer::{offer, prefix};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
-use crate::http::excerpt;
+use crate::http::{Redirect, excerpt};
 use crate::queue::{Closed, Emitter};
 use crate::source::{Source, Waiter};
 use common::backoff::Backoff;
@@ -295,6 +295,9 @@ impl WebProfileSource {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        if let Some(redirect) = Redirect::of(response.status(), headers, response.url()) {
+            return redirected(redirect, retry_after);
+        }
         let body = if status == 200 {
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Answer::Stopped,
@@ -417,6 +420,17 @@ fn classify(status: u16, content_type: &str, retry_after: Option<Duration>, body
     Answer::Skip(format!("HTTP {status}: {said}"))
 }
 
+/// A redirect, which the scraper never follows (`crate::http`): to the login page (or a challenge), Instagram's
+/// login wall, it is throttling, as the page itself would be; elsewhere, it is no answer, and the user waits
+/// for the next round.
+fn redirected(redirect: Redirect, retry_after: Option<Duration>) -> Answer {
+    let path = redirect.target.as_ref().map(|target| target.path()).unwrap_or_default();
+    if path.starts_with("/accounts/login") || path.starts_with("/challenge") {
+        return Answer::Throttled { said: format!("{redirect} (the login wall), not followed"), retry_after };
+    }
+    Answer::Skip(format!("{redirect}, not followed: check INSTAGRAM_WEB_BASE_URL"))
+}
+
 /// The fields of Instagram's error answers (`{"message":...,"require_login":true,"status":"fail"}`).
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
@@ -473,7 +487,8 @@ struct Edge<'a> {
 mod tests {
     use std::time::Duration;
 
-    use super::{Answer, classify};
+    use super::{Answer, classify, redirected};
+    use crate::http::Redirect;
 
     #[test]
     fn throttling_looks_like_a_429_a_login_demand_a_wait_message_or_a_web_page() {
@@ -500,5 +515,23 @@ mod tests {
             Answer::Skip(_)
         ));
         assert!(matches!(classify(200, json, None, br#"{"data":{"user":null}}"#.to_vec()), Answer::Profile(_)));
+    }
+
+    #[test]
+    fn a_redirect_to_the_login_page_is_throttling_and_any_other_skips_the_user() {
+        let to = |location: &str| Redirect { status: 302, target: Some(location.parse().unwrap()) };
+        let login = redirected(to("https://www.instagram.com/accounts/login/"), Some(Duration::from_secs(9)));
+        assert_eq!(
+            login,
+            Answer::Throttled {
+                said: "a 302 redirect to https://www.instagram.com/accounts/login/ (the login wall), not followed"
+                    .into(),
+                retry_after: Some(Duration::from_secs(9))
+            }
+        );
+        assert!(matches!(redirected(to("https://i.instagram.com/challenge/"), None), Answer::Throttled { .. }));
+        let elsewhere = redirected(to("https://example.com/api/v1/users/web_profile_info/"), None);
+        assert!(matches!(&elsewhere, Answer::Skip(why) if why.contains("INSTAGRAM_WEB_BASE_URL")), "{elsewhere:?}");
+        assert!(matches!(redirected(Redirect { status: 301, target: None }, None), Answer::Skip(_)));
     }
 }

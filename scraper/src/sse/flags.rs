@@ -8,7 +8,7 @@ use contract::topic::MASTODON_STATUSES;
 
 use super::{SseConfig, SseSource};
 use crate::registry::{Choice, Kind, Register, Shared};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretUrl};
 use crate::source::{Source, Waiter};
 
 /// The SSE source's registration, in [`crate::registry::SOURCES`].
@@ -21,8 +21,9 @@ pub struct SseRegistration;
 pub struct SseArgs {
     /// Server-sent-event stream URLs, comma-separated, e.g. https://mastodon.social/api/v1/streaming/public;
     /// each is a stream of its own (connection, reconnects), its records keyed by its instance (its host)
-    #[arg(long, env = "SSE_URL", value_delimiter = ',')]
-    pub sse_url: Vec<String>,
+    // Hidden like the tokens: Mastodon takes `?access_token=` in the URL.
+    #[arg(long, env = "SSE_URL", hide_env_values = true, value_delimiter = ',')]
+    pub sse_url: Vec<SecretUrl>,
 
     /// Bearer token for the SSE streams, if they need one: one for all, or one per URL, comma-separated
     #[arg(long, env = "SSE_BEARER_TOKEN", hide_env_values = true, value_delimiter = ',')]
@@ -63,7 +64,7 @@ impl Register for SseRegistration {
     }
 
     fn build(&self, _: &Kind, sse: &SseArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
-        let urls: Vec<&String> = sse.sse_url.iter().filter(|url| !url.trim().is_empty()).collect();
+        let urls: Vec<&str> = sse.sse_url.iter().map(SecretUrl::expose).filter(|url| !url.trim().is_empty()).collect();
         if urls.is_empty() {
             bail!("the sse source needs SSE_URL");
         }
@@ -98,7 +99,7 @@ impl Register for SseRegistration {
                 name: if sse.sse_url.len() > 1 { format!("{source}@{instance}") } else { source.clone() },
                 source,
                 instance,
-                url: url.trim().to_owned(),
+                url: SecretUrl::new(url.trim()),
                 token,
                 event_types: sse.sse_event_types.clone(),
                 topic: sse.sse_topic.clone().unwrap_or_else(|| shared.topics.name(&MASTODON_STATUSES).to_owned()),
@@ -113,8 +114,10 @@ impl Register for SseRegistration {
 
 /// The instance a stream URL serves: its host, and its port when it is not the scheme's default.
 pub fn instance_of(url: &str) -> anyhow::Result<String> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| anyhow::anyhow!("SSE_URL `{url}` is not a URL: {e}"))?;
-    let Some(host) = parsed.host_str() else { bail!("SSE_URL `{url}` has no host") };
+    // The message leaves out the query, which may hold a token.
+    let shown = url.split('?').next().unwrap_or_default();
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| anyhow::anyhow!("SSE_URL `{shown}` is not a URL: {e}"))?;
+    let Some(host) = parsed.host_str() else { bail!("SSE_URL `{shown}` has no host") };
     Ok(match parsed.port() {
         Some(port) => format!("{}:{port}", host.to_lowercase()),
         None => host.to_lowercase(),

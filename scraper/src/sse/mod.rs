@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use contract::reject::Reject;
 
+use crate::http::Redirect;
 use crate::queue::{Closed, Emitter};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretUrl};
 use crate::source::{Source, Waiter};
 
 pub mod flags;
@@ -52,7 +53,8 @@ pub struct SseConfig {
     pub source: String,
     /// The `instance` header: which instance's ids the records carry.
     pub instance: String,
-    pub url: String,
+    /// May carry a token in its query (Mastodon accepts `?access_token=`).
+    pub url: SecretUrl,
     /// Sent as `Authorization: Bearer`.
     pub token: Option<Secret>,
     /// Event types to keep (e.g. `update` for Mastodon); others are counted and skipped.
@@ -189,9 +191,14 @@ impl SseSource {
 
     /// A client for one connection: eventsource-client's own reconnecting is off, ours decides.
     fn client(&self, transport: ReqwestTransport, last_event_id: Option<&str>) -> anyhow::Result<impl Client + use<>> {
-        let mut builder = ClientBuilder::for_url(&self.config.url)
-            .map_err(|e| anyhow::anyhow!("the SSE URL {} is not a valid URL: {e}", without_query(&self.config.url)))?
-            .reconnect(ReconnectOptions::reconnect(false).build());
+        let mut builder = ClientBuilder::for_url(self.config.url.expose())
+            .map_err(|e| {
+                anyhow::anyhow!("the SSE URL {} is not a valid URL: {e}", without_query(self.config.url.expose()))
+            })?
+            .reconnect(ReconnectOptions::reconnect(false).build())
+            // The transport turns every redirect into an error first; should one get past it, this stops
+            // eventsource-client from following it with the token.
+            .redirect_limit(0);
         if let Some(token) = self.config.token.as_ref().filter(|token| !token.is_empty()) {
             // The error would not show the token: eventsource-client only says the header value is invalid.
             builder = builder
@@ -301,6 +308,15 @@ impl SseSource {
             }
             SseError::TimedOut => self.stalled(),
             SseError::Transport(e) => {
+                if let Some(redirect) = e.inner().downcast_ref::<Redirect>() {
+                    return Ended::Fatal(format!(
+                        "the SSE server at {} answered with {redirect}, which the scraper does not follow, so that \
+                         the token (SSE_BEARER_TOKEN, or an access_token in SSE_URL) reaches no other host: if it \
+                         points to the instance's streaming server, set SSE_URL to that URL directly (with the \
+                         query the stream needs)",
+                        without_query(self.config.url.expose())
+                    ));
+                }
                 if let Some(runaway) = e.inner().downcast_ref::<RunawayEvent>() {
                     let reason = format!(
                         "event larger than {} bytes on the wire (limit for its data: {} bytes): the connection was \
@@ -343,9 +359,10 @@ impl SseSource {
                 tracing::warn!(error = %error, "the SSE stream sent something that is not SSE");
                 Ended::Reconnect(Why::Network, Duration::ZERO)
             }
-            other => {
-                Ended::Fatal(format!("the SSE stream at {} cannot be read: {other}", without_query(&self.config.url)))
-            }
+            other => Ended::Fatal(format!(
+                "the SSE stream at {} cannot be read: {other}",
+                without_query(self.config.url.expose())
+            )),
         }
     }
 
@@ -356,7 +373,7 @@ impl SseSource {
 
     /// An error status: whether retrying can help, and how long the server asked us to wait.
     fn refused(&self, status: u16, problem: &str, retry_after: Option<Duration>) -> Ended {
-        let url = without_query(&self.config.url);
+        let url = without_query(self.config.url.expose());
         match status {
             401 | 403 => {
                 let hint = if self.config.token.as_ref().is_some_and(|token| !token.is_empty()) {

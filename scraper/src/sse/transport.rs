@@ -13,6 +13,7 @@ use launchdarkly_sdk_transport::{ByteStream, HttpTransport, Request, Response, R
 use tokio::time::{Instant, Sleep};
 
 use super::REJECT_PREFIX_BYTES;
+use crate::http::Redirect;
 
 /// Lends eventsource-client the scraper's reqwest client, and watches each response body.
 #[derive(Clone)]
@@ -34,6 +35,11 @@ impl HttpTransport for ReqwestTransport {
         let pending = builder.send();
         Box::pin(Exclusive::new(async move {
             let response = pending.await.map_err(without_url)?;
+            // eventsource-client follows a 301 or a 307 itself, to any host and with every header of the request
+            // (`Authorization` too): it must never see one.
+            if let Some(redirect) = Redirect::of(response.status(), response.headers(), response.url()) {
+                return Err(TransportError::new(redirect));
+            }
             let (status, headers) = (response.status(), response.headers().clone());
             let watched = Watched {
                 inner: Box::pin(response.bytes_stream()),

@@ -39,7 +39,8 @@ pub struct XArgs {
     pub x_bearer_token: Option<Secret>,
 
     /// X API base URL
-    #[arg(long, env = "X_API_BASE_URL", default_value = "https://api.x.com")]
+    // Hidden: a URL may carry user info (a gateway's basic auth).
+    #[arg(long, env = "X_API_BASE_URL", hide_env_values = true, default_value = "https://api.x.com")]
     pub x_api_base_url: String,
 
     /// Which X stream to read

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::http::Redirect;
 use crate::secret::Secret;
 
 /// A rule as configured: its value (the query) and an optional tag.
@@ -70,6 +71,12 @@ pub enum RulesError {
     Network(#[from] reqwest::Error),
     #[error("X's rules response is not in the documented shape: {0}")]
     Parse(#[from] serde_json::Error),
+    /// Not followed, so that the bearer token reaches no other host.
+    #[error(
+        "X's rules endpoint answered with {0}, which the scraper does not follow, so that the bearer token \
+         reaches no other host: check X_API_BASE_URL"
+    )]
+    Redirected(Redirect),
     /// X allows at most 1,000 rules of at most 1,024 characters: a body past [`MAX_RULES_RESPONSE`] is
     /// not X's answer.
     #[error("X's rules response ({status}) is over {MAX_RULES_RESPONSE} bytes: not read further")]
@@ -344,6 +351,9 @@ impl Api<'_> {
 async fn send(request: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, String), RulesError> {
     let response = request.send().await?;
     let status = response.status();
+    if let Some(redirect) = Redirect::of(status, response.headers(), response.url()) {
+        return Err(RulesError::Redirected(redirect));
+    }
     let body = crate::http::read_capped(response, MAX_RULES_RESPONSE)
         .await?
         .ok_or(RulesError::TooLarge { status: status.as_u16() })?;

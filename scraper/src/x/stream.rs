@@ -20,6 +20,7 @@ use super::backoff::{Backoff, Disconnect};
 use super::framing::{Frame, LineFramer};
 use super::produce::produce;
 use super::rules::{self, Rule, RulesError};
+use crate::http::Redirect;
 use crate::queue::{Closed, Emitter};
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
@@ -250,7 +251,12 @@ impl XStream {
                     );
                     return Ok(true);
                 }
-                Err(e @ (RulesError::Unauthorized { .. } | RulesError::Rejected { .. } | RulesError::Parse(_))) => {
+                Err(
+                    e @ (RulesError::Unauthorized { .. }
+                    | RulesError::Rejected { .. }
+                    | RulesError::Parse(_)
+                    | RulesError::Redirected(_)),
+                ) => {
                     return Err(e.into());
                 }
                 Err(RulesError::Http { status: 429, body }) => {
@@ -355,6 +361,13 @@ impl XStream {
 
     /// An error status: read X's problem body and decide whether retrying can help.
     async fn refused(&self, status: u16, response: reqwest::Response) -> Ended {
+        if let Some(redirect) = Redirect::of(response.status(), response.headers(), response.url()) {
+            return Ended::Fatal(format!(
+                "the X stream {} answered with {redirect}, which the scraper does not follow, so that the bearer \
+                 token reaches no other host: check X_API_BASE_URL",
+                self.config.endpoint.path()
+            ));
+        }
         let problem = Problem::read(response).await;
         match status {
             401 => {

@@ -183,6 +183,43 @@ async fn the_token_never_appears_in_the_logs() {
     assert_eq!(server.requests().len(), 1, "a bad token is not retried");
 }
 
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    const SECRET: &str = "hunter2-help-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let url = |base: &str| format!("https://me:{SECRET}@{base}?access_token={SECRET}");
+    let output = Command::new(env!("CARGO_BIN_EXE_scraper"))
+        .arg("--help")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("SSE_URL", url("mastodon.example/api/v1/streaming/public"))
+        .env("SSE_BEARER_TOKEN", SECRET)
+        .env("X_BEARER_TOKEN", SECRET)
+        .env("X_API_BASE_URL", url("api.x.example"))
+        .env("INSTAGRAM_ACCESS_TOKEN", SECRET)
+        .env("INSTAGRAM_GRAPH_BASE_URL", url("graph.example/v25.0"))
+        .env("INSTAGRAM_WEB_BASE_URL", url("i.instagram.example"))
+        // Shown: the check would see a secret that --help printed.
+        .env("TOPIC_PARTITIONS", "3")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("[env: TOPIC_PARTITIONS=3]"), "{help}");
+    for hidden in [
+        "SSE_URL",
+        "SSE_BEARER_TOKEN",
+        "X_BEARER_TOKEN",
+        "X_API_BASE_URL",
+        "INSTAGRAM_ACCESS_TOKEN",
+        "INSTAGRAM_GRAPH_BASE_URL",
+        "INSTAGRAM_WEB_BASE_URL",
+    ] {
+        assert!(help.contains(&format!("[env: {hidden}]")), "{hidden}: {help}");
+    }
+    assert!(!help.contains(SECRET), "{help}");
+}
+
 #[tokio::test]
 async fn a_scraper_started_before_its_broker_waits_unhealthy_then_produces() {
     let port = free_addr().port();

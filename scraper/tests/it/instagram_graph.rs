@@ -383,3 +383,25 @@ async fn paging_next_to_another_host_is_not_followed_so_the_token_stays_home() {
     let media = support::consume(&setup.broker, &setup.topics.media, 1, Duration::from_secs(20)).await;
     assert_eq!(media.len(), 1);
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_the_token_stays_home_and_the_source_stops() {
+    let setup = setup().await;
+    // Another port is another origin: reqwest would have sent it the token in a `Referer`.
+    let elsewhere = HttpServer::with(|_| Reply::json(200, r#"{"data":[]}"#)).await.unwrap();
+    let target = format!("{}/v25.0/{APP_USER}", elsewhere.url());
+    let server = HttpServer::with(move |_| Reply::json(302, "{}").header("location", &target)).await.unwrap();
+    let (waiter, recorded) = Waiter::recording();
+    let outcome = run(&setup, config(&server, &setup.topics, &["bluebottle"], &["coffee"]), waiter).await;
+
+    assert_eq!(outcome.failed_sources.len(), 1);
+    let message = format!("{:#}", outcome.failed_sources[0].1);
+    let pointed = format!("a 302 redirect to {}/v25.0/{APP_USER}", elsewhere.url());
+    assert!(message.contains(&pointed) && message.contains("INSTAGRAM_GRAPH_BASE_URL"), "{message}");
+    assert!(!message.contains(TOKEN), "{message}");
+    assert!(elsewhere.requests().is_empty(), "{:?}", elsewhere.requests());
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "a redirect is not retried");
+    assert_eq!(requests[0].header("referer"), None);
+    assert!(waits(&recorded).is_empty());
+}

@@ -1,7 +1,7 @@
 //! The SSE source against a scripted server speaking Mastodon's wire format and a real broker: kept events
 //! arrive once, keyed by id, whatever the chunking; bad data lands in the rejects topic with its reason; the
 //! source reconnects (with a visible wait, as long as the server asks when it does) after a drop, a stall or
-//! a server error, and stops on a refused token or a wrong URL.
+//! a server error, and stops on a refused token, a wrong URL or a redirect, which it does not follow.
 
 use crate::support;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use scraper::metrics::Metrics;
 use scraper::run::Outcome;
-use scraper::secret::Secret;
+use scraper::secret::{Secret, SecretUrl};
 use scraper::source::{Source, Wait, Waiter};
 use scraper::sse::{SseConfig, SseSource};
 use support::Consumed;
@@ -57,7 +57,7 @@ fn config(server: &HttpServer, topic: &str) -> SseConfig {
         name: SOURCE.into(),
         source: SOURCE.into(),
         instance: scraper::sse::flags::instance_of(&url).unwrap(),
-        url,
+        url: SecretUrl::new(url),
         token: Some(Secret::new(TOKEN)),
         event_types: vec!["update".into()],
         topic: topic.into(),
@@ -293,6 +293,35 @@ async fn a_wrong_url_stops_the_source() {
 
     let [(_, error)] = &outcome.failed_sources[..] else { panic!("{:?}", outcome.failed_sources) };
     assert!(format!("{error:#}").contains("check the URL"), "{error:#}");
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_neither_token_reaches_the_other_host_and_the_source_stops() {
+    const QUERY_TOKEN: &str = "mastodon-query-token";
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    // Another port is another origin. Were it asked, it would refuse, ending the run either way.
+    let elsewhere = HttpServer::with(|_| Reply::json(401, "{}")).await.unwrap();
+    // 301 and 307 are what eventsource-client would follow by itself, the others what reqwest would.
+    for status in [301, 302, 303, 307, 308] {
+        // As Mastodon redirects to a separate streaming host: same path, the query passed on.
+        let target = format!("{}/api/v1/streaming/public?access_token={QUERY_TOKEN}", elsewhere.url());
+        let server = HttpServer::scripted(vec![], Reply::json(status, "{}").header("location", &target)).await.unwrap();
+        let mut config = config(&server, &topic);
+        config.url = SecretUrl::new(format!("{}?access_token={QUERY_TOKEN}", config.url.expose()));
+
+        let (outcome, _) = Running::start(&broker, config, &rejects).await.ended().await;
+
+        let [(_, error)] = &outcome.failed_sources[..] else { panic!("{status}: {:?}", outcome.failed_sources) };
+        let message = format!("{error:#}");
+        let pointed = format!("a {status} redirect to {}/api/v1/streaming/public", elsewhere.url());
+        assert!(message.contains(&pointed) && message.contains("set SSE_URL to that URL"), "{message}");
+        assert!(!message.contains(QUERY_TOKEN) && !message.contains(TOKEN), "{message}");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1, "{status}: a redirect is not retried");
+        assert_eq!(requests[0].header("referer"), None);
+        assert!(elsewhere.requests().is_empty(), "{status}: {:?}", elsewhere.requests());
+    }
 }
 
 #[tokio::test]

@@ -333,3 +333,39 @@ async fn a_rules_request_that_fails_for_now_is_retried_with_backoff() {
     assert_eq!(paths, ["/2/tweets/search/stream/rules", "/2/tweets/search/stream/rules", "/2/tweets/search/stream"]);
     assert!(format!("{:#}", outcome.failed_sources[0].1).contains("X_BEARER_TOKEN"), "the stream's 401 stops it");
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_the_bearer_token_stays_home_and_the_source_stops() {
+    let broker = Broker::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    // Another port is another origin. Were it asked, it would refuse, ending the run either way.
+    let elsewhere = HttpServer::with(|_| Reply::json(401, r#"{"title":"Unauthorized"}"#)).await.unwrap();
+    for (endpoint, status, refused) in [
+        (Endpoint::Sample, 307, "the X stream /2/tweets/sample/stream answered with a 307 redirect"),
+        (Endpoint::Search, 302, "X's rules endpoint answered with a 302 redirect"),
+    ] {
+        let sink = support::sink(&broker, &[&topic, &rejects]).await;
+        let target = format!("{}/2/tweets/elsewhere", elsewhere.url());
+        let server = HttpServer::with(move |_| Reply::json(status, "{}").header("location", &target)).await.unwrap();
+        let mut config = config(&server, &topic);
+        config.endpoint = endpoint;
+        if endpoint == Endpoint::Search {
+            config.rules = Some(vec![scraper::x::rules::Rule { value: "cat".into(), tag: None }]);
+        }
+        let (waiter, waits) = Waiter::recording();
+        let source: Box<dyn Source> = Box::new(XStream::new(config, waiter));
+        let run = support::run_sources(vec![source], sink, &rejects, CancellationToken::new());
+        let (outcome, _) = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap();
+
+        let [(_, error)] = &outcome.failed_sources[..] else { panic!("{status}: {:?}", outcome.failed_sources) };
+        let message = format!("{error:#}");
+        let pointed = format!("{refused} to {}/2/tweets/elsewhere", elsewhere.url());
+        assert!(message.contains(&pointed) && message.contains("X_API_BASE_URL"), "{message}");
+        assert!(!message.contains(TOKEN), "{message}");
+        assert!(waits.lock().unwrap().is_empty(), "a redirect is not retried");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1, "a redirect is not retried");
+        assert_eq!(requests[0].header("referer"), None);
+        assert!(elsewhere.requests().is_empty(), "{status}: {:?}", elsewhere.requests());
+    }
+}

@@ -28,6 +28,7 @@ use super::schedule::Schedule;
 use contract::header;
 
 use super::{InstagramTopics, numeric_id};
+use crate::http::Redirect;
 use crate::queue::Emitter;
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
@@ -424,6 +425,13 @@ impl Poller {
             let (verdict, why) = match self.request(url.clone()).await {
                 Err(why) => (Verdict::Transient, why),
                 Ok((status, headers, body)) => {
+                    if let Some(redirect) = Redirect::of(status, &headers, &url) {
+                        bail!(
+                            "the Graph API answered {what} with {redirect}, which the scraper does not follow, so \
+                             that INSTAGRAM_ACCESS_TOKEN (in the query) reaches no other host: check \
+                             INSTAGRAM_GRAPH_BASE_URL"
+                        );
+                    }
                     self.pause = Usage::from_headers(&headers).pause(self.config.slowdown_percent);
                     if let Some(error) = GraphError::parse(&body) {
                         let why = format!(

@@ -169,3 +169,18 @@ async fn the_migration_binary_reads_database_url_and_runs_up_and_down() {
     run(&["down", "-n", &steps]);
     assert!(schema(&db).await.is_empty());
 }
+
+#[test]
+fn help_shows_no_database_password() {
+    for args in [&["--help"][..], &["up", "--help"], &["retention", "--help"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_migration"))
+            .args(args)
+            .env("DATABASE_URL", "postgres://ingest_owner:s3cret-pw@db:5432/ingest")
+            .output()
+            .unwrap();
+        let help = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "migration {args:?}: {help}");
+        assert!(help.contains("DATABASE_URL"), "migration {args:?}: {help}");
+        assert!(!help.contains("s3cret-pw"), "migration {args:?} shows the password: {help}");
+    }
+}

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use chrono::{DateTime, Utc};
+
 use crate::limits::Cuts;
 use crate::mapping::{MAPPINGS, Mapping};
 use crate::record::ConsumedRecord;
@@ -74,6 +76,11 @@ pub struct Batch {
     pub(crate) rows: Rows,
     /// Records that cannot become rows: (record index, why).
     pub(crate) dead_letters: Vec<(usize, String)>,
+    /// The inserter's clock when the batch was decoded, which times of scrape are held to: kept, so that a
+    /// part decoded again is scraped when it was the first time.
+    decoded_at: DateTime<Utc>,
+    /// Records that became rows with a time of scrape other than their own, too far ahead: (record index, why).
+    clamped: Vec<(usize, String)>,
     /// (topic, partition) -> the offset after the last record of the batch.
     pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
 }
@@ -94,6 +101,8 @@ impl Batch {
             routes: routes.clone(),
             rows: Rows::default(),
             dead_letters: Vec::new(),
+            decoded_at: Utc::now(),
+            clamped: Vec::new(),
             next_offsets: BTreeMap::new(),
         };
         for record in records {
@@ -114,8 +123,10 @@ impl Batch {
         let index = self.records.len();
         let next = self.next_offsets.entry((record.topic.clone(), record.partition)).or_default();
         *next = (*next).max(record.offset + 1);
-        if let Err(reason) = self.rows.map(index, &record, &self.routes) {
-            self.dead_letters.push((index, reason));
+        let scraped_at = record.scraped_at_as_of(self.decoded_at);
+        match self.rows.map(index, &record, scraped_at.at, &self.routes) {
+            Err(reason) => self.dead_letters.push((index, reason)),
+            Ok(()) => self.clamped.extend(scraped_at.clamped.map(|why| (index, why))),
         }
         self.records.push(record);
     }
@@ -123,6 +134,18 @@ impl Batch {
     /// The records that cannot become rows: (index of the record in the batch, why).
     pub fn dead_letters(&self) -> &[(usize, String)] {
         &self.dead_letters
+    }
+
+    /// The records that became rows scraped at another time than they gave, too far ahead of the clock:
+    /// where each is in Kafka (`topic/partition@offset`), by topic, with why.
+    pub fn clamped(&self) -> Vec<(&str, String)> {
+        self.clamped
+            .iter()
+            .map(|(index, why)| {
+                let record = &self.records[*index];
+                (record.topic.as_str(), format!("{}/{}@{}: {why}", record.topic, record.partition, record.offset))
+            })
+            .collect()
     }
 
     /// Values left out of indexed columns, by (table, column).
@@ -141,7 +164,8 @@ impl Batch {
         let mut rows = Rows::default();
         for &index in indexes {
             // They decoded before, so they decode again.
-            let _ = rows.map(index, &self.records[index], &self.routes);
+            let record = &self.records[index];
+            let _ = rows.map(index, record, record.scraped_at_as_of(self.decoded_at).at, &self.routes);
         }
         rows.prepare();
         rows
@@ -159,7 +183,13 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    fn map(&mut self, index: usize, record: &ConsumedRecord, routes: &Routes) -> Result<(), String> {
+    fn map(
+        &mut self,
+        index: usize,
+        record: &ConsumedRecord,
+        scraped_at: DateTime<Utc>,
+        routes: &Routes,
+    ) -> Result<(), String> {
         let mapping =
             routes.mapping_of(&record.topic).ok_or_else(|| format!("no mapping reads topic `{}`", record.topic))?;
         let source = record.source();
@@ -170,7 +200,7 @@ impl Rows {
         let payload = record.payload.as_deref().ok_or("null value (a tombstone): there is nothing to store")?;
         // A record's rows go in whole or not at all.
         let mut rows = Tables::default();
-        mapping.map(index, record, payload, &mut rows).map_err(|e| e.to_string())?;
+        mapping.map(index, record, scraped_at, payload, &mut rows).map_err(|e| e.to_string())?;
         self.tables.append(rows);
         Ok(())
     }

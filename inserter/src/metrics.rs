@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rows_written: CounterSet<Labels>,
     /// Records written to `ingest_errors`, by the `topic` they came from.
     pub dead_letters: CounterSet<Labels>,
+    /// Records stored as scraped at another time than they gave, which was too far ahead, by `topic`.
+    pub scraped_at_clamped: CounterSet<Labels>,
     pub batches: Counter,
     /// A database write that failed and will be retried (the batch is not lost).
     pub write_failures: Counter,
@@ -51,6 +53,7 @@ impl Metrics {
             records_consumed: CounterSet::default(),
             rows_written: CounterSet::default(),
             dead_letters: CounterSet::default(),
+            scraped_at_clamped: CounterSet::default(),
             batches: Counter::default(),
             write_failures: Counter::default(),
             batch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -65,6 +68,7 @@ impl Metrics {
         for topic in topics {
             metrics.consumed_on(topic);
             metrics.dead_letters.counter(&topic_labels(topic));
+            metrics.scraped_at_clamped.counter(&topic_labels(topic));
         }
         for table in crate::rows::Tables::names() {
             metrics.rows_written.counter(&table_labels(table));
@@ -87,6 +91,11 @@ impl Metrics {
             "dead_letters",
             "Records written to ingest_errors, by the topic they came from",
             metrics.dead_letters.family(),
+        );
+        inserter.register(
+            "scraped_at_clamped",
+            "Records whose scraped_at (else broker timestamp) was too far ahead of the inserter's clock, stored as scraped at an earlier time, by topic",
+            metrics.scraped_at_clamped.family(),
         );
         inserter.register("batches", "Batches committed", metrics.batches.clone());
         inserter.register(
@@ -145,6 +154,13 @@ impl Metrics {
         }
         for (topic, &dead_letters) in &written.dead_letters_by_topic {
             self.dead_letters.counter(&topic_labels(topic)).inc_by(dead_letters as u64);
+        }
+    }
+
+    /// Counts the records of a committed batch whose time of scrape was clamped (their topics).
+    pub fn count_clamped<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
+        for topic in topics {
+            self.scraped_at_clamped.counter(&topic_labels(topic)).inc();
         }
     }
 

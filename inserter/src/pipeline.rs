@@ -63,6 +63,8 @@ struct Flushed {
     records: usize,
     written: Written,
     cuts: Cuts,
+    /// Records stored as scraped at another time than they gave: (topic, where it is and why).
+    clamped: Vec<(String, String)>,
     next_offsets: BTreeMap<Partition, i64>,
     elapsed: Duration,
 }
@@ -361,7 +363,15 @@ impl Pipeline {
                         health.clear();
                         let next_offsets = batch.next_offsets().clone();
                         let cuts = batch.cuts().clone();
-                        return Ok(Flushed { records: count, written, cuts, next_offsets, elapsed: started.elapsed() });
+                        let clamped = batch.clamped().into_iter().map(|(topic, why)| (topic.to_owned(), why)).collect();
+                        return Ok(Flushed {
+                            records: count,
+                            written,
+                            cuts,
+                            clamped,
+                            next_offsets,
+                            elapsed: started.elapsed(),
+                        });
                     }
                     Err(WriteError::Fatal(reason)) => {
                         health.set_problem(format!("stopped: {reason}"));
@@ -394,6 +404,15 @@ impl Pipeline {
         self.metrics.count_cuts(&flushed.cuts);
         if !flushed.cuts.is_empty() {
             tracing::warn!(cuts = ?flushed.cuts, "values too long for an index left out of it (kept in raw)");
+        }
+        self.metrics.count_clamped(flushed.clamped.iter().map(|(topic, _)| topic.as_str()));
+        // One line a batch, however many: whoever may write a topic could otherwise fill the log.
+        if let Some((_, first)) = flushed.clamped.first() {
+            tracing::warn!(
+                records = flushed.clamped.len(),
+                first = %first,
+                "scraped_at too far ahead of this clock: stored as scraped at an earlier time"
+            );
         }
         state.progress.batches += 1;
         if flushed.written.dead_letters() > 0 {

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use entity::ingest_errors;
 use sea_orm::ActiveValue::{NotSet, Set};
 use serde_json::map::Entry;
@@ -17,7 +17,7 @@ pub struct ConsumedRecord {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
-    /// The broker's timestamp: the scrape time when the `scraped_at` header is missing.
+    /// The broker's timestamp: the scrape time when the `scraped_at` header is missing or too far ahead.
     pub timestamp: Option<DateTime<Utc>>,
 }
 
@@ -45,13 +45,34 @@ impl ConsumedRecord {
         self.header(contract::header::SOURCE).unwrap_or(contract::source::UNKNOWN)
     }
 
-    /// The `scraped_at` header, else the broker's timestamp, else now.
-    pub fn scraped_at(&self) -> DateTime<Utc> {
-        self.header(contract::header::SCRAPED_AT)
+    /// When the record was scraped, as of the inserter's clock reading `now`: the `scraped_at` header, else
+    /// the broker's timestamp, else `now`; a time more than [`SCRAPED_AT_SKEW`] ahead of `now` is passed over
+    /// as if it were missing, and the result says why.
+    ///
+    /// A newer scrape wins every upsert (guard.rs), so a time far ahead would keep every real scrape of the
+    /// row from updating it, for ever. Such a time is clamped rather than refused: the scraper is ours, and
+    /// its clock running ahead is the likely cause, so its records are real, and dead-lettering them over a
+    /// clock would lose more than storing them as of a time we trust. Anyone else who can write the topic can
+    /// write any content with a plausible time, so a refusal would not keep their records out; the clamp takes
+    /// away what only the time could do, pin a row. The dead-letter path stays for records that cannot be
+    /// stored. The broker's timestamp is a producer's clock too (CreateTime), so it is held to the same bound;
+    /// `now` is the last resort, and an upper bound: a record consumed now was scraped before.
+    pub fn scraped_at_as_of(&self, now: DateTime<Utc>) -> ScrapedAt {
+        let header = self
+            .header(contract::header::SCRAPED_AT)
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-            .map(|at| at.with_timezone(&Utc))
-            .or(self.timestamp)
-            .unwrap_or_else(Utc::now)
+            .map(|at| at.with_timezone(&Utc));
+        let mut ahead = Vec::new();
+        for (what, at) in [("the scraped_at header", header), ("the broker timestamp", self.timestamp)] {
+            match at {
+                Some(at) if at <= now + SCRAPED_AT_SKEW => {
+                    return ScrapedAt { at, clamped: clamp_reason(&ahead, what, at) };
+                }
+                Some(at) => ahead.push(format!("{what} {} is {} ahead", timestamp(at), span(at - now))),
+                None => {}
+            }
+        }
+        ScrapedAt { at: now, clamped: clamp_reason(&ahead, "the inserter's clock", now) }
     }
 
     /// The dead-letter row for this record: its bytes exactly as consumed, and why it was not stored. Every
@@ -137,6 +158,44 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// How far ahead of the inserter's clock a record's time of scrape may be and still be believed: the
+/// scraper's and the inserter's clocks may disagree by this much (NTP keeps them far closer), and a row is
+/// pinned against real scrapes for at most this long.
+pub const SCRAPED_AT_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+/// When a record was scraped, as the inserter takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScrapedAt {
+    pub at: DateTime<Utc>,
+    /// Why a time the record gave was passed over (it was too far ahead), when one was.
+    pub clamped: Option<String>,
+}
+
+fn clamp_reason(ahead: &[String], taken: &str, at: DateTime<Utc>) -> Option<String> {
+    (!ahead.is_empty()).then(|| {
+        format!(
+            "{} of the inserter's clock (more than {} min): stored as scraped at {}, {taken}",
+            ahead.join(", "),
+            SCRAPED_AT_SKEW.num_minutes(),
+            timestamp(at)
+        )
+    })
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A span ahead, rounded to the unit that says how far: `365 d`, `3 h`, `12 min`.
+fn span(delta: TimeDelta) -> String {
+    let round = |s: i64, unit: i64| (s + unit / 2) / unit;
+    match delta.num_seconds() {
+        s if s >= 86_400 => format!("{} d", round(s, 86_400)),
+        s if s >= 3_600 => format!("{} h", round(s, 3_600)),
+        s => format!("{} min", round(s, 60)),
+    }
+}
+
 /// `text` as Postgres can store it in `text` and `jsonb`: a NUL becomes the visible escape `\0` (and a
 /// backslash before it stays as it is, so an escape can be told from text that spelled one only by context).
 pub fn storable(text: &str) -> Cow<'_, str> {
@@ -217,6 +276,54 @@ mod tests {
     fn invalid_utf8_is_escaped_byte_by_byte() {
         assert_eq!(escape_bytes(b"ab\xffc\0d\xc3"), "ab\\xffc\\0d\\xc3");
         assert_eq!(escape_bytes("é".as_bytes()), "é");
+    }
+
+    fn scraped(header: Option<DateTime<Utc>>, broker: Option<DateTime<Utc>>) -> ConsumedRecord {
+        let headers = header.map(|at| ("scraped_at".to_owned(), Some(timestamp(at).into_bytes())));
+        ConsumedRecord { timestamp: broker, ..record(headers.into_iter().collect()) }
+    }
+
+    /// The inserter's clock is whatever the test says; the times are set from it, so the test holds on any day.
+    #[test]
+    fn a_time_of_scrape_too_far_ahead_is_clamped_with_its_reason() {
+        let now = timestamp(Utc::now()).parse::<DateTime<Utc>>().unwrap();
+        let (year_ahead, minute_ago) = (now + TimeDelta::days(365), now - TimeDelta::minutes(1));
+
+        let header_ahead = scraped(Some(year_ahead), None).scraped_at_as_of(now);
+        assert_eq!(header_ahead.at, now);
+        let why = header_ahead.clamped.expect("a reason");
+        assert!(why.contains(&format!("the scraped_at header {} is 365 d ahead", timestamp(year_ahead))), "{why}");
+        assert!(why.ends_with(&format!("stored as scraped at {}, the inserter's clock", timestamp(now))), "{why}");
+
+        // The broker's timestamp stands in when it is believable, and is held to the same bound.
+        let to_broker = scraped(Some(year_ahead), Some(minute_ago)).scraped_at_as_of(now);
+        assert_eq!(to_broker.at, minute_ago);
+        assert!(to_broker.clamped.is_some_and(|why| why.ends_with("the broker timestamp")));
+        let both = scraped(Some(year_ahead), Some(now + TimeDelta::hours(3))).scraped_at_as_of(now);
+        assert_eq!(both.at, now);
+        assert!(both.clamped.is_some_and(|why| why.contains("the broker timestamp") && why.contains("is 3 h ahead")));
+        let broker_only = scraped(None, Some(year_ahead)).scraped_at_as_of(now);
+        assert_eq!(broker_only.at, now);
+        assert!(broker_only.clamped.is_some());
+    }
+
+    #[test]
+    fn a_time_of_scrape_within_the_skew_is_taken_as_it_is() {
+        let now = timestamp(Utc::now()).parse::<DateTime<Utc>>().unwrap();
+        let (ahead, past) = (now + SCRAPED_AT_SKEW, now - TimeDelta::days(400));
+        for (record, at) in [
+            (scraped(Some(ahead), Some(past)), ahead),
+            (scraped(Some(past), Some(now)), past),
+            (scraped(None, Some(ahead)), ahead),
+            (scraped(None, None), now),
+        ] {
+            assert_eq!(record.scraped_at_as_of(now), ScrapedAt { at, clamped: None }, "{record:?}");
+        }
+        let later = now + SCRAPED_AT_SKEW + TimeDelta::seconds(1);
+        assert!(scraped(Some(later), None).scraped_at_as_of(now).clamped.is_some(), "a second past the skew");
+        let unreadable =
+            ConsumedRecord { timestamp: Some(past), ..record(vec![("scraped_at".into(), Some(b"soon".to_vec()))]) };
+        assert_eq!(unreadable.scraped_at_as_of(now), ScrapedAt { at: past, clamped: None }, "as a missing header");
     }
 
     #[test]

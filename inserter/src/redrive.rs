@@ -92,6 +92,10 @@ impl Redrive {
             after = last.id;
             let ids: Vec<i64> = dead_letters.iter().map(|d| d.id).collect();
             let mut batch = Batch::decode(dead_letters.into_iter().map(record_of), routes);
+            if let Some((_, first)) = batch.clamped().first() {
+                let records = batch.clamped().len();
+                tracing::warn!(records, first = %first, "scraped_at too far ahead of this clock: re-driven as scraped at an earlier time");
+            }
             let failing = if self.dry_run {
                 batch.dead_letters.len()
             } else {

@@ -37,6 +37,7 @@ impl Mapping for Statuses {
         &self,
         index: usize,
         record: &ConsumedRecord,
+        scraped_at: DateTime<Utc>,
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError> {
@@ -48,14 +49,14 @@ impl Mapping for Statuses {
                     contract::header::INSTANCE
                 )));
             };
-            let deletion = deletion(payload, instance, record.source(), record.scraped_at())?;
+            let deletion = deletion(payload, instance, record.source(), scraped_at)?;
             tables.mastodon_status_deletions.push(index, deletion, None);
             return Ok(());
         }
         let fast = plain_text(payload).and_then(|text| Some((serde_json::from_str::<Status>(text).ok()?, text)));
         let (model, raw) = match fast {
-            Some((status, text)) => (status.into_row(record.scraped_at(), instance)?, Some(text.into())),
-            None => detach_raw(map_from(payload, record.scraped_at(), instance)?),
+            Some((status, text)) => (status.into_row(scraped_at, instance)?, Some(text.into())),
+            None => detach_raw(map_from(payload, scraped_at, instance)?),
         };
         tables.mastodon_statuses.push(index, model, raw);
         Ok(())

@@ -13,6 +13,7 @@ mod json;
 
 pub use json::DecodeError;
 
+use chrono::{DateTime, Utc};
 use contract::Topic;
 
 use crate::record::ConsumedRecord;
@@ -31,11 +32,13 @@ pub(crate) trait Mapping: Sync {
     /// that sets no `source` (`unknown`), are read by any.
     fn reads_source(&self, source: &str) -> bool;
 
-    /// Adds the rows record `index` becomes to `tables`.
+    /// Adds the rows record `index` becomes to `tables`, scraped at `scraped_at` (the record's own time, or
+    /// the one it was clamped to: [`ConsumedRecord::scraped_at_as_of`]).
     fn map(
         &self,
         index: usize,
         record: &ConsumedRecord,
+        scraped_at: DateTime<Utc>,
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError>;

@@ -35,10 +35,11 @@ impl Mapping for Tweets {
         &self,
         index: usize,
         record: &ConsumedRecord,
+        scraped_at: DateTime<Utc>,
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError> {
-        let TweetRows { tweet, users } = map(payload, record.source(), record.scraped_at())?;
+        let TweetRows { tweet, users } = map(payload, record.source(), scraped_at)?;
         tables.twitter_data.push(index, tweet.model, Some(tweet.raw));
         for user in users {
             tables.twitter_users.push(index, user.model, Some(user.raw));

@@ -16,6 +16,7 @@ mod poison;
 mod poison_consume;
 mod redrive;
 mod retention;
+mod scraped_ahead;
 mod startup_migrations;
 mod support;
 mod twitter_mapping;

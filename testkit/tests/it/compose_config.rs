@@ -4,7 +4,10 @@
 //! publication and exactly its tables, and the Dockerfile builds binaries the workspace has. It also holds
 //! what operators rely on: images pinned to releases, each container getting only the variables it uses (the
 //! scraper and the inserter exactly their flags' variables), Connect's env provider limited to the
-//! connector's password, and stop grace periods longer than a flush.
+//! connector's password, and stop grace periods longer than a flush. And who reaches whom: every address a
+//! service names is on a network both share, the scraper (which parses what the internet sends) shares none
+//! with Postgres, Connect or Kafka UI, Connect's REST API is reachable only from its clients, and Kafka UI
+//! asks for a login.
 //!
 //! Each check returns the problems it found; the first test runs them on the repository's files, the others
 //! show on small fixtures that each check catches what it is for.
@@ -19,6 +22,8 @@ use serde_norway::Value;
 
 const COMPOSE_FILE: &str = "docker-compose.yml";
 const CONNECTOR_FILE: &str = "docker/debezium/ingest-postgres.json";
+const PROMETHEUS_CONFIG: &str = "docker/prometheus/prometheus.yml";
+const DATASOURCES: &str = "docker/grafana/provisioning/datasources/prometheus.yml";
 
 fn repository_root() -> PathBuf {
     testkit::stack::repository_root()
@@ -152,20 +157,26 @@ fn check_variables(compose: &Value, env_example: &str) -> Vec<String> {
         .collect()
 }
 
+/// The host paths a service bind-mounts (short `./a:/b` and long `source:`), as written.
+fn bind_sources(service: &Value) -> Vec<String> {
+    let is_host_path = |s: &str| s.starts_with('.') || s.starts_with('/') || s.starts_with('~');
+    let volumes = service.get("volumes").and_then(Value::as_sequence).into_iter().flatten();
+    volumes
+        .filter_map(|volume| match volume {
+            Value::String(short) => short.split(':').next().map(str::to_owned),
+            long => long.get("source").and_then(Value::as_str).map(str::to_owned),
+        })
+        .filter(|source| is_host_path(source))
+        .collect()
+}
+
 /// Host paths the compose file needs: bind mounts (short `./a:/b` and long `source:`), `env_file`s that are
 /// required, build contexts and Dockerfiles, `configs`/`secrets` files.
 fn host_paths(compose: &Value) -> Vec<(String, String)> {
     let mut paths = Vec::new();
-    let is_host_path = |s: &str| s.starts_with('.') || s.starts_with('/') || s.starts_with('~');
     for (name, service) in services(compose) {
-        for volume in service.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
-            let source = match volume {
-                Value::String(short) => short.split(':').next().map(str::to_owned),
-                long => long.get("source").and_then(Value::as_str).map(str::to_owned),
-            };
-            if let Some(source) = source.filter(|s| is_host_path(s)) {
-                paths.push((format!("service `{name}` mounts"), source));
-            }
+        for source in bind_sources(service) {
+            paths.push((format!("service `{name}` mounts"), source));
         }
         let env_files = match service.get("env_file") {
             Some(Value::String(file)) => vec![file.clone()],
@@ -413,6 +424,7 @@ const SECRETS: &[(&str, &[&str])] = &[
     ("DEBEZIUM_DB_PASSWORD", &["postgres", "connect"]),
     ("ANALYST_DB_PASSWORD", &["postgres"]),
     ("GRAFANA_ADMIN_PASSWORD", &["grafana"]),
+    ("KAFKA_UI_PASSWORD", &["kafka-ui"]),
     ("X_BEARER_TOKEN", &["scraper"]),
     ("SSE_BEARER_TOKEN", &["scraper"]),
     ("INSTAGRAM_ACCESS_TOKEN", &["scraper"]),
@@ -514,6 +526,20 @@ fn address_host(value: &str) -> Option<&str> {
     (looks_like_host && (url || looks_like_port)).then_some(host)
 }
 
+/// A service's environment as (name, value), list (`A=x`) or mapping form; names without a value left out.
+fn environment_values(service: &Value) -> Vec<(String, String)> {
+    match service.get("environment") {
+        Some(Value::Mapping(map)) => {
+            map.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned()))).collect()
+        }
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|item| item.as_str()?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Every host a service's environment or the connector points at is a service (or a name the services
 /// answer to, or not one of ours: an address with a dot, `localhost`).
 fn check_hosts(compose: &Value, connector: &serde_json::Value) -> Vec<String> {
@@ -524,17 +550,7 @@ fn check_hosts(compose: &Value, connector: &serde_json::Value) -> Vec<String> {
     let unknown = |host: &str| !host.contains('.') && !known.contains(host);
     let mut problems = Vec::new();
     for (name, service) in &services {
-        let values: Vec<(String, String)> = match service.get("environment") {
-            Some(Value::Mapping(map)) => {
-                map.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned()))).collect()
-            }
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .filter_map(|item| item.as_str()?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-                .collect(),
-            _ => Vec::new(),
-        };
-        for (variable, value) in values {
+        for (variable, value) in environment_values(service) {
             for host in value.split(',').filter_map(address_host).filter(|host| unknown(host)) {
                 problems.push(format!("service `{name}`: {variable} points at `{host}`, which is not a service"));
             }
@@ -545,6 +561,173 @@ fn check_hosts(compose: &Value, connector: &serde_json::Value) -> Vec<String> {
         && unknown(host)
     {
         problems.push(format!("the connector's database.hostname is `{host}`, which is not a service"));
+    }
+    problems
+}
+
+/// The networks a service joins (`networks:` as a list or a mapping); compose's `default` when it names none.
+fn networks_of(service: &Value) -> BTreeSet<String> {
+    let named: BTreeSet<String> = match service.get("networks") {
+        Some(Value::Sequence(names)) => names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+        Some(Value::Mapping(map)) => map.keys().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+        _ => BTreeSet::new(),
+    };
+    if named.is_empty() { ["default".to_owned()].into() } else { named }
+}
+
+/// The services each service may share a network with (sharing one, two containers reach every port of each
+/// other). The scraper parses what the internet sends: if that ever gives an attacker its process, they must
+/// not find the database, Connect or Kafka UI next to it. Connect's REST API has no authentication and runs
+/// any connector it is given, with the worker's secrets (`${env:DEBEZIUM_DB_PASSWORD}` sent to any host): its
+/// clients are register-connector and kafka-ui, and it needs the broker and Postgres.
+const NEIGHBOURS: &[(&str, &[&str])] = &[
+    ("scraper", &["kafka", "inserter", "prometheus"]),
+    ("connect", &["kafka", "postgres", "register-connector", "kafka-ui"]),
+];
+
+/// The services in [`NEIGHBOURS`] share networks with their neighbours only. A `network_mode` (the host's
+/// network, or another container's) is refused outright: the networks would then not say who reaches whom.
+fn check_neighbours(compose: &Value) -> Vec<String> {
+    let services = services(compose);
+    let mut problems = Vec::new();
+    for (name, service) in &services {
+        if let Some(mode) = service.get("network_mode").and_then(Value::as_str) {
+            problems.push(format!(
+                "service `{name}` sets network_mode `{mode}`: its networks no longer say what it reaches"
+            ));
+        }
+    }
+    for (guarded, allowed) in NEIGHBOURS {
+        let Some((_, service)) = services.iter().find(|(name, _)| name == *guarded) else {
+            problems.push(format!("no service `{guarded}`, whose neighbours are checked"));
+            continue;
+        };
+        let networks = networks_of(service);
+        for (other, other_service) in services.iter().filter(|(other, _)| other != *guarded) {
+            for network in networks.intersection(&networks_of(other_service)) {
+                if !allowed.contains(&other.as_str()) {
+                    problems.push(format!(
+                        "service `{guarded}` shares network `{network}` with `{other}`; it may share one only with {}",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// An address a service reaches: the service, the host it names, and where it names it.
+type Address = (String, String, String);
+
+/// The addresses the services name themselves: in their environment (comma-separated lists included) and in
+/// their command's words.
+fn named_addresses(compose: &Value) -> Vec<Address> {
+    let mut found = Vec::new();
+    for (name, service) in services(compose) {
+        let values = environment_values(service).into_iter();
+        let words = command_words(service).into_iter().map(|word| ("its command".to_owned(), word));
+        for (what, value) in values.chain(words) {
+            for host in value.split(',').filter_map(address_host) {
+                found.push((name.clone(), host.to_owned(), what.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// The services that bind-mount the repository file `path`, or a directory above it.
+fn mounted_by(compose: &Value, path: &str) -> Vec<String> {
+    let covers = |source: &str| {
+        let source = source.trim_start_matches("./").trim_end_matches('/');
+        path == source || path.strip_prefix(source).is_some_and(|rest| rest.starts_with('/'))
+    };
+    let services = services(compose).into_iter();
+    services.filter(|(_, service)| bind_sources(service).iter().any(|s| covers(s))).map(|(name, _)| name).collect()
+}
+
+/// The addresses in files the services read: Prometheus's scrape targets and Grafana's data sources, reached
+/// by the service that mounts them; and the connector's database host, reached by the Connect worker that the
+/// service mounting the connector registers it with (the hosts that service names).
+fn file_addresses(compose: &Value, root: &Path, connector: &serde_json::Value) -> Vec<Address> {
+    let yaml = |path: &str| -> Value {
+        serde_norway::from_str(&read(&root.join(path))).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+    };
+    let texts = |value: &Value| {
+        let mut out = Vec::new();
+        strings(value, &mut out);
+        out
+    };
+    let prometheus = yaml(PROMETHEUS_CONFIG);
+    let targets = prometheus["scrape_configs"].as_sequence().into_iter().flatten();
+    let targets: Vec<String> = targets
+        .flat_map(|job| job["static_configs"].as_sequence().into_iter().flatten())
+        .flat_map(|config| texts(&config["targets"]))
+        .collect();
+    let datasources = yaml(DATASOURCES);
+    let urls: Vec<String> =
+        datasources["datasources"].as_sequence().into_iter().flatten().flat_map(|d| texts(&d["url"])).collect();
+
+    let mut found = Vec::new();
+    for (file, values) in [(PROMETHEUS_CONFIG, targets), (DATASOURCES, urls)] {
+        for reader in mounted_by(compose, file) {
+            for host in values.iter().filter_map(|value| address_host(value)) {
+                found.push((reader.clone(), host.to_owned(), format!("in {file}")));
+            }
+        }
+    }
+    if let Some(host) = connector_config(connector).get("database.hostname").and_then(serde_json::Value::as_str) {
+        let registrars = mounted_by(compose, CONNECTOR_FILE);
+        let named = named_addresses(compose);
+        for (_, worker, _) in named.iter().filter(|(from, _, _)| registrars.contains(from)) {
+            found.push((worker.clone(), host.to_owned(), "the connector's database.hostname".to_owned()));
+        }
+    }
+    found
+}
+
+/// Every address a service reaches is a service it shares a network with: a service moved to another network,
+/// or a new one, cannot lose its way to what it talks to unnoticed. Hosts that are not services are
+/// [`check_hosts`]'s.
+fn check_reach(compose: &Value, addresses: &[Address]) -> Vec<String> {
+    let services = services(compose);
+    let service = |host: &str| {
+        services
+            .iter()
+            .find(|(name, service)| name == host || service.get("hostname").and_then(Value::as_str) == Some(host))
+    };
+    let mut problems = Vec::new();
+    for (from, host, what) in addresses {
+        let (Some((from, source)), Some((to, target))) = (service(from), service(host)) else { continue };
+        if from != to && networks_of(source).is_disjoint(&networks_of(target)) {
+            problems.push(format!("service `{from}` reaches `{to}` ({what}), but they share no network"));
+        }
+    }
+    problems
+}
+
+/// Kafka UI can produce to, empty and delete topics, and run connectors: it asks for a login, with a password
+/// from a variable (so not in the compose file, and given to it alone: [`SECRETS`]).
+fn check_ui_login(compose: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        if !service.get("image").and_then(Value::as_str).is_some_and(|image| image.contains("kafka-ui")) {
+            continue;
+        }
+        let env = |key: &str| service.get("environment").and_then(|e| e.get(key)).and_then(Value::as_str);
+        match env("AUTH_TYPE") {
+            Some("LOGIN_FORM") => {
+                let password = env("SPRING_SECURITY_USER_PASSWORD").unwrap_or_default();
+                if env("SPRING_SECURITY_USER_NAME").is_none() || !password.starts_with("${") {
+                    problems.push(format!(
+                        "service `{name}`: a login form needs SPRING_SECURITY_USER_NAME and a password from a variable"
+                    ));
+                }
+            }
+            Some("OAUTH2" | "LDAP") => {}
+            other => problems
+                .push(format!("service `{name}` lets anyone in (AUTH_TYPE {}): set a login", other.unwrap_or("unset"))),
+        }
     }
     problems
 }
@@ -566,6 +749,10 @@ fn the_compose_setup_matches_the_workspace() {
     problems.extend(check_stop_grace(&compose));
     problems.extend(check_image_tags(&compose));
     problems.extend(check_env_provider(&compose, &connector));
+    problems.extend(check_neighbours(&compose));
+    let addresses = [named_addresses(&compose), file_addresses(&compose, &root, &connector)].concat();
+    problems.extend(check_reach(&compose, &addresses));
+    problems.extend(check_ui_login(&compose));
     let binaries = [
         ("scraper", crate::env_example::variables(scraper::settings::Settings::command())),
         ("inserter", crate::env_example::variables(inserter::settings::Settings::command())),
@@ -814,4 +1001,180 @@ fn the_compose_postgres_installs_the_pg_partman_the_tests_run() {
     let installed = control.lines().find_map(|l| l.strip_prefix("default_version = ")).unwrap().trim_matches('\'');
     let pinned = package(&dockerfile);
     assert!(pinned.starts_with(&format!("postgresql-15-partman={installed}-")), "{pinned} against {installed}");
+}
+
+/// The compose file's services as far as the network checks look, on their networks.
+const NETWORKED: &str = r#"
+services:
+  postgres:
+    image: postgres:15.18
+    networks: [db, debezium-db]
+  kafka:
+    image: apache/kafka:4.3.1
+    hostname: kafka
+    environment:
+      KAFKA_CONTROLLER_QUORUM_VOTERS: 1@kafka:9093
+    networks: [ingest, connect]
+  connect:
+    image: quay.io/debezium/connect:3.6.2.Final
+    environment:
+      BOOTSTRAP_SERVERS: kafka:29092
+    networks: [connect, debezium-db]
+  register-connector:
+    environment:
+      CONNECT_URL: http://connect:8083
+    volumes:
+      - ./docker/debezium:/debezium:ro
+    networks: [connect]
+  kafka-ui:
+    image: ghcr.io/kafbat/kafka-ui:v1.5.0
+    environment:
+      KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS: kafka:29092
+      KAFKA_CLUSTERS_0_KAFKACONNECT_0_ADDRESS: http://connect:8083
+      AUTH_TYPE: LOGIN_FORM
+      SPRING_SECURITY_USER_NAME: admin
+      SPRING_SECURITY_USER_PASSWORD: ${KAFKA_UI_PASSWORD:-x}
+    networks: [connect]
+  scraper:
+    command: ["scraper"]
+    environment:
+      KAFKA_BOOTSTRAP_SERVERS: kafka:29092
+    networks: [ingest, metrics]
+  inserter:
+    command: ["inserter"]
+    environment:
+      DATABASE_URL: postgres://inserter:x@postgres:5432/ingest
+      KAFKA_BOOTSTRAP_SERVERS: kafka:29092
+    networks: [ingest, db, metrics]
+  prometheus:
+    command: ["--config.file=/etc/prometheus/prometheus.yml"]
+    volumes:
+      - ./docker/prometheus:/etc/prometheus:ro
+    networks: [metrics, dashboards]
+  grafana:
+    volumes:
+      - ./docker/grafana/provisioning:/etc/grafana/provisioning:ro
+    networks: [dashboards]
+"#;
+
+#[test]
+fn the_scraper_or_connect_beside_what_it_must_not_reach_is_caught() {
+    let check = |text: &str| check_neighbours(&parse_compose(text));
+    assert!(check(NETWORKED).is_empty());
+    let only = |neighbours: &str| format!("; it may share one only with {neighbours}");
+    let scraper_only = only("kafka, inserter, prometheus");
+
+    let scraper_on_db = NETWORKED.replace("networks: [ingest, metrics]", "networks: [ingest, metrics, db]");
+    assert_eq!(check(&scraper_on_db), [format!("service `scraper` shares network `db` with `postgres`{scraper_only}")]);
+    let ui_on_ingest = NETWORKED.replace(
+        "USER_PASSWORD: ${KAFKA_UI_PASSWORD:-x}\n    networks: [connect]",
+        "USER_PASSWORD: ${KAFKA_UI_PASSWORD:-x}\n    networks: [connect, ingest]",
+    );
+    assert_eq!(
+        check(&ui_on_ingest),
+        [format!("service `scraper` shares network `ingest` with `kafka-ui`{scraper_only}")]
+    );
+    let inserter_on_connect =
+        NETWORKED.replace("networks: [ingest, db, metrics]", "networks: [ingest, db, metrics, connect]");
+    assert_eq!(
+        check(&inserter_on_connect),
+        [format!(
+            "service `connect` shares network `connect` with `inserter`{}",
+            only("kafka, postgres, register-connector, kafka-ui")
+        )]
+    );
+
+    // Compose's default network, which a service without `networks:` joins, is a network like the others.
+    let flat: String =
+        NETWORKED.lines().filter(|line| !line.contains("networks:")).map(|line| format!("{line}\n")).collect();
+    let problems = check(&flat);
+    for other in ["postgres", "connect", "kafka-ui", "grafana"] {
+        let line = format!("service `scraper` shares network `default` with `{other}`{scraper_only}");
+        assert!(problems.contains(&line), "{line} in {problems:?}");
+    }
+    assert!(problems.iter().any(|p| p.starts_with("service `connect` shares network `default` with `scraper`")));
+
+    let host = NETWORKED.replace("  scraper:\n", "  scraper:\n    network_mode: host\n");
+    assert_eq!(
+        check(&host),
+        ["service `scraper` sets network_mode `host`: its networks no longer say what it reaches"]
+    );
+    let renamed = NETWORKED.replace("  scraper:\n", "  fetcher:\n");
+    assert_eq!(check(&renamed), ["no service `scraper`, whose neighbours are checked"]);
+}
+
+#[test]
+fn an_address_on_no_network_its_service_shares_is_caught() {
+    let root = repository_root();
+    let connector = serde_json::json!({"database.hostname": "postgres"});
+    let addresses = |compose: &Value| [named_addresses(compose), file_addresses(compose, &root, &connector)].concat();
+    let check = |text: &str| {
+        let compose = parse_compose(text);
+        check_reach(&compose, &addresses(&compose))
+    };
+
+    // What each service talks to is found in its environment and in the files it mounts.
+    let found = addresses(&parse_compose(NETWORKED));
+    for (from, to) in [
+        ("inserter", "postgres"),
+        ("inserter", "kafka"),
+        ("scraper", "kafka"),
+        ("connect", "kafka"),
+        ("connect", "postgres"),
+        ("register-connector", "connect"),
+        ("kafka-ui", "kafka"),
+        ("kafka-ui", "connect"),
+        ("prometheus", "scraper"),
+        ("prometheus", "inserter"),
+        ("grafana", "prometheus"),
+    ] {
+        assert!(found.iter().any(|(f, t, _)| (f.as_str(), t.as_str()) == (from, to)), "{from} -> {to} in {found:?}");
+    }
+    assert!(check(NETWORKED).is_empty());
+
+    let inserter_off_db = NETWORKED.replace("networks: [ingest, db, metrics]", "networks: [ingest, metrics]");
+    assert_eq!(
+        check(&inserter_off_db),
+        ["service `inserter` reaches `postgres` (DATABASE_URL), but they share no network"]
+    );
+    let connect_off_postgres = NETWORKED.replace("networks: [connect, debezium-db]", "networks: [connect]");
+    assert_eq!(
+        check(&connect_off_postgres),
+        ["service `connect` reaches `postgres` (the connector's database.hostname), but they share no network"]
+    );
+    let scraper_off_metrics = NETWORKED.replace("networks: [ingest, metrics]", "networks: [ingest]");
+    assert_eq!(
+        check(&scraper_off_metrics),
+        [format!("service `prometheus` reaches `scraper` (in {PROMETHEUS_CONFIG}), but they share no network")]
+    );
+    let grafana_alone = NETWORKED.replace("networks: [dashboards]", "networks: [grafana]");
+    assert_eq!(
+        check(&grafana_alone),
+        [format!("service `grafana` reaches `prometheus` (in {DATASOURCES}), but they share no network")]
+    );
+}
+
+#[test]
+fn a_kafka_ui_without_a_login_is_caught() {
+    let check = |text: &str| check_ui_login(&parse_compose(text));
+    assert!(check(NETWORKED).is_empty());
+    assert_eq!(
+        check(&NETWORKED.replace("      AUTH_TYPE: LOGIN_FORM\n", "")),
+        ["service `kafka-ui` lets anyone in (AUTH_TYPE unset): set a login"]
+    );
+    assert_eq!(check(&NETWORKED.replace("AUTH_TYPE: LOGIN_FORM", "AUTH_TYPE: DISABLED")).len(), 1);
+    let written_in = NETWORKED.replace("${KAFKA_UI_PASSWORD:-x}", "hunter2");
+    assert_eq!(
+        check(&written_in),
+        ["service `kafka-ui`: a login form needs SPRING_SECURITY_USER_NAME and a password from a variable"]
+    );
+
+    let no_binaries: &[(&str, BTreeSet<String>)] = &[];
+    assert!(check_service_variables(&parse_compose(NETWORKED), no_binaries).is_empty());
+    let leaked =
+        NETWORKED.replace("    command: [\"scraper\"]\n", "    command: [\"scraper\", \"${KAFKA_UI_PASSWORD}\"]\n");
+    assert_eq!(
+        check_service_variables(&parse_compose(&leaked), no_binaries),
+        ["service `scraper` gets KAFKA_UI_PASSWORD, which only kafka-ui may see"]
+    );
 }

@@ -318,12 +318,13 @@ impl Mapping for Instagram {
         &self,
         index: usize,
         record: &ConsumedRecord,
+        scraped_at: DateTime<Utc>,
         payload: &[u8],
         tables: &mut Tables,
     ) -> Result<(), DecodeError> {
         let context = Context {
             source: record.source(),
-            scraped_at: record.scraped_at(),
+            scraped_at,
             owner_id: record.header(header::INSTAGRAM_OWNER_ID),
             hashtag: record.header(header::INSTAGRAM_HASHTAG),
             hashtag_id: record.header(header::INSTAGRAM_HASHTAG_ID),

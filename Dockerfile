@@ -56,7 +56,9 @@ COPY --from=builder /app/target/release/scraper /app/target/release/inserter /ap
 WORKDIR /srv/ingest
 USER 10001:10001
 ENV RUST_LOG=info
-# scraper: SCRAPER_METRICS_ADDR (0.0.0.0:9101); inserter: METRICS_ADDR (0.0.0.0:9102); /metrics and /healthz.
+# scraper: SCRAPER_METRICS_ADDR; inserter: METRICS_ADDR; /metrics and /healthz. The binaries listen on 127.0.0.1
+# (9101, 9102) unless told otherwise: set 0.0.0.0:9101 / 0.0.0.0:9102 to reach them from outside the container,
+# as docker-compose.yml does.
 EXPOSE 9101 9102
 ENTRYPOINT []
 CMD ["scraper"]

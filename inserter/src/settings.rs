@@ -60,7 +60,7 @@ pub struct Settings {
     pub exit_when_idle: Option<Duration>,
 
     /// Where to serve /metrics and /healthz
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9102")]
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
 
     /// How often to log a progress line

@@ -36,7 +36,7 @@ pub struct Settings {
     pub flush_timeout: Duration,
 
     /// Where to serve /metrics and /healthz
-    #[arg(long, env = "SCRAPER_METRICS_ADDR", default_value = "0.0.0.0:9101")]
+    #[arg(long, env = "SCRAPER_METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
 
     /// How often to log a progress line

@@ -4,15 +4,17 @@
 //! publication and exactly its tables, and the Dockerfile builds binaries the workspace has. It also holds
 //! what operators rely on: images pinned to releases, each container getting only the variables it uses (the
 //! scraper and the inserter exactly their flags' variables), Connect's env provider limited to the
-//! connector's password, and stop grace periods longer than a flush. And who reaches whom: every address a
-//! service names is on a network both share, the scraper (which parses what the internet sends) shares none
-//! with Postgres, Connect or Kafka UI, Connect's REST API is reachable only from its clients, and Kafka UI
-//! asks for a login.
+//! connector's password, stop grace periods longer than a flush, and the binaries' /metrics reachable by the
+//! compose Prometheus (their default address is loopback). And who reaches whom: every address a service
+//! names is on a network both share, the scraper (which parses what the internet sends) shares none with
+//! Postgres, Connect or Kafka UI, Connect's REST API is reachable only from its clients, and Kafka UI asks for
+//! a login.
 //!
 //! Each check returns the problems it found; the first test runs them on the repository's files, the others
 //! show on small fixtures that each check catches what it is for.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -732,6 +734,45 @@ fn check_ui_login(compose: &Value) -> Vec<String> {
     problems
 }
 
+/// The services whose /metrics the compose Prometheus scrapes, and the variable of each one's address.
+const OPS_ENDPOINTS: &[(&str, &str)] = &[("scraper", "SCRAPER_METRICS_ADDR"), ("inserter", "METRICS_ADDR")];
+
+/// The value a service's `environment` gives `variable` (none for a name passed through without one).
+fn environment_value(service: &Value, variable: &str) -> Option<String> {
+    match service.get("environment")? {
+        Value::Mapping(map) => map.get(variable)?.as_str().map(str::to_owned),
+        Value::Sequence(items) => items
+            .iter()
+            .filter_map(|item| item.as_str()?.split_once('='))
+            .find(|(name, _)| *name == variable)
+            .map(|(_, value)| value.to_owned()),
+        _ => None,
+    }
+}
+
+/// The binaries serve /metrics and /healthz on loopback unless told otherwise, which from outside a container
+/// (Prometheus, the published port) reaches nothing: compose gives each an address on every interface, on the
+/// port Prometheus scrapes.
+fn check_ops_endpoints(compose: &Value, prometheus: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, service) in services(compose) {
+        let Some((_, variable)) = OPS_ENDPOINTS.iter().find(|(service, _)| *service == name) else { continue };
+        let address = environment_value(service, variable).and_then(|value| value.parse::<SocketAddr>().ok());
+        match address {
+            Some(address) if address.ip().is_unspecified() => {
+                let target = format!("\"{name}:{}\"", address.port());
+                if !prometheus.contains(&target) {
+                    problems.push(format!("service `{name}` serves /metrics on {address}, but Prometheus scrapes no {target}"));
+                }
+            }
+            _ => problems.push(format!(
+                "service `{name}` must set {variable} to 0.0.0.0:PORT: the binary's default answers only inside its container"
+            )),
+        }
+    }
+    problems
+}
+
 #[test]
 fn the_compose_setup_matches_the_workspace() {
     let root = repository_root();
@@ -758,6 +799,7 @@ fn the_compose_setup_matches_the_workspace() {
         ("inserter", crate::env_example::variables(inserter::settings::Settings::command())),
     ];
     problems.extend(check_service_variables(&compose, &binaries));
+    problems.extend(check_ops_endpoints(&compose, &read(&root.join(PROMETHEUS_CONFIG))));
     assert!(problems.is_empty(), "the compose setup is out of step with the workspace:\n- {}", problems.join("\n- "));
 }
 
@@ -947,6 +989,25 @@ fn a_secret_or_a_setting_in_the_wrong_container_is_caught() {
     );
     let prefix = "services:\n  migrate:\n    environment:\n      A: ${X_BEARER_TOKENS:-x}\n";
     assert!(check_service_variables(&parse_compose(prefix), &binaries).is_empty(), "another name, not the secret");
+}
+
+#[test]
+fn an_ops_endpoint_prometheus_cannot_reach_is_caught() {
+    let prometheus = "      - targets: [\"scraper:9101\"]\n";
+    let compose = |environment: &str| {
+        parse_compose(&format!(
+            "services:\n  scraper:\n    command: [\"scraper\"]\n    environment:\n      {environment}\n"
+        ))
+    };
+    assert!(check_ops_endpoints(&compose("SCRAPER_METRICS_ADDR: 0.0.0.0:9101"), prometheus).is_empty());
+    for unreachable in [
+        "SCRAPER_METRICS_ADDR: 127.0.0.1:9101",
+        "SCRAPER_METRICS_ADDR:",
+        "SCRAPER_METRICS_ADDR: 0.0.0.0:9200",
+        "REPLAY_RATE: 5",
+    ] {
+        assert_eq!(check_ops_endpoints(&compose(unreachable), prometheus).len(), 1, "{unreachable}");
+    }
 }
 
 #[test]

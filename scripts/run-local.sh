@@ -4,7 +4,7 @@
 # inserter; with --prometheus also Debian's Prometheus, with the compose stack's jobs and alert rules
 # (docker/prometheus) pointed at the two binaries. Ctrl-C stops it in order; the data is thrown away.
 #
-#   scripts/run-local.sh                       # free ports, replay of the synthetic generator
+#   scripts/run-local.sh                       # free ports; no source set: replay of the synthetic generator
 #   REPLAY_RATE=200 scripts/run-local.sh --pg-port 5433 --kafka-port 9092
 #   X_BEARER_TOKEN=... SSE_URL=https://mastodon.social/api/v1/streaming/public scripts/run-local.sh
 #   scripts/run-local.sh --prometheus --prometheus-port 9090   # prints Prometheus's URL; the dashboard

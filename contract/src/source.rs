@@ -19,8 +19,11 @@ pub const INSTAGRAM_HASHTAG_TOP: &str = "instagram.graph.hashtag.top_media";
 pub const INSTAGRAM_WEB_PREFIX: &str = "instagram.web.";
 pub const INSTAGRAM_WEB_PROFILE: &str = "instagram.web.profile";
 
-/// Records replayed from a file, or made by the synthetic generator: X stream lines.
+/// Records replayed from a file of X stream lines (or of any format: the topic decides).
 pub const REPLAY: &str = "replay";
+/// Posts made up by the scraper's synthetic generator, X stream lines. A value of their own, kept in
+/// `twitter_data.source`, so that no synthetic row passes for a real post and all of them can be found.
+pub const REPLAY_SYNTHETIC: &str = "replay.synthetic";
 /// A record without a `source` header (a producer other than the scraper).
 pub const UNKNOWN: &str = "unknown";
 

@@ -30,8 +30,11 @@ pub struct Kind {
 pub enum Choice {
     No,
     Yes,
-    /// Only if no other chosen source writes its topics: the replay runs where no X stream does.
+    /// Only if no other chosen source writes its topics: the web source runs where the Graph source does not.
     UnlessTopicsTaken,
+    /// Only if no other source is configured (none is `Yes` or `UnlessTopicsTaken`): the replay, whose posts
+    /// would otherwise land in the tables of a stack that reads a real source, mixed with its rows.
+    Alone,
 }
 
 /// What every source's build gets besides its own flags.
@@ -117,33 +120,63 @@ impl SourceArgs {
     /// The sources to run, built and validated: a source that is asked for but not configured is an error
     /// here, before anything connects.
     pub fn build(&self, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
-        let chosen = if self.chosen.is_empty() { self.defaults()? } else { self.given() };
+        let plan = self.plan()?;
+        // An operator who sees no synthetic posts (or unexpected ones) learns here why.
+        for line in &plan.log {
+            tracing::info!("{line}");
+        }
         let mut sources = Vec::new();
-        for (registration, kind) in chosen {
+        for (registration, kind) in plan.chosen {
             sources.extend(registration.build(kind, &self.matches, shared)?);
         }
         Ok(sources)
     }
 
-    fn given(&self) -> Vec<(&'static dyn Registration, &'static Kind)> {
-        // In registry order, each once, whatever the order and repetitions of the flag.
-        kinds().filter(|(_, kind)| self.chosen.iter().any(|name| name == kind.name)).collect()
-    }
-
-    fn defaults(&self) -> Result<Vec<(&'static dyn Registration, &'static Kind)>, clap::Error> {
+    /// The sources to run, and the lines that say why, for the log at start-up.
+    fn plan(&self) -> Result<Plan, clap::Error> {
         let mut choices = Vec::new();
         for (registration, kind) in kinds() {
             choices.push((registration, kind, registration.choice(kind, &self.matches)?));
         }
+        let configured: Vec<&str> = choices
+            .iter()
+            .filter(|c| matches!(c.2, Choice::Yes | Choice::UnlessTopicsTaken))
+            .map(|c| c.1.name)
+            .collect();
+        if !self.chosen.is_empty() {
+            // In registry order, each once, whatever the order and repetitions of the flag.
+            let chosen: Vec<_> = kinds().filter(|(_, kind)| self.chosen.iter().any(|name| name == kind.name)).collect();
+            let mut log = vec![format!("sources to run: {}, as SCRAPER_SOURCES (--source) names them", names(&chosen))];
+            for (_, kind, _) in choices.iter().filter(|c| c.2 == Choice::Alone) {
+                if !chosen.iter().any(|(_, named)| named.name == kind.name) {
+                    log.push(format!("{} not started: SCRAPER_SOURCES (--source) does not name it", kind.name));
+                }
+            }
+            return Ok(Plan { chosen, log });
+        }
         let mut taken: Vec<&Topic> =
             choices.iter().filter(|c| c.2 == Choice::Yes).flat_map(|c| c.1.topics.iter().copied()).collect();
         let mut chosen = Vec::new();
+        let mut alone = Vec::new();
         for (registration, kind, choice) in choices {
             let runs = match choice {
                 Choice::Yes => true,
                 Choice::No => false,
                 Choice::UnlessTopicsTaken => !kind.topics.iter().any(|topic| taken.contains(topic)),
+                Choice::Alone => configured.is_empty(),
             };
+            if choice == Choice::Alone {
+                alone.push(if runs {
+                    format!("{} started: no other source is configured", kind.name)
+                } else {
+                    format!(
+                        "{} not started: a real source is configured ({}); name it in SCRAPER_SOURCES to run it \
+                         beside them",
+                        kind.name,
+                        configured.join(", ")
+                    )
+                });
+            }
             if runs {
                 if choice == Choice::UnlessTopicsTaken {
                     taken.extend(kind.topics.iter().copied());
@@ -151,8 +184,21 @@ impl SourceArgs {
                 chosen.push((registration, kind));
             }
         }
-        Ok(chosen)
+        let mut log =
+            vec![format!("sources to run: {}, chosen by their settings (SCRAPER_SOURCES is unset)", names(&chosen))];
+        log.extend(alone);
+        Ok(Plan { chosen, log })
     }
+}
+
+/// What [`SourceArgs::plan`] decided.
+struct Plan {
+    chosen: Vec<(&'static dyn Registration, &'static Kind)>,
+    log: Vec<String>,
+}
+
+fn names(chosen: &[(&'static dyn Registration, &'static Kind)]) -> String {
+    chosen.iter().map(|(_, kind)| kind.name).collect::<Vec<_>>().join(", ")
 }
 
 impl FromArgMatches for SourceArgs {

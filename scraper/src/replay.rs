@@ -1,6 +1,8 @@
 //! The replay source: an NDJSON file in X's stream format, or the deterministic synthetic generator, produced
-//! like a live X stream (same validation, same rejects) at a chosen rate, up to a chosen count. It is the
-//! default source when no X credentials are configured, so the pipeline runs out of the box.
+//! like a live X stream (same validation, same rejects) at a chosen rate, up to a chosen count. It runs without
+//! `--source` only when no other source is configured, so that the pipeline shows data out of the box and yet
+//! made-up posts never land beside a real source's unless the operator names the replay. The generator's
+//! records carry a `source` of their own ([`contract::source::REPLAY_SYNTHETIC`]), a replayed file's `replay`.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -54,13 +56,13 @@ impl Register for ReplayRegistration {
         &[Kind {
             name: "replay",
             help: "An NDJSON file of X stream lines (REPLAY_FILE), or the synthetic generator",
-            by_default: "when no other source writes X posts",
+            by_default: "when no other source is configured (beside one, only when named)",
             topics: &[&TWEETS],
         }]
     }
 
     fn choice(&self, _: &Kind, _: &ReplayArgs) -> Choice {
-        Choice::UnlessTopicsTaken
+        Choice::Alone
     }
 
     fn build(&self, _: &Kind, replay: &ReplayArgs, shared: &Shared) -> anyhow::Result<Vec<Box<dyn Source>>> {
@@ -104,6 +106,14 @@ impl Source for Replay {
         contract::source::REPLAY.into()
     }
 
+    fn record_source(&self) -> String {
+        match self.config.file {
+            Some(_) => contract::source::REPLAY,
+            None => contract::source::REPLAY_SYNTHETIC,
+        }
+        .into()
+    }
+
     fn topics(&self) -> Vec<String> {
         vec![self.config.topic.clone()]
     }
@@ -123,6 +133,12 @@ impl Source for Replay {
 
 impl Replay {
     async fn generate(&self, out: &Emitter, pace: &mut Pace) -> anyhow::Result<()> {
+        tracing::info!(
+            seed = self.config.seed,
+            source = contract::source::REPLAY_SYNTHETIC,
+            first_id = synthetic::post_id(self.config.seed, 0),
+            "generating synthetic posts: made up, marked by their source, with ids no X post has"
+        );
         for n in 0.. {
             if !pace.next().await {
                 break;

@@ -77,13 +77,13 @@ mod tests {
     #[test]
     fn instagram_accounts_add_the_web_source_and_a_token_makes_it_the_graph_source() {
         let accounts = ["--instagram-usernames", "@nasa,natgeo"];
-        assert_eq!(source_names(&accounts).unwrap(), ["replay", "instagram.web.profile"]);
+        assert_eq!(source_names(&accounts).unwrap(), ["instagram.web.profile"]);
         let graph =
             [&accounts[..], &["--instagram-access-token", "EAAG", "--instagram-user-id", "17841400000000001"]].concat();
-        assert_eq!(source_names(&graph).unwrap(), ["replay", "instagram.graph"]);
+        assert_eq!(source_names(&graph).unwrap(), ["instagram.graph"]);
         let hashtags_only =
             ["--instagram-hashtags", "coffee", "--instagram-access-token", "EAAG", "--instagram-user-id", "1"];
-        assert_eq!(source_names(&hashtags_only).unwrap(), ["replay", "instagram.graph"]);
+        assert_eq!(source_names(&hashtags_only).unwrap(), ["instagram.graph"]);
     }
 
     #[test]
@@ -107,13 +107,25 @@ mod tests {
     }
 
     #[test]
-    fn the_replay_runs_where_no_x_stream_does_and_sse_beside_either() {
+    fn the_replay_runs_by_default_only_where_no_other_source_is_configured() {
         assert_eq!(source_names(&[]).unwrap(), ["replay"]);
+        assert_eq!(source_names(&["--replay-file", "posts.ndjson"]).unwrap(), ["replay"]);
         assert_eq!(source_names(&["--x-bearer-token", "AAAA"]).unwrap(), ["x.sample"]);
+        // A stack that reads Mastodon or Instagram for real gets no made-up X posts unless it asks for them.
         let sse = ["--sse-url", "http://localhost:1/api/v1/streaming/public"];
-        assert_eq!(source_names(&sse).unwrap(), ["sse.mastodon", "replay"]);
+        assert_eq!(source_names(&sse).unwrap(), ["sse.mastodon"]);
+        assert_eq!(source_names(&["--instagram-usernames", "nasa"]).unwrap(), ["instagram.web.profile"]);
+        let named = [&sse[..], &["--source", "sse,replay"]].concat();
+        assert_eq!(source_names(&named).unwrap(), ["sse.mastodon", "replay"]);
         let both = [&sse[..], &["--x-bearer-token", "AAAA", "--x-stream", "sample10"]].concat();
         assert_eq!(source_names(&both).unwrap(), ["x.sample10.p1", "sse.mastodon"]);
+        // The generator's records say they are made up; a replayed file's keep the replay's marking.
+        let record_source = |args: &[&str]| {
+            let settings = Settings::try_parse_from(std::iter::once("scraper").chain(args.iter().copied())).unwrap();
+            settings.sources().unwrap()[0].record_source()
+        };
+        assert_eq!(record_source(&[]), contract::source::REPLAY_SYNTHETIC);
+        assert_eq!(record_source(&["--replay-file", "posts.ndjson"]), contract::source::REPLAY);
         // Given sources run in the registry's order, each once.
         let given = ["--source", "replay,x", "--source", "replay", "--x-bearer-token", "AAAA"];
         assert_eq!(source_names(&given).unwrap(), ["x.sample", "replay"]);
@@ -194,10 +206,7 @@ mod tests {
     fn each_sse_url_is_a_stream_of_its_own_named_by_its_instance() {
         let two =
             ["--sse-url", "https://mastodon.social/api/v1/streaming/public,http://127.0.0.1:4000/api/v1/streaming"];
-        assert_eq!(
-            source_names(&two).unwrap(),
-            ["sse.mastodon@mastodon.social", "sse.mastodon@127.0.0.1:4000", "replay"]
-        );
+        assert_eq!(source_names(&two).unwrap(), ["sse.mastodon@mastodon.social", "sse.mastodon@127.0.0.1:4000"]);
         let tokens = [&two[..], &["--sse-bearer-token", "a,b,c"]].concat();
         let error = source_names(&tokens).unwrap_err();
         assert!(error.to_string().contains("3 tokens for 2 SSE_URLs"), "{error}");

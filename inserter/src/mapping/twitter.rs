@@ -28,7 +28,8 @@ impl Mapping for Tweets {
     }
 
     fn reads_source(&self, source: &str) -> bool {
-        source.starts_with(contract::source::X_PREFIX)
+        // The synthetic generator's posts are X stream lines, on this topic only.
+        source.starts_with(contract::source::X_PREFIX) || source == contract::source::REPLAY_SYNTHETIC
     }
 
     fn map(

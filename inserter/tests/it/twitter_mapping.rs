@@ -158,3 +158,43 @@ async fn mapped_rows_are_storable_as_they_are() {
     assert_eq!(twitter_data::Entity::find().all(&db).await.unwrap().len(), 3);
     assert_eq!(twitter_users::Entity::find().all(&db).await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn synthetic_posts_are_stored_marked_as_such_and_only_as_x_posts() {
+    use crate::support;
+    use contract::source::REPLAY_SYNTHETIC;
+    use contract::topic::{MASTODON_STATUSES, TWEETS};
+    use inserter::batch::{Batch, Routes};
+    use scraper::synthetic;
+
+    let pg = Postgres::start().await.unwrap();
+    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
+    // As the scraper's replay produces the generator's posts.
+    let record = |topic: &str, n: u64| {
+        let key = synthetic::post_id(1, n).to_string();
+        let mut record = support::consumed_tweet(topic, n as i64, key, synthetic::line(1, n), "2026-01-01T00:00:00Z");
+        record.headers[0].1 = Some(REPLAY_SYNTHETIC.as_bytes().to_vec());
+        record
+    };
+    let mut batch = Batch::decode((0..20).map(|n| record(TWEETS.default, n)), &Routes::default());
+    assert!(batch.dead_letters().is_empty(), "{:?}", batch.dead_letters());
+    inserter::writer::write(&db, "synthetic", &mut batch).await.unwrap();
+
+    let rows = twitter_data::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 20);
+    for row in &rows {
+        assert_eq!(row.source, REPLAY_SYNTHETIC, "the row says where it comes from");
+        assert!(synthetic::POST_IDS.contains(&row.tweet_id), "{}", row.tweet_id);
+        assert!(synthetic::USER_IDS.contains(&row.author_id.unwrap()), "{:?}", row.author_id);
+        assert!(row.text.starts_with(synthetic::TEXT_PREFIX), "{}", row.text);
+    }
+    let users = twitter_users::Entity::find().all(&db).await.unwrap();
+    assert!(users.iter().all(|user| synthetic::USER_IDS.contains(&user.user_id)), "{users:?}");
+    let defaulted = support::count(&db, "SELECT count(*) FROM twitter_data_default").await;
+    assert_eq!(defaulted, 20, "ids of 2079 on are past every partition made");
+
+    // X stream lines: on another topic no mapping reads them.
+    let batch = Batch::decode([record(MASTODON_STATUSES.default, 0)], &Routes::default());
+    let reason = &batch.dead_letters()[0].1;
+    assert!(reason.contains("no mapping for source `replay.synthetic`"), "{reason}");
+}

@@ -1,5 +1,6 @@
-//! The scraper binary as an operator runs it: replay by default, /metrics (the build's version, and every
-//! series of the configured source from start-up, at 0) and /healthz, SIGTERM flushes and
+//! The scraper binary as an operator runs it: replay by default (only where no other source is configured,
+//! else only when named), /metrics (the build's version, and every series of the configured source from
+//! start-up, at 0) and /healthz, SIGTERM flushes and
 //! exits, a broker killed under load and restarted loses nothing the scraper counted as sent, a broker that is
 //! not up yet is waited for, a bad configuration fails fast, and an ops endpoint out of file descriptors backs
 //! off, logs little and answers again.
@@ -10,6 +11,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use testkit::http::{HttpServer, Part, Reply};
 use testkit::{Broker, BrokerStorage, Process, unique_name};
 
 fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir) -> Command {
@@ -117,7 +119,77 @@ async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
 
     let messages = support::consume(&broker, &topic, produced as usize, Duration::from_secs(60)).await;
     assert_eq!(messages.len() as u64, produced, "every record counted as produced is in the topic, once");
-    assert!(messages.iter().all(|m| m.header("source") == Some("replay")));
+    // Out of the box: nothing configured, so the replay runs, and its posts say they are made up.
+    assert!(log.contains("replay started: no other source is configured"), "{log}");
+    assert!(messages.iter().all(|m| m.header("source") == Some(contract::source::REPLAY_SYNTHETIC)));
+    for message in &messages {
+        let id: i64 = message.key.as_deref().unwrap().parse().unwrap();
+        assert!(scraper::synthetic::POST_IDS.contains(&id), "{id} is an id X could give");
+    }
+}
+
+/// A Mastodon streaming endpoint that sends one status, then stays open and silent.
+async fn mastodon() -> HttpServer {
+    let status = r#"{"id":"110000000000000001","created_at":"2025-01-01T00:00:00.000Z","content":"<p>hi</p>","account":{"id":"1","acct":"alice"},"media_attachments":[]}"#;
+    let stream = |body: Vec<Part>| {
+        let mut reply = Reply::stream(body);
+        reply.headers.retain(|(name, _)| name != "content-type");
+        reply.header("content-type", "text/event-stream")
+    };
+    let first = stream(vec![Part::Chunk(format!("event: update\ndata: {status}\n\n").into_bytes()), Part::Hang]);
+    HttpServer::scripted(vec![first], stream(vec![Part::Hang])).await.unwrap()
+}
+
+/// Runs the scraper with a Mastodon stream configured (and `sources` as SCRAPER_SOURCES) until the stream's
+/// status is in its topic and then `posts` X posts in `topic`, stops it: its log, and the X posts in `topic`.
+async fn beside_mastodon(sources: Option<&str>, posts: usize) -> (String, Vec<support::Consumed>) {
+    let broker = Broker::start().await.unwrap();
+    let server = mastodon().await;
+    let (topic, rejects) = support::topics();
+    let statuses = unique_name("statuses");
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = scraper(&broker, &topic, &rejects, &dir);
+    command
+        .env("SSE_URL", format!("{}/api/v1/streaming/public", server.url()))
+        .env("TOPIC_MASTODON_STATUSES", &statuses)
+        .env("REPLAY_RATE", "50");
+    if let Some(sources) = sources {
+        command.env("SCRAPER_SOURCES", sources);
+    }
+    let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
+    // The topics exist once the sources start.
+    wait_for_log(&process, "source started", Duration::from_secs(60)).await;
+    let status = support::consume(&broker, &statuses, 1, Duration::from_secs(60)).await;
+    assert_eq!(status.len(), 1, "the real source runs: {}", process.log());
+    // A replay that ran would have produced for a while by now (50 a second).
+    let x_posts = support::consume(&broker, &topic, posts, Duration::from_secs(5)).await;
+    process.signal(libc::SIGTERM);
+    let exit = process.wait(Duration::from_secs(30)).await.unwrap();
+    let log = process.log();
+    assert!(exit.success(), "{log}");
+    (log, x_posts)
+}
+
+#[tokio::test]
+async fn beside_a_real_source_the_replay_does_not_run_unless_named() {
+    let (log, x_posts) = beside_mastodon(None, 1).await;
+    assert!(x_posts.is_empty(), "{} synthetic posts beside a real source:\n{log}", x_posts.len());
+    assert!(
+        log.contains(
+            "replay not started: a real source is configured (sse); name it in SCRAPER_SOURCES to run it beside them"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("sources to run: sse, chosen by their settings (SCRAPER_SOURCES is unset)"), "{log}");
+    assert_eq!(logged_count(&log, "scraper stopped", "produced"), Some(1), "the status alone: {log}");
+}
+
+#[tokio::test]
+async fn named_beside_a_real_source_the_replay_runs() {
+    let (log, x_posts) = beside_mastodon(Some("sse,replay"), 20).await;
+    assert!(x_posts.len() >= 20, "{log}");
+    assert!(x_posts.iter().all(|m| m.header("source") == Some(contract::source::REPLAY_SYNTHETIC)), "{log}");
+    assert!(log.contains("sources to run: sse, replay, as SCRAPER_SOURCES (--source) names them"), "{log}");
 }
 
 #[tokio::test]

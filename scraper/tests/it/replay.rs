@@ -1,6 +1,6 @@
 //! The replay source: an NDJSON file in X's stream format goes to Kafka as a live stream would (bad lines to
 //! rejects with their reason, blank lines skipped, a last line without a newline kept, each counted on its
-//! topic), up to a count.
+//! topic), up to a count; the synthetic generator's posts are marked as such.
 
 use crate::support;
 
@@ -66,6 +66,8 @@ async fn the_generator_stops_at_the_count_and_replays_the_same_posts_for_the_sam
     assert_eq!(produced.len(), 25);
     for (n, message) in produced.iter().enumerate() {
         assert_eq!(message.payload, scraper::synthetic::line(3, n as u64), "post {n}");
+        // Made-up posts say so; a replayed file's records are `replay` (above).
+        assert_eq!(message.header("source"), Some(contract::source::REPLAY_SYNTHETIC), "post {n}");
     }
 }
 

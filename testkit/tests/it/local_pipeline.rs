@@ -61,6 +61,10 @@ async fn sigterm_stops_the_scraper_then_the_inserter_then_the_services() {
         assert!(Instant::now() < deadline, "no rows after 60 s:\n{}", process.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Nothing configured: the replay's made-up posts, marked as such.
+    let sql = "SELECT count(*) FROM public.twitter_data WHERE source <> 'replay.synthetic'";
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 0);
     db.close().await.unwrap();
 
     process.signal(libc::SIGTERM);
@@ -88,6 +92,8 @@ async fn sigterm_stops_the_scraper_then_the_inserter_then_the_services() {
         let child_log = std::fs::read_to_string(dir.path().join("logs").join(name)).unwrap();
         assert!(child_log.contains("stopped"), "{name}:\n{child_log}");
     }
+    let scraper_log = std::fs::read_to_string(dir.path().join("logs/scraper.log")).unwrap();
+    assert!(scraper_log.contains("replay started: no other source is configured"), "{scraper_log}");
 }
 
 #[tokio::test]

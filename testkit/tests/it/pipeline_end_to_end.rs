@@ -103,6 +103,11 @@ async fn replayed_posts_reach_postgres_and_the_change_stream_under_least_privile
         assert!(!text.is_empty());
         stored.insert(id.to_string());
     }
+    // The generator's posts are marked as made up, with ids no X post has.
+    let marked = "SELECT count(*) FROM public.twitter_data WHERE source = 'replay.synthetic'";
+    assert_eq!(count(&analyst, marked).await, POSTS as i64);
+    let ids = scraper::synthetic::POST_IDS;
+    assert!(stored.iter().all(|id| ids.contains(&id.parse().unwrap())), "{stored:?}");
     let owner = stack.connect(Role::Owner).await.unwrap();
     assert_eq!(count(&owner, "SELECT count(*) FROM ingest_errors").await, 1, "the poison record is dead-lettered");
 

@@ -4,11 +4,11 @@
 //! A new format is one module implementing [`Mapping`] and one line in [`MAPPINGS`]: its topic's flag,
 //! variable and default, the sources it reads, and the rows a record becomes all live in that module.
 
+pub mod html;
 pub mod instagram;
 pub mod mastodon;
 pub mod twitter;
 
-mod html;
 mod json;
 
 pub use json::DecodeError;

@@ -1,10 +1,13 @@
 //! The database's side of the security review: no role but `ingest_owner` acts as `ingest_owner`, and
 //! retention is the owner's to set.
 //!
-//! - Every `SECURITY DEFINER` function runs with `search_path = pg_catalog, public, pg_temp` and names what it
+//! - Every `SECURITY DEFINER` function runs with `search_path = public, pg_temp` and names what it
 //!   touches with its schema. A definer function whose `search_path` does not name `pg_temp` searches it
 //!   first for relations, and any login may create temporary tables (unless `roles.sql` revoked TEMPORARY):
 //!   a caller's temporary `instagram_profiles` with a trigger of its own would then run as the owner.
+//!   `pg_catalog` is left implicit, so that it stays first: pg_partman's functions, which the maintenance
+//!   calls, search `partman, pg_temp` and then the caller's path, and name catalog tables unqualified; a
+//!   caller's path naming `pg_catalog` would put `pg_temp` before it there.
 //! - Retention moves from the caller's argument to `ingest.partition_policy`, a table of the owner's in a
 //!   schema no other role may use: the inserter runs `ingest_partition_maintenance(table)`, which applies
 //!   the retention the owner set there (`migration retention`, or an UPDATE as the owner). Before, the
@@ -23,7 +26,7 @@ const UP: &str = r#"
 -- SECURITY DEFINER: the merge deletes the duplicate, and the inserter's role has no DELETE. The references
 -- are moved before the delete, which would otherwise cascade to them.
 CREATE OR REPLACE FUNCTION public.instagram_profile_merge_graph_row() RETURNS trigger LANGUAGE plpgsql
-    SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     graph_id constant bigint := NEW.graph_user_id;
     web_id constant bigint := NEW.user_id;
@@ -76,7 +79,7 @@ DROP FUNCTION public.ingest_partition_maintenance(text, interval);
 CREATE FUNCTION public.ingest_partition_maintenance(tbl text, OUT created integer, OUT dropped integer,
                                                     OUT skipped boolean, OUT retention interval,
                                                     OUT last_done_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC'
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET TimeZone = 'UTC'
     SET lock_timeout = '5s' AS $$
 DECLARE
     parent constant text := 'public.' || tbl;

@@ -102,6 +102,91 @@ async fn the_inserter_cannot_act_as_the_owner_through_the_profile_merge() {
     assert_eq!(lines(&inserter, merged).await, ["78/77"], "the real merge still happened");
 }
 
+/// Temporary views named like every relation the definer functions could read or write (the pipeline's, the
+/// owner's settings, pg_partman's and the catalog's), each calling the attacker's function when read; a read
+/// through one runs it, a write through one fails.
+const SHADOWS: &str = r#"
+SELECT DISTINCT ON (c.relname)
+       format('CREATE TEMPORARY VIEW %I AS SELECT %s WHERE pg_temp.evil()', c.relname,
+              (SELECT string_agg(format('NULL::%s AS %I', format_type(a.atttypid, a.atttypmod), a.attname), ', '
+                                 ORDER BY a.attnum)
+                 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))
+  FROM pg_class c
+ WHERE c.relnamespace IN ('public'::regnamespace, 'ingest'::regnamespace, 'partman'::regnamespace,
+                          'pg_catalog'::regnamespace)
+   AND c.relkind IN ('r', 'v', 'p', 'm') AND NOT c.relispartition
+   -- A view cannot have a column of a pseudo-type (anyarray), nor of an array of a row that has one.
+   AND NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                     LEFT JOIN pg_type e ON e.oid = t.typelem
+                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND (t.typtype = 'p' OR e.typtype IN ('p', 'c')))
+ ORDER BY c.relname, c.relnamespace = 'pg_catalog'::regnamespace
+"#;
+
+#[tokio::test]
+async fn no_definer_function_reads_or_writes_the_callers_temporary_relations() {
+    clear_of_a_partition_day_boundary().await;
+    let pg = Postgres::start().await.unwrap();
+    let name = database(&pg, None).await;
+    let superuser = Database::connect(pg.url(&name)).await.unwrap();
+    exec(&superuser, &format!("GRANT TEMPORARY ON DATABASE {name} TO inserter")).await;
+    let owner = session(&pg, "ingest_owner", &name).await;
+    exec(&owner, "SELECT ingest_partition_create('twitter_data', now() - interval '10 days', now())").await;
+    exec(&owner, "UPDATE ingest.partition_policy SET retention = interval '3 days'").await;
+    // The newest partition of each table gone, so that the run makes one through pg_partman.
+    for table in ["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"] {
+        let newest =
+            format!("SELECT partition_tablename FROM partman.show_partitions('public.{table}', 'DESC') LIMIT 1");
+        let newest = lines(&owner, &newest).await.remove(0);
+        exec(&owner, &format!("DROP TABLE public.{newest}")).await;
+    }
+    let shadows = lines(&superuser, SHADOWS).await;
+    assert!(shadows.len() > 100, "{}", shadows.len());
+
+    let inserter = session(&pg, "inserter", &name).await;
+    exec(
+        &inserter,
+        r#"
+        CREATE TEMPORARY TABLE evil_ran (who text);
+        GRANT ALL ON pg_temp.evil_ran TO PUBLIC;
+        CREATE FUNCTION pg_temp.evil() RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO pg_temp.evil_ran VALUES (current_user);
+            RETURN false;
+        END $$;
+        "#,
+    )
+    .await;
+    for shadow in &shadows {
+        exec(&inserter, shadow).await;
+    }
+    exec(&inserter, "GRANT ALL ON ALL TABLES IN SCHEMA pg_temp TO PUBLIC").await;
+
+    // The maintenance (which calls pg_partman's functions) drops the old partitions.
+    let maintained = lines(
+        &inserter,
+        "SELECT m.created || ' ' || m.dropped || ' ' || m.skipped \
+           FROM unnest(ARRAY['twitter_data', 'mastodon_statuses', 'instagram_profile_snapshots']) AS t, \
+                LATERAL public.ingest_partition_maintenance(t) AS m",
+    )
+    .await;
+    assert_eq!(maintained, ["1 7 false", "1 0 false", "1 0 false"], "the work done, through the shadows");
+    // The merge, through the inserter's own write.
+    exec(
+        &inserter,
+        "INSERT INTO public.instagram_profiles (user_id, username) VALUES (77, 'graph');
+         INSERT INTO public.instagram_profiles (user_id, graph_user_id, username, source, raw, scraped_at)
+         VALUES (78, 77, 'web', 'instagram.web.profile', '{}', now());",
+    )
+    .await;
+    let merged = "SELECT string_agg(user_id::text || '/' || coalesce(graph_user_id::text, '-'), ' ') \
+                  FROM public.instagram_profiles";
+    assert_eq!(lines(&inserter, merged).await, ["78/77"]);
+
+    // The inserter's own triggers run as the inserter and may read its views: that is no escalation.
+    let ran = "SELECT coalesce(string_agg(DISTINCT who, ' '), 'nobody') FROM pg_temp.evil_ran WHERE who <> 'inserter'";
+    assert_eq!(lines(&inserter, ran).await, ["nobody"], "the attacker's function ran as someone else");
+}
+
 #[tokio::test]
 async fn every_definer_function_searches_its_schemas_before_pg_temp() {
     let pg = Postgres::start().await.unwrap();
@@ -115,7 +200,7 @@ async fn every_definer_function_searches_its_schemas_before_pg_temp() {
     let found = lines(&owner, definers).await;
     assert_eq!(found.len(), 2, "{found:?}");
     for function in &found {
-        assert!(function.contains("search_path=pg_catalog, public, pg_temp"), "{function}");
+        assert!(function.contains("search_path=public, pg_temp"), "{function}");
     }
     // Triggers run as whoever writes: none is a definer but the merge.
     let trigger_definers = "SELECT count(*)::text FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
@@ -167,6 +252,8 @@ async fn retention_is_the_owners_and_the_inserter_only_runs_maintenance() {
     let day = Retention::For(std::time::Duration::from_secs(3_600));
     let too_short = set(&owner, &[("twitter_data", Some(week)), ("mastodon_statuses", Some(day))]).await;
     assert!(too_short.unwrap_err().to_string().contains("partition_policy_retention_check"));
+    // Postgres reports the error before it rolls back and unlocks: one more round trip waits for that.
+    exec(&owner, "SELECT 1").await;
     assert_eq!(lines(&inserter, run).await, ["0 3 false 7 days"], "the days wholly older than 7 days");
     let policy = migration::retention::show(&owner).await.unwrap();
     assert!(policy[0].starts_with("instagram_profile_snapshots: keeps for ever, not maintained yet"), "{policy:?}");

@@ -11,7 +11,7 @@ use super::json::{Id, null_as_default, parse_object, plain_text};
 use contract::Topic;
 
 use super::{DecodeError, Mapping, html};
-use crate::record::ConsumedRecord;
+use crate::record::{ConsumedRecord, SCRAPED_AT_SKEW};
 use crate::rows::Tables;
 use crate::table::detach_raw;
 
@@ -218,7 +218,7 @@ impl Status {
             reblogs_count: Set(self.reblogs_count),
             favourites_count: Set(self.favourites_count),
             replies_count: Set(self.replies_count),
-            edited_at: Set(self.edited_at),
+            edited_at: Set(self.edited_at.map(|at| edited_no_later_than_seen(at, scraped_at))),
             deleted_at: NotSet,
             raw: NotSet,
             scraped_at: Set(scraped_at),
@@ -227,9 +227,30 @@ impl Status {
     }
 }
 
+/// An edit cannot be later than the scrape that saw it. `edited_at` is the row's version (a newer version is
+/// never replaced by an older one), so one far ahead, from a hostile instance or whoever writes the topic,
+/// would keep every later edit out for ever: it counts as at most the scrape's time, plus the clock skew
+/// allowed between the instance and the scraper. `raw` keeps what the instance sent.
+fn edited_no_later_than_seen(edited_at: DateTime<Utc>, scraped_at: DateTime<Utc>) -> DateTime<Utc> {
+    edited_at.min(scraped_at + SCRAPED_AT_SKEW)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::uri_host;
+    use chrono::{TimeDelta, Utc};
+
+    use super::{SCRAPED_AT_SKEW, edited_no_later_than_seen, uri_host};
+
+    #[test]
+    fn an_edit_counts_as_no_later_than_the_scrape_that_saw_it() {
+        let scraped = Utc::now();
+        let earlier = scraped - TimeDelta::hours(2);
+        assert_eq!(edited_no_later_than_seen(earlier, scraped), earlier);
+        let skewed = scraped + TimeDelta::minutes(1);
+        assert_eq!(edited_no_later_than_seen(skewed, scraped), skewed, "within the allowed skew");
+        let year_ahead = scraped + TimeDelta::days(365);
+        assert_eq!(edited_no_later_than_seen(year_ahead, scraped), scraped + SCRAPED_AT_SKEW);
+    }
 
     #[test]
     fn a_uri_host_is_its_authority_without_user_lower_cased() {

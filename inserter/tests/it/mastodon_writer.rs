@@ -221,6 +221,29 @@ async fn the_newest_edit_wins_whichever_is_read_last() {
     assert_eq!(stored(&db2, ID).await.content_text, "third edit", "a newer edit replaces");
 }
 
+/// An `edited_at` a year ahead (a hostile instance, or anyone who can write the topic) would be the newest
+/// version for a year, and every real edit older: it counts as no later than its scrape, so the next real
+/// edit still lands. `raw` keeps what was sent.
+#[tokio::test]
+async fn an_edit_dated_in_the_future_does_not_keep_later_edits_out() {
+    let (_pg, db) = setup().await;
+    // Whole seconds: Postgres keeps microseconds.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
+    let seen = |minutes| now - Duration::minutes(minutes);
+    let update = |offset, status: &Value, at| event_record(offset, status.to_string().as_bytes(), "status.update", at);
+    let year_ahead = (now + Duration::days(365)).to_rfc3339();
+    write(&db, "g", &mut batch(vec![update(0, &edited("<p>from the future</p>", &year_ahead), seen(30))]))
+        .await
+        .unwrap();
+    let row = stored(&db, ID).await;
+    assert_eq!(row.edited_at, Some(seen(30) + inserter::record::SCRAPED_AT_SKEW));
+    assert_eq!(row.raw["edited_at"], json!(year_ahead), "raw keeps what the instance sent");
+
+    let real = (now - Duration::minutes(10)).to_rfc3339();
+    write(&db, "g", &mut batch(vec![update(1, &edited("<p>a real edit</p>", &real), seen(5))])).await.unwrap();
+    assert_eq!(stored(&db, ID).await.content_text, "a real edit");
+}
+
 #[tokio::test]
 async fn a_deletion_marks_the_status_before_or_after_it_lands_and_the_change_is_published() {
     let (_pg, db) = setup().await;

@@ -51,6 +51,24 @@ impl Role {
     }
 }
 
+/// Runs the repository's roles.sql on `database` with every role, `redriver` included, and each role's name
+/// as its password: for tests that connect as each role ([`role_url`]).
+pub fn apply_roles_named(pg: &Postgres, database: &str) -> Result<()> {
+    let variables = [
+        ("owner_password", "ingest_owner"),
+        ("inserter_password", "inserter"),
+        ("debezium_password", "debezium"),
+        ("analyst_password", "analyst"),
+        ("redriver_password", "redriver"),
+    ];
+    apply_roles_sql(pg, database, &repository_root().join("docker/postgres/roles.sql"), &variables)
+}
+
+/// `postgres://ROLE:ROLE@127.0.0.1:PORT/database`: `role` as [`apply_roles_named`] made it.
+pub fn role_url(pg: &Postgres, role: &str, database: &str) -> String {
+    pg.url_as(role, role, database)
+}
+
 /// Runs `roles_sql` (the repository's: `docker/postgres/roles.sql`) on `database` as the superuser, with the
 /// psql variables `variables` (`owner_password`, ...), as compose's init-roles.sh does.
 pub fn apply_roles_sql(pg: &Postgres, database: &str, roles_sql: &Path, variables: &[(&str, &str)]) -> Result<()> {

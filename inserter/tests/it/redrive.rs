@@ -123,20 +123,13 @@ async fn the_binary_redrives_and_says_what_it_did() {
 async fn the_redriver_role_redrives_and_may_delete_nothing_else() {
     let pg = Postgres::start().await.unwrap();
     let (name, _) = pg.create_database().await.unwrap();
-    let passwords = [
-        ("owner_password", "o"),
-        ("inserter_password", "i"),
-        ("debezium_password", "d"),
-        ("analyst_password", "a"),
-        ("redriver_password", "r"),
-    ];
-    let roles_sql = testkit::stack::repository_root().join("docker/postgres/roles.sql");
-    testkit::stack::apply_roles_sql(&pg, &name, &roles_sql, &passwords).unwrap();
-    let owner = sea_orm::Database::connect(pg.url_as("ingest_owner", "o", &name)).await.unwrap();
+    testkit::stack::apply_roles_named(&pg, &name).unwrap();
+    let as_role = |role| testkit::stack::role_url(&pg, role, &name);
+    let owner = sea_orm::Database::connect(as_role("ingest_owner")).await.unwrap();
     <Migrator as migration::MigratorTrait>::up(&owner, None).await.unwrap();
-    dead_letters(&sea_orm::Database::connect(pg.url_as("inserter", "i", &name)).await.unwrap()).await;
+    dead_letters(&sea_orm::Database::connect(as_role("inserter")).await.unwrap()).await;
 
-    let redriver_url = pg.url_as("redriver", "r", &name);
+    let redriver_url = as_role("redriver");
     let output = Command::new(env!("CARGO_BIN_EXE_inserter"))
         .args(["redrive", "--topic", NEW_TOPIC])
         .env("DATABASE_URL", &redriver_url)

@@ -6,8 +6,8 @@
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use testkit::Postgres;
+use testkit::stack::{apply_roles_named, role_url};
 
-use crate::roles;
 use crate::sql::{exec, lines};
 use crate::steps;
 
@@ -115,13 +115,13 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
 async fn the_analyst_may_read_the_views() {
     let pg = Postgres::start().await.unwrap();
     let (name, _) = pg.create_database().await.unwrap();
-    let apply_roles = || roles::apply(&pg, &name);
+    let apply_roles = || apply_roles_named(&pg, &name).unwrap();
     apply_roles();
-    let owner = Database::connect(roles::url(&pg, "ingest_owner", &name)).await.unwrap();
+    let owner = Database::connect(role_url(&pg, "ingest_owner", &name)).await.unwrap();
     Migrator::up(&owner, None).await.unwrap();
     exec(&owner, ROWS).await;
 
-    let analyst = Database::connect(roles::url(&pg, "analyst", &name)).await.unwrap();
+    let analyst = Database::connect(role_url(&pg, "analyst", &name)).await.unwrap();
     let counts = "SELECT (SELECT count(*) FROM posts_per_hour) || ' ' || (SELECT count(*) FROM top_hashtags_per_day) \
                   || ' ' || (SELECT count(*) FROM follower_history)";
     assert_eq!(lines(&analyst, counts).await, ["8 7 3"], "from ingest_owner's default privileges");

@@ -7,7 +7,6 @@ mod instagram_profile_merge;
 mod mastodon_instances;
 mod migrations;
 mod partitions;
-mod roles;
 mod security;
 mod sql;
 mod steps;

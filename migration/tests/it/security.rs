@@ -5,16 +5,16 @@
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use testkit::Postgres;
+use testkit::stack::{apply_roles_named, role_url};
 
 use crate::day_boundary::clear_of_a_partition_day_boundary;
-use crate::roles;
 use crate::sql::{exec, lines};
 
 /// A database with the roles of compose and the schema migrated by its owner up to `to` (all: `None`).
 async fn database(pg: &Postgres, to: Option<u32>) -> String {
     let (name, _) = pg.create_database().await.unwrap();
-    roles::apply(pg, &name);
-    let owner = Database::connect(roles::url(pg, "ingest_owner", &name)).await.unwrap();
+    apply_roles_named(pg, &name).unwrap();
+    let owner = Database::connect(role_url(pg, "ingest_owner", &name)).await.unwrap();
     match to {
         None => Migrator::up(&owner, None).await.unwrap(),
         Some(n) => Migrator::up(&owner, Some(n)).await.unwrap(),
@@ -24,7 +24,7 @@ async fn database(pg: &Postgres, to: Option<u32>) -> String {
 
 /// One connection as `role`, so that temporary objects and locks live in one session.
 async fn session(pg: &Postgres, role: &str, database: &str) -> DatabaseConnection {
-    let mut options = ConnectOptions::new(roles::url(pg, role, database));
+    let mut options = ConnectOptions::new(role_url(pg, role, database));
     options.max_connections(1);
     Database::connect(options).await.unwrap()
 }
@@ -191,7 +191,7 @@ async fn no_definer_function_reads_or_writes_the_callers_temporary_relations() {
 async fn every_definer_function_searches_its_schemas_before_pg_temp() {
     let pg = Postgres::start().await.unwrap();
     let name = database(&pg, None).await;
-    let owner = Database::connect(roles::url(&pg, "ingest_owner", &name)).await.unwrap();
+    let owner = Database::connect(role_url(&pg, "ingest_owner", &name)).await.unwrap();
     let definers = "SELECT p.oid::regprocedure::text || ' ' || coalesce(array_to_string(p.proconfig, ';'), '-')
                       FROM pg_proc p WHERE p.prosecdef
                        AND p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace,
@@ -314,7 +314,7 @@ async fn each_role_reaches_what_its_job_needs_and_nothing_more() {
     check("redriver", "seaql_migrations", "INSERT", false).await;
 
     // A second run of roles.sql (as after an upgrade) keeps all of it.
-    roles::apply(&pg, &name);
+    apply_roles_named(&pg, &name).unwrap();
     check("debezium", "kafka_offsets", "SELECT", false).await;
     check("debezium", "twitter_data", "SELECT", true).await;
     check("inserter", "seaql_migrations", "INSERT", false).await;

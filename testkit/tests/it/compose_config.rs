@@ -739,15 +739,7 @@ const OPS_ENDPOINTS: &[(&str, &str)] = &[("scraper", "SCRAPER_METRICS_ADDR"), ("
 
 /// The value a service's `environment` gives `variable` (none for a name passed through without one).
 fn environment_value(service: &Value, variable: &str) -> Option<String> {
-    match service.get("environment")? {
-        Value::Mapping(map) => map.get(variable)?.as_str().map(str::to_owned),
-        Value::Sequence(items) => items
-            .iter()
-            .filter_map(|item| item.as_str()?.split_once('='))
-            .find(|(name, _)| *name == variable)
-            .map(|(_, value)| value.to_owned()),
-        _ => None,
-    }
+    environment_values(service).into_iter().find(|(name, _)| name == variable).map(|(_, value)| value)
 }
 
 /// The binaries serve /metrics and /healthz on loopback unless told otherwise, which from outside a container

@@ -51,13 +51,7 @@ impl Redirect {
             .get(LOCATION)
             .and_then(|location| location.to_str().ok())
             .and_then(|location| url.join(location.trim()).ok())
-            .map(|mut target| {
-                target.set_query(None);
-                target.set_fragment(None);
-                let _ = target.set_username("");
-                let _ = target.set_password(None);
-                target
-            });
+            .map(crate::secret::without_credentials);
         Some(Self { status: status.as_u16(), target })
     }
 }

@@ -48,20 +48,39 @@ impl SecretUrl {
     }
 }
 
+impl SecretUrl {
+    /// Where the URL points, for a message or a log line: without its query, fragment and user info. Text that
+    /// is not a URL is shown up to its query, as it was given.
+    pub fn shown(&self) -> String {
+        match reqwest::Url::parse(self.0.trim()) {
+            Ok(url) => without_credentials(url).to_string(),
+            Err(_) => self.0.split('?').next().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
 impl std::fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Ok(mut url) = reqwest::Url::parse(self.0.trim()) else {
+        let Ok(url) = reqwest::Url::parse(self.0.trim()) else {
             // What does not parse cannot be taken apart safely.
             return f.write_str("<redacted: not a URL>");
         };
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        if url.query().is_some() {
+        let had_query = url.query().is_some();
+        let mut url = without_credentials(url);
+        if had_query {
             url.set_query(Some("REDACTED"));
         }
-        url.set_fragment(None);
         write!(f, "{:?}", url.as_str())
     }
+}
+
+/// `url` without what may carry a credential: its user info, its query (`access_token=`) and its fragment.
+pub fn without_credentials(mut url: reqwest::Url) -> reqwest::Url {
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
 }
 
 impl std::str::FromStr for SecretUrl {
@@ -87,5 +106,6 @@ mod tests {
         assert_eq!(format!("{url:?}"), r#""https://mastodon.example/api/v1/streaming?REDACTED""#);
         assert_eq!(format!("{:?}", super::SecretUrl::new("no url ?access_token=SECRET")), "<redacted: not a URL>");
         assert!(url.expose().contains("SECRET2"));
+        assert_eq!(url.shown(), "https://mastodon.example/api/v1/streaming");
     }
 }

@@ -192,9 +192,7 @@ impl SseSource {
     /// A client for one connection: eventsource-client's own reconnecting is off, ours decides.
     fn client(&self, transport: ReqwestTransport, last_event_id: Option<&str>) -> anyhow::Result<impl Client + use<>> {
         let mut builder = ClientBuilder::for_url(self.config.url.expose())
-            .map_err(|e| {
-                anyhow::anyhow!("the SSE URL {} is not a valid URL: {e}", without_query(self.config.url.expose()))
-            })?
+            .map_err(|e| anyhow::anyhow!("the SSE URL {} is not a valid URL: {e}", self.config.url.shown()))?
             .reconnect(ReconnectOptions::reconnect(false).build())
             // The transport turns every redirect into an error first; should one get past it, this stops
             // eventsource-client from following it with the token.
@@ -314,7 +312,7 @@ impl SseSource {
                          the token (SSE_BEARER_TOKEN, or an access_token in SSE_URL) reaches no other host: if it \
                          points to the instance's streaming server, set SSE_URL to that URL directly (with the \
                          query the stream needs)",
-                        without_query(self.config.url.expose())
+                        self.config.url.shown()
                     ));
                 }
                 if let Some(runaway) = e.inner().downcast_ref::<RunawayEvent>() {
@@ -359,10 +357,7 @@ impl SseSource {
                 tracing::warn!(error = %error, "the SSE stream sent something that is not SSE");
                 Ended::Reconnect(Why::Network, Duration::ZERO)
             }
-            other => Ended::Fatal(format!(
-                "the SSE stream at {} cannot be read: {other}",
-                without_query(self.config.url.expose())
-            )),
+            other => Ended::Fatal(format!("the SSE stream at {} cannot be read: {other}", self.config.url.shown())),
         }
     }
 
@@ -373,7 +368,7 @@ impl SseSource {
 
     /// An error status: whether retrying can help, and how long the server asked us to wait.
     fn refused(&self, status: u16, problem: &str, retry_after: Option<Duration>) -> Ended {
-        let url = without_query(self.config.url.expose());
+        let url = self.config.url.shown();
         match status {
             401 | 403 => {
                 let hint = if self.config.token.as_ref().is_some_and(|token| !token.is_empty()) {
@@ -397,11 +392,6 @@ impl SseSource {
             _ => Ended::Fatal(format!("the SSE server at {url} answered {status}: {problem}")),
         }
     }
-}
-
-/// The URL without its query, which may hold a token (Mastodon accepts `?access_token=`).
-fn without_query(url: &str) -> &str {
-    url.split('?').next().unwrap_or_default()
 }
 
 /// The start of an error body, as text for a log line or a stop message.

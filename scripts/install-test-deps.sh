@@ -2,7 +2,9 @@
 # Installs what the tests need on a fresh Debian machine, and nothing that is already there:
 #   - the PostgreSQL 15 server binaries (the tests start throwaway clusters from them) and pg_partman 4.7
 #     (postgresql-15-partman, which the partitioned tables need; the compose image installs the same version),
-#   - the tansu Kafka-protocol broker (the tests start it as a separate process),
+#   - Apache Kafka, Kafka Connect and the Debezium Postgres connector, at compose's versions, from Maven Central
+#     (scripts/install-kafka.sh; OpenJDK 17 and Maven from Debian if missing): the tests start the broker and
+#     Connect as JVM processes,
 #   - cargo-nextest (the test runner: one process per test, so every test gets its own services),
 #   - Debian's Prometheus (`promtool` checks the compose stack's Prometheus files; the observability test runs
 #     `prometheus` itself against the pipeline),
@@ -10,9 +12,6 @@
 # Idempotent: a second run on a warm machine takes a second.
 set -euo pipefail
 
-TANSU_VERSION=0.6.0
-# memory:// storage needs dynostore; sqlite:// (storage that survives a broker restart) needs libsql.
-TANSU_FEATURES=dynostore,libsql
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Debian bookworm's; the compose image (docker/postgres/Dockerfile) pins the same one. The migrations need 4.x.
 PARTMAN_PACKAGE=postgresql-15-partman=4.7.2-1
@@ -77,17 +76,20 @@ if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
 fi
 
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-
-installed_tansu=$(tansu --version 2>/dev/null | awk '{print $2}' || true)
-if [ "$installed_tansu" != "$TANSU_VERSION" ]; then
-    log "building the tansu $TANSU_VERSION broker (about 15 minutes on 2 cores; cached in ~/.cargo/bin after)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES"
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    log "installing OpenJDK 17 and Maven (openjdk-17-jdk-headless, maven)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless maven
 fi
+# The shared test broker's keeper locks with util-linux's flock.
+command -v flock >/dev/null || { log "missing flock: apt-get install util-linux"; exit 1; }
+"$(dirname "$0")/install-kafka.sh"
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"
     cargo install cargo-nextest --locked
 fi
 
-log "ready: $("$PG_BIN/postgres" --version), tansu $(tansu --version 2>/dev/null | awk '{print $2}'), $(cargo nextest --version | head -1), $(prometheus --version 2>&1 | head -1)"
+log "ready: $("$PG_BIN/postgres" --version), Kafka $(. "$(dirname "$0")/kafka-versions.env"; echo "$KAFKA_VERSION, Debezium $DEBEZIUM_VERSION"), $(cargo nextest --version | head -1), $(prometheus --version 2>&1 | head -1)"

@@ -35,12 +35,8 @@
 //! turns `fsync` and `full_page_writes` off (the test clusters' setting). A `CHECKPOINT` precedes each timed
 //! run, so that none pays for the previous one's dirty pages.
 //!
-//! The broker is tansu with SQLite storage, not memory storage: tansu's memory storage answers a fetch from
-//! inside a record batch wrongly (a paused-and-resumed drain of 200,000 batched records stopped 2,781
-//! records short), and the inserter pauses and resumes partitions whenever its next batch is full. The
-//! records are produced in batches, as the scraper produces them. tansu 0.6's SQLite schema lacks an index
-//! on its `header` table, which makes every fetch scan all the headers stored (a 20,000-record topic read at
-//! about a hundred records a second); the bench adds it before anything reads (`index_broker_headers`).
+//! The broker is Apache Kafka (one KRaft node of the bench's own, as `scripts/install-kafka.sh` installs it),
+//! and the records are produced in batches, as the scraper produces them.
 //!
 //! Without `--batch-size` the inserter runs with its own batching defaults (`BATCH_SIZE`, `BATCH_BYTES`,
 //! `BATCH_TIMEOUT`, or those set in the environment). `--text-bytes` pads each post's text to about N bytes
@@ -64,7 +60,7 @@ use rdkafka::ClientConfig;
 use sea_orm::sqlx::{Connection, postgres::PgConnection};
 use sea_orm::{ActiveModelTrait, ActiveValue, ConnectionTrait, IdenStatic, Iterable, Value};
 use support::{Rig, Schema};
-use testkit::{BrokerStorage, Postgres, TestDatabase, TestMessage, unique_name};
+use testkit::{Broker, Postgres, TestDatabase, TestMessage, unique_name};
 
 struct Args {
     records: u64,
@@ -123,7 +119,8 @@ fn args() -> Option<Args> {
 async fn main() {
     let Some(args) = args() else { return };
     let pg = Postgres::start_durable().await.unwrap();
-    let rig = Rig::start_in(pg, args.partitions, Schema::Migrated, BrokerStorage::Sqlite).await;
+    let broker = Broker::start().await.unwrap();
+    let rig = Rig::start_in(pg, args.partitions, Schema::Migrated, broker).await;
     partitions_for_the_posts(&rig.db).await;
     support::set_durability(rig.conn(), &rig.db.url, args.fsync).await;
     let fsync = if args.fsync { "on (synchronous_commit on)" } else { "off (full_page_writes off)" };
@@ -132,7 +129,6 @@ async fn main() {
     let started = Instant::now();
     produce(&rig, &args).await;
     eprintln!("produced in {:.1?}", started.elapsed());
-    index_broker_headers(&rig);
     eprintln!("broker read limit...");
     let read_rate = broker_read(&rig, &args).await;
 
@@ -267,8 +263,7 @@ async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f
     }
 }
 
-/// Produces the N lines to the rig's topic, keyed by post id, in batches as the scraper does (SQLite storage
-/// fetches from inside a batch correctly, unlike the memory storage `Broker::produce` is made for).
+/// Produces the N lines to the rig's topic, keyed by post id, in batches as the scraper does.
 async fn produce(rig: &Rig, args: &Args) {
     let ids = post_ids(args.records);
     for chunk in ids.chunks(100_000) {
@@ -276,32 +271,7 @@ async fn produce(rig: &Rig, args: &Args) {
             value: Some(line(*id, args.text_bytes).into_bytes()),
             ..support::tweet_message(*id)
         });
-        rig.broker.produce_batched(&rig.topic, messages).await.unwrap();
-    }
-}
-
-/// tansu 0.6's SQLite schema has no index on `header (topition, offset_id)`, and its fetch looks each record's
-/// headers up one record at a time: a scan of every header stored, so reading slows down as the topic grows
-/// (about a hundred records a second with 20,000 records of three headers), and the broker would be what
-/// is measured. This index turns the scan into a lookup. Made in the broker's `tansu.db` (its working
-/// directory) with the `sqlite3` shell, or with Python's `sqlite3` module.
-fn index_broker_headers(rig: &Rig) {
-    const SQL: &str = "CREATE INDEX IF NOT EXISTS header_by_record ON header (topition, offset_id)";
-    let pid = rig.broker.pid().expect("the broker runs");
-    let db = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap().join("tansu.db");
-    let shell = Command::new("sqlite3").args(["-cmd", ".timeout 10000"]).arg(&db).arg(SQL).output();
-    if shell.as_ref().is_ok_and(|output| output.status.success()) {
-        return;
-    }
-    let script =
-        format!("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=10); c.execute('{SQL}'); c.commit()");
-    let python = Command::new("python3").args(["-c", &script]).arg(&db).output();
-    match python {
-        Ok(output) if output.status.success() => {}
-        _ => panic!(
-            "could not index the broker's headers with sqlite3 ({shell:?}) nor with python3 ({python:?}); \
-             apt-get install sqlite3"
-        ),
+        rig.broker.produce(&rig.topic, messages).await.unwrap();
     }
 }
 

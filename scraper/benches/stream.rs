@@ -402,8 +402,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Records in `topic` and how many distinct keys they have, read back from the beginning. (The high watermarks
-/// cannot tell: tansu's memory engine advances them by one per record batch, not per record.)
+/// Records in `topic` and how many distinct keys they have, read back from the beginning.
 fn messages_in(broker: &Broker, topic: &str) -> (u64, usize) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap_servers())

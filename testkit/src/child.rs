@@ -119,7 +119,7 @@ pub(crate) fn stop(child: &mut std::process::Child, signal: libc::c_int, grace: 
 }
 
 /// A free TCP port on 127.0.0.1 (free now; the service binds it right after).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("bind a free port")?;
     Ok(listener.local_addr()?.port())
 }

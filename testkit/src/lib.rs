@@ -3,8 +3,8 @@
 //! - [`Postgres`]: a throwaway PostgreSQL 15 cluster (`wal_level=logical`) on a free loopback port, with
 //!   [`Postgres::migrated_database`] giving each test its own migrated database.
 //! - [`cdc`]: a pgoutput logical replication slot, read the way Debezium reads it.
-//! - [`Broker`]: a real Kafka-protocol broker (tansu) as a separate process on a free loopback port, which a
-//!   test can stop and restart, and produce to.
+//! - [`Broker`]: Apache Kafka (one KRaft node) on loopback: the one tests share, or one of a test's own that it
+//!   can kill and restart; [`jvm`] finds the jars `scripts/install-kafka.sh` installs.
 //! - [`http::HttpServer`]: a scripted HTTP/1.1 server that sends exactly the bytes a test gives it, chunk by
 //!   chunk, and records every request.
 //! - [`Process`]: a binary under test, run as a process that a test can signal or kill.
@@ -21,13 +21,15 @@ mod broker;
 pub mod cdc;
 mod child;
 pub mod http;
+pub mod jvm;
 mod names;
 mod postgres;
 mod process;
 pub mod prometheus;
+mod shared;
 pub mod stack;
 
-pub use broker::{Broker, BrokerStorage, TestMessage};
+pub use broker::{Broker, TestMessage};
 pub use names::unique_name;
 pub use postgres::{Postgres, TestDatabase};
 pub use process::Process;

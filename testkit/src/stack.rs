@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sea_orm::{Database, DatabaseConnection};
 
-use crate::{Broker, BrokerStorage, Postgres};
+use crate::{Broker, Postgres};
 
 /// The database compose creates and the pipeline writes to.
 pub const DATABASE: &str = "ingest";
@@ -96,7 +96,6 @@ pub struct StackOptions {
     pub pg_port: u16,
     /// The broker's port on 127.0.0.1; 0 for a free one.
     pub kafka_port: u16,
-    pub storage: BrokerStorage,
     /// The roles script compose runs at the database's first start.
     pub roles_sql: PathBuf,
     /// Where the `migration`, `scraper` and `inserter` binaries are.
@@ -105,11 +104,10 @@ pub struct StackOptions {
 
 impl StackOptions {
     /// Free ports, the repository's `roles.sql`, and the binaries next to the running executable.
-    pub fn new(storage: BrokerStorage) -> Result<Self> {
+    pub fn new() -> Result<Self> {
         Ok(Self {
             pg_port: 0,
             kafka_port: 0,
-            storage,
             roles_sql: repository_root().join("docker/postgres/roles.sql"),
             bin_dir: binaries_dir()?,
         })
@@ -144,7 +142,8 @@ impl Stack {
             bail!("no roles script at {}", options.roles_sql.display());
         }
         let pg = Postgres::start_on_port(options.pg_port).await?;
-        let broker = Broker::start_on_port(options.storage, options.kafka_port).await?;
+        // A broker of its own: the pipeline's binaries use compose's topic names, which tests may not share.
+        let broker = Broker::start_on_port(options.kafka_port).await?;
         let passwords = Role::ALL.map(|role| made_up_password(role.name()));
         let stack = Self { pg, broker, passwords, bin_dir: options.bin_dir.clone() };
         stack.pg.create_named_database(DATABASE).await?;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use support::{Rig, Schema, free_addr, http_get, lag_by_partition, tweet_message};
-use testkit::{BrokerStorage, Process, TestMessage, unique_name};
+use support::{Rig, free_addr, http_get, lag_by_partition, tweet_message};
+use testkit::{Process, TestMessage, unique_name};
 
 const TWEETS: &str = "SELECT count(*) FROM twitter_data";
 
@@ -43,7 +43,7 @@ async fn consumer_lag_is_reported_per_assigned_partition_and_dropped_when_revoke
     /// Where the records produced while the writes are held go.
     const HELD: i32 = 2;
     // The writer pauses the consumer while its write is held: SQLite storage, which fetches after a pause right.
-    let stack = Rig::start_on(PARTITIONS, Schema::Migrated, BrokerStorage::Sqlite).await;
+    let stack = Rig::start(PARTITIONS).await;
     stack.produce_tweets(1..=FIRST).await;
     let group = unique_name("group");
     let env = [

@@ -13,10 +13,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
 use support::{
-    Rig, Schema, fixture_json, free_addr, http_get, instagram_message, metric, status_message, tweet_line,
-    tweet_message,
+    Rig, fixture_json, free_addr, http_get, instagram_message, metric, status_message, tweet_line, tweet_message,
 };
-use testkit::{Broker, BrokerStorage, Process, TestMessage, unique_name};
+use testkit::{Broker, Process, TestMessage, unique_name};
 
 const TWEETS: &str = "SELECT count(*) FROM twitter_data";
 const DEAD_LETTERS: &str = "SELECT count(*) FROM ingest_errors";
@@ -77,16 +76,16 @@ fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: &[u8]) -> OwnedHea
     headers
 }
 
-/// Produces `records` in order to partition 0 of `topic`, one record per batch (as `Broker::produce` does).
+/// Produces `records` in order to partition 0 of `topic`, in record batches as the scraper produces.
 async fn produce_raw(broker: &Broker, topic: &str, records: Vec<RawRecord>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap_servers())
         .set("enable.idempotence", "true")
-        .set("batch.num.messages", "1")
-        .set("linger.ms", "0")
+        .set("linger.ms", "5")
         .create()
         .unwrap();
-    for record in records {
+    let mut deliveries = Vec::new();
+    for record in &records {
         let mut headers = OwnedHeaders::new();
         for (name, value) in &record.headers {
             headers = match std::str::from_utf8(name) {
@@ -99,7 +98,10 @@ async fn produce_raw(broker: &Broker, topic: &str, records: Vec<RawRecord>) {
         if let Some(value) = &record.value {
             message = message.payload(value.as_slice());
         }
-        producer.send(message, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        deliveries.push(producer.send(message, Duration::from_secs(10)));
+    }
+    for delivery in deliveries {
+        delivery.await.map_err(|(e, _)| e).unwrap();
     }
 }
 
@@ -341,7 +343,7 @@ async fn batches_close_on_bytes() {
     const RECORDS: u64 = 30;
     const TEXT_BYTES: usize = 200_000;
     // The writer pauses the consumer while a batch is full: SQLite storage, which fetches after a pause right.
-    let stack = Rig::start_on(1, Schema::Migrated, BrokerStorage::Sqlite).await;
+    let stack = Rig::start(1).await;
     let big = |id: u64| {
         let mut post = x_post(id, 1_000 + id % 5, "Author");
         post["data"]["text"] = json!(format!("{id} {}", "p".repeat(TEXT_BYTES)));
@@ -372,7 +374,7 @@ async fn batches_close_on_bytes() {
 async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
     const RECORDS: i64 = 2_000;
     const BATCH: usize = 20;
-    let stack = Rig::start_on(4, Schema::Migrated, BrokerStorage::Sqlite).await;
+    let stack = Rig::start(4).await;
     stack.broker.produce(&stack.topic, (1..=RECORDS as u64).map(tweet_message)).await.unwrap();
     let group = unique_name("group");
     let batch = BATCH.to_string();

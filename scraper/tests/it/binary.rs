@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::http::{HttpServer, Part, Reply};
-use testkit::{Broker, BrokerStorage, Process, unique_name};
+use testkit::{Broker, Process, unique_name};
 
 fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_scraper"));
@@ -81,7 +81,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let dir = tempfile::tempdir().unwrap();
     let mut command = scraper(&broker, &topic, &rejects, &dir);
@@ -143,7 +143,7 @@ async fn mastodon() -> HttpServer {
 /// Runs the scraper with a Mastodon stream configured (and `sources` as SCRAPER_SOURCES) until the stream's
 /// status is in its topic and then `posts` X posts in `topic`, stops it: its log, and the X posts in `topic`.
 async fn beside_mastodon(sources: Option<&str>, posts: usize) -> (String, Vec<support::Consumed>) {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let server = mastodon().await;
     let (topic, rejects) = support::topics();
     let statuses = unique_name("statuses");
@@ -195,7 +195,7 @@ async fn named_beside_a_real_source_the_replay_runs() {
 #[tokio::test]
 async fn a_broker_killed_under_load_and_restarted_loses_nothing_counted_as_sent() {
     const RECORDS: u64 = 1_500;
-    let mut broker = Broker::start_with(BrokerStorage::Sqlite).await.unwrap();
+    let mut broker = Broker::start().await.unwrap();
     let (topic, rejects) = support::topics();
     let dir = tempfile::tempdir().unwrap();
     let mut command = scraper(&broker, &topic, &rejects, &dir);
@@ -218,11 +218,12 @@ async fn a_broker_killed_under_load_and_restarted_loses_nothing_counted_as_sent(
     let messages = support::consume(&broker, &topic, RECORDS as usize, Duration::from_secs(120)).await;
     let keys: HashSet<String> = messages.iter().filter_map(|m| m.key.clone()).collect();
     assert_eq!(keys.len() as u64, RECORDS, "every acknowledged record is in the topic");
+    assert_eq!(messages.len() as u64, RECORDS, "and none twice: the producer is idempotent across the crash");
 }
 
 #[tokio::test]
 async fn a_source_asked_for_but_not_configured_fails_fast_with_what_to_set() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let topic = unique_name("tweets");
     let output = scraper(&broker, &topic, "rejects", &dir).env("SCRAPER_SOURCES", "x").output().unwrap();
@@ -233,7 +234,7 @@ async fn a_source_asked_for_but_not_configured_fails_fast_with_what_to_set() {
 
 #[tokio::test]
 async fn the_token_never_appears_in_the_logs() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = testkit::http::HttpServer::scripted(
         vec![testkit::http::Reply::json(401, r#"{"title":"Unauthorized","detail":"Unauthorized","status":401}"#)],
@@ -325,7 +326,7 @@ async fn a_scraper_started_before_its_broker_waits_unhealthy_then_produces() {
     }
     assert!(!metrics.contains(&format!("outcome=\"rejected\",topic=\"{topic}\"")), "a data topic has no rejects");
 
-    let broker = Broker::start_on_port(BrokerStorage::Memory, port).await.unwrap();
+    let broker = Broker::start_on_port(port).await.unwrap();
     let status = process.wait(Duration::from_secs(120)).await.unwrap();
     assert!(status.success(), "{}", process.log());
     assert_eq!(logged_count(&process.log(), "scraper stopped", "produced"), Some(50), "{}", process.log());
@@ -346,7 +347,7 @@ fn open_descriptors(pid: u32) -> Vec<u64> {
 /// in 15 s in the report): it now backs off, logs a line per interval, and answers again once descriptors free.
 #[tokio::test]
 async fn out_of_file_descriptors_the_ops_endpoint_backs_off_logs_little_and_answers_again() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let dir = tempfile::tempdir().unwrap();
     let ops = free_addr();

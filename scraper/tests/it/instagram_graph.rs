@@ -78,7 +78,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = InstagramTopics { profiles: unique_name("profiles"), media: unique_name("media") };
     let rejects = unique_name("rejects");
     let sink = support::sink(&broker, &[&topics.profiles, &topics.media, &rejects]).await;

@@ -129,7 +129,7 @@ fn assert_slice(message: &Consumed, bodies: &[String], value: &Value) {
 
 #[tokio::test]
 async fn every_profile_and_media_object_lands_byte_for_byte_keyed_by_its_id() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::new();
     let bodies = [fixture("travel.by.mia"), fixture("kitchen_notes")];
     let served = bodies.clone();
@@ -200,7 +200,7 @@ async fn every_profile_and_media_object_lands_byte_for_byte_keyed_by_its_id() {
 
 #[tokio::test]
 async fn a_missing_user_is_skipped_and_the_others_go_on() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::new();
     let body = fixture("kitchen_notes");
     let served = body.clone();
@@ -236,7 +236,7 @@ fn keys_of(objects: &[(String, Value)]) -> Vec<String> {
 
 #[tokio::test]
 async fn throttling_waits_minutes_doubling_and_then_asks_for_the_same_user_again() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::new();
     let bodies = [fixture("travel.by.mia"), fixture("kitchen_notes")];
     let served = bodies.clone();
@@ -303,7 +303,7 @@ async fn throttling_waits_minutes_doubling_and_then_asks_for_the_same_user_again
 
 #[tokio::test]
 async fn server_and_network_errors_are_retried_five_times_then_the_user_waits_for_the_next_round() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::new();
     let bodies = [fixture("travel.by.mia"), fixture("kitchen_notes")];
     let served = bodies.clone();
@@ -344,7 +344,7 @@ async fn server_and_network_errors_are_retried_five_times_then_the_user_waits_fo
 /// Asks for 450 users under a quota of 20 requests in 11 minutes, on the fake clock.
 #[tokio::test]
 async fn no_eleven_minute_window_holds_more_requests_than_the_quota() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::new();
     let (waiter, waits) = Waiter::recording();
     let clock = waiter.clock();
@@ -388,7 +388,7 @@ async fn no_eleven_minute_window_holds_more_requests_than_the_quota() {
 
 #[tokio::test]
 async fn an_invalid_or_oversize_object_is_rejected_with_its_reason_and_the_rest_lands() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::new();
     let long_caption = "#longread ".repeat(300);
     let no_id_node = r#"{"__typename":"GraphImage","shortcode":"DKNOID0tHxD","taken_at_timestamp":1748786591}"#;
@@ -484,7 +484,7 @@ async fn stops_promptly(broker: &Broker, server: HttpServer, requests: usize, sc
 
 #[tokio::test]
 async fn shutdown_ends_the_source_promptly_while_it_waits_for_instagram_or_for_the_next_round() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let once = Schedule { interval: Duration::from_secs(3600), rounds: Some(1) };
 
     // In a 5-minute throttle wait.

@@ -2,7 +2,6 @@
 //! byte, topics are created once, nothing counts as sent that the broker did not acknowledge, and a fatal
 //! producer error ends the run, unhealthy, with its reason.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +14,14 @@ use scraper::queue::Emitter;
 use scraper::record::{Record, header};
 use scraper::run::{self, Options};
 use scraper::source::Source;
-use testkit::{Broker, BrokerStorage, unique_name};
+use testkit::{Broker, unique_name};
 use tokio_util::sync::CancellationToken;
 
 use crate::support;
 
 #[tokio::test]
 async fn a_keyed_record_with_headers_round_trips_through_the_broker() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topic = unique_name("tweets");
     let sink = KafkaSink::new(common::kafka::client_config(&broker.bootstrap_servers(), [])).unwrap();
     sink.ensure_topics(&[&topic], 3).await.unwrap();
@@ -97,7 +96,7 @@ fn numbered(topic: &str, count: u64) -> Vec<Box<dyn Source>> {
 
 #[tokio::test]
 async fn a_fatal_producer_error_ends_the_run_unhealthy_with_its_reason_instead_of_retrying_forever() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let (metrics, health, shutdown) = (Metrics::default(), Health::default(), CancellationToken::new());
@@ -134,27 +133,19 @@ async fn a_fatal_producer_error_ends_the_run_unhealthy_with_its_reason_instead_o
 
 #[tokio::test]
 async fn records_the_producer_gave_up_on_while_the_broker_was_away_are_retried_until_acknowledged() {
-    let mut broker = Broker::start_with(BrokerStorage::Sqlite).await.unwrap();
+    let mut broker = Broker::start().await.unwrap();
     let (topic, rejects) = support::topics();
-    broker.create_topic(&topic, 1).await.unwrap();
-    broker.create_topic(&rejects, 1).await.unwrap();
-    broker.stop();
-    // The producer is made only now, so it has never reached the broker: it has no idempotent producer id
-    // while its records time out. Against Apache Kafka a producer that had one would do as well, but not
-    // against tansu 0.6: librdkafka answers a record timing out with an id by bumping the id's epoch
-    // itself (PID{Id:1,Epoch:0} -> PID{Id:1,Epoch:1}, no InitProducerId), as KIP-360 lets an idempotent
-    // producer do; Kafka takes the new epoch with sequence 0, but tansu's SQLite engine knows only the
-    // epochs it handed out, so the produce panics its storage task ("more or less than one row", in
-    // `idempotent_message_check`) and comes back as UNKNOWN_SERVER_ERROR, and librdkafka bumps again,
-    // for ever: nothing is acknowledged after the restart. Before, the sink was made before the broker
-    // went away, and the test hung whenever the producer got its id first. (The same would follow from a
-    // record timing out after the restart, between the producer getting its id and sending it: a fresh
-    // connection sends well within the second a re-queued record has.) The scraper's own default,
-    // message.timeout.ms=0, never times a record out, so it never bumps the epoch.
     let mut config = common::kafka::client_config(&broker.bootstrap_servers(), []);
     // librdkafka gives up on a record quickly, so that the forwarder's own retry is what gets it through.
     config.set("message.timeout.ms", "1000");
     let sink = Arc::new(KafkaSink::new(config).unwrap());
+    sink.ensure_topics(&[&topic, &rejects], 1).await.unwrap();
+    // One record acknowledged first: the producer has its idempotent producer id when the broker goes away.
+    // A record that then times out makes librdkafka bump the id's epoch itself (KIP-360), and the broker
+    // must take the new epoch at sequence 0 once it is back.
+    let first = Record::accepted(&topic, "0".into(), b"{}".to_vec(), "replay".into(), Utc::now());
+    sink.send(&first).await.unwrap();
+    broker.stop();
 
     let metrics = Metrics::default();
     let running = tokio::spawn({
@@ -176,9 +167,10 @@ async fn records_the_producer_gave_up_on_while_the_broker_was_away_are_retried_u
     assert_eq!(outcome.forwarded.accepted, 3, "{outcome:?}");
     assert_eq!(outcome.forwarded.unacknowledged, 0);
     assert_eq!(metrics.queued_bytes.get(), 0, "every record's budget is back");
-    let keys: BTreeSet<String> =
-        support::consume(&broker, &topic, 3, Duration::from_secs(30)).await.into_iter().filter_map(|m| m.key).collect();
-    assert_eq!(keys, BTreeSet::from(["1".to_owned(), "2".to_owned(), "3".to_owned()]));
+    let mut keys: Vec<String> =
+        support::consume(&broker, &topic, 4, Duration::from_secs(30)).await.into_iter().filter_map(|m| m.key).collect();
+    keys.sort();
+    assert_eq!(keys, ["0", "1", "2", "3"], "each record once, the one before the bump and the three after it");
 }
 
 #[tokio::test]

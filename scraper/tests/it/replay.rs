@@ -18,7 +18,7 @@ fn config(file: Option<std::path::PathBuf>, topic: &str, count: Option<u64>) -> 
 
 #[tokio::test]
 async fn a_file_replays_like_a_live_stream() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +55,7 @@ async fn a_file_replays_like_a_live_stream() {
 
 #[tokio::test]
 async fn the_generator_stops_at_the_count_and_replays_the_same_posts_for_the_same_seed() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let source: Box<dyn Source> = Box::new(Replay::new(config(None, &topic, Some(25))));
@@ -73,7 +73,7 @@ async fn the_generator_stops_at_the_count_and_replays_the_same_posts_for_the_sam
 
 #[tokio::test]
 async fn a_record_kafka_refuses_for_good_is_counted_as_failed_and_the_rest_goes_on() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let mut kafka = common::kafka::client_config(&broker.bootstrap_servers(), []);
     kafka.set("message.max.bytes", "2000");

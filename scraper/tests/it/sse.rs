@@ -118,7 +118,7 @@ fn wait(reason: &str, secs: u64) -> Wait {
 
 #[tokio::test]
 async fn every_kept_event_arrives_once_keyed_by_its_id_across_chunks_comments_and_a_dropped_connection() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let first = status("101");
     let (first_head, first_tail) = first.split_at(25);
@@ -188,7 +188,7 @@ async fn every_kept_event_arrives_once_keyed_by_its_id_across_chunks_comments_an
 
 #[tokio::test]
 async fn bad_data_lands_in_the_rejects_topic_with_the_reason_and_the_events_around_it_arrive() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let oversize = format!(r#"{{"id":"299","content":"{}"}}"#, "x".repeat(3000));
     let server = HttpServer::scripted(
@@ -234,7 +234,7 @@ async fn bad_data_lands_in_the_rejects_topic_with_the_reason_and_the_events_arou
 
 #[tokio::test]
 async fn an_event_that_never_ends_is_rejected_by_its_start_and_the_stream_resumes_on_a_new_connection() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let endless = format!("event: update\ndata: {{\"id\":\"399\",\"content\":\"{}", "x".repeat(100 * 1024));
     let server = HttpServer::scripted(
@@ -263,7 +263,7 @@ async fn an_event_that_never_ends_is_rejected_by_its_start_and_the_stream_resume
 
 #[tokio::test]
 async fn a_refused_token_stops_the_source_with_an_error_naming_the_token_variable() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let refused = Reply::json(401, r#"{"error":"The access token is invalid"}"#);
     let server = HttpServer::scripted(vec![], refused).await.unwrap();
@@ -284,7 +284,7 @@ async fn a_refused_token_stops_the_source_with_an_error_naming_the_token_variabl
 
 #[tokio::test]
 async fn a_wrong_url_stops_the_source() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let server = HttpServer::scripted(vec![], Reply::json(404, r#"{"error":"Record not found"}"#)).await.unwrap();
 
@@ -298,7 +298,7 @@ async fn a_wrong_url_stops_the_source() {
 #[tokio::test]
 async fn a_redirect_is_not_followed_so_neither_token_reaches_the_other_host_and_the_source_stops() {
     const QUERY_TOKEN: &str = "mastodon-query-token";
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     // Another port is another origin. Were it asked, it would refuse, ending the run either way.
     let elsewhere = HttpServer::with(|_| Reply::json(401, "{}")).await.unwrap();
@@ -326,7 +326,7 @@ async fn a_redirect_is_not_followed_so_neither_token_reaches_the_other_host_and_
 
 #[tokio::test]
 async fn a_server_error_backs_off_then_the_stream_delivers() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let server = HttpServer::scripted(
         vec![
@@ -351,7 +351,7 @@ async fn a_server_error_backs_off_then_the_stream_delivers() {
 
 #[tokio::test]
 async fn a_stream_silent_past_the_stall_timeout_is_reconnected() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let server = HttpServer::scripted(
         vec![
@@ -375,7 +375,7 @@ async fn a_stream_silent_past_the_stall_timeout_is_reconnected() {
 
 #[tokio::test]
 async fn a_retry_after_on_429_and_the_streams_retry_field_set_the_waits() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let server = HttpServer::scripted(
         vec![
@@ -399,7 +399,7 @@ async fn a_retry_after_on_429_and_the_streams_retry_field_set_the_waits() {
 
 #[tokio::test]
 async fn edits_and_deletions_arrive_with_their_event_type_and_a_deletion_is_keyed_by_the_deleted_id() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let edited = status("301").replace("hi 301", "hi 301, edited");
     let server = HttpServer::scripted(

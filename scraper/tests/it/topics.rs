@@ -9,7 +9,7 @@ use testkit::Broker;
 
 #[tokio::test]
 async fn the_scraper_creates_the_contract_topics_once() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     for _ in 0..2 {
         let output = Command::new(env!("CARGO_BIN_EXE_scraper"))
             .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers())

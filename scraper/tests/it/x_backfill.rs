@@ -31,7 +31,7 @@ fn backfill_lines(metrics: &scraper::metrics::Metrics, source: &str) -> u64 {
 
 #[tokio::test]
 async fn a_reconnect_asks_for_the_minutes_it_was_away_and_its_replayed_lines_are_produced_and_counted() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let replies = vec![
@@ -76,7 +76,7 @@ async fn a_reconnect_asks_for_the_minutes_it_was_away_and_its_replayed_lines_are
 
 #[tokio::test]
 async fn without_backfill_a_reconnect_asks_for_none() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let replies = vec![
@@ -97,7 +97,7 @@ async fn without_backfill_a_reconnect_asks_for_none() {
 
 #[tokio::test]
 async fn each_sample10_partition_reads_on_a_connection_of_its_own() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let mut connections: HashMap<String, u32> = HashMap::new();

@@ -51,7 +51,7 @@ fn between(wait: &Wait, reason: &str, low: f64, high: f64) -> bool {
 
 #[tokio::test]
 async fn every_valid_line_arrives_once_through_splits_heartbeats_errors_drops_and_silence() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
 
@@ -146,7 +146,7 @@ async fn every_valid_line_arrives_once_through_splits_heartbeats_errors_drops_an
 
 #[tokio::test]
 async fn each_bad_line_lands_in_rejects_with_its_reason_and_the_lines_around_it_arrive() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
 
@@ -203,7 +203,7 @@ async fn each_bad_line_lands_in_rejects_with_its_reason_and_the_lines_around_it_
 
 #[tokio::test]
 async fn connection_attempts_stay_inside_the_quota() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let unavailable = Reply::json(503, r#"{"title":"Service Unavailable"}"#);
@@ -235,7 +235,7 @@ async fn connection_attempts_stay_inside_the_quota() {
 
 #[tokio::test]
 async fn the_filtered_stream_syncs_its_rules_before_connecting() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let line =
@@ -288,7 +288,7 @@ async fn sample10_asks_for_its_partition() {
     )
     .await
     .unwrap();
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let mut config = config(&server, &topic);
@@ -303,7 +303,7 @@ async fn sample10_asks_for_its_partition() {
 
 #[tokio::test]
 async fn a_rules_request_that_fails_for_now_is_retried_with_backoff() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     let sink = support::sink(&broker, &[&topic, &rejects]).await;
     let mut failures = 1;
@@ -336,7 +336,7 @@ async fn a_rules_request_that_fails_for_now_is_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_redirect_is_not_followed_so_the_bearer_token_stays_home_and_the_source_stops() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let (topic, rejects) = support::topics();
     // Another port is another origin. Were it asked, it would refuse, ending the run either way.
     let elsewhere = HttpServer::with(|_| Reply::json(401, r#"{"title":"Unauthorized"}"#)).await.unwrap();

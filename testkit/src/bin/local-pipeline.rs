@@ -1,5 +1,5 @@
 //! `local-pipeline`: the whole pipeline on a machine without a container engine. Starts Postgres
-//! (`wal_level=logical`) with compose's roles and the migrated `ingest` database, a Kafka-protocol broker, with
+//! (`wal_level=logical`) with compose's roles and the migrated `ingest` database, Apache Kafka (one KRaft node), with
 //! `--prometheus` Debian's Prometheus scraping the two binaries, then the scraper and the inserter; prints where
 //! to look; on Ctrl-C or SIGTERM stops the scraper, then the inserter, then the services. Exits non-zero when a
 //! child fails.
@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use testkit::Process;
 use testkit::prometheus::{Prometheus, PrometheusOptions};
 use testkit::stack::{DATABASE, Role, Stack, StackOptions};
-use testkit::{BrokerStorage, Process};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]
@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     pg_port: u16,
 
-    /// Broker (Kafka protocol) port on 127.0.0.1 (0: a free one)
+    /// Kafka's port on 127.0.0.1 (0: a free one)
     #[arg(long, default_value_t = 0)]
     kafka_port: u16,
 
@@ -43,11 +43,6 @@ struct Args {
     /// The inserter's /metrics and /healthz port on 127.0.0.1 (0: a free one)
     #[arg(long, default_value_t = 0)]
     inserter_metrics_port: u16,
-
-    /// Broker storage: sqlite fetches correctly from any offset; memory is faster but tansu 0.6 answers a
-    /// fetch from inside a batch wrongly
-    #[arg(long, value_enum, default_value_t = Storage::Sqlite)]
-    broker_storage: Storage,
 
     /// Where the scraper's and inserter's logs are written (they are also printed, prefixed)
     #[arg(long, default_value = "target/local-pipeline")]
@@ -67,12 +62,6 @@ struct Args {
     roles_sql: PathBuf,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Storage {
-    Memory,
-    Sqlite,
-}
-
 /// How long each child gets to exit after SIGTERM: the scraper's default FLUSH_TIMEOUT is 30 s.
 const STOP_GRACE: Duration = Duration::from_secs(45);
 
@@ -89,11 +78,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<ExitCode> {
-    let storage = match args.broker_storage {
-        Storage::Memory => BrokerStorage::Memory,
-        Storage::Sqlite => BrokerStorage::Sqlite,
-    };
-    let mut options = StackOptions::new(storage)?;
+    let mut options = StackOptions::new()?;
     options.pg_port = args.pg_port;
     options.kafka_port = args.kafka_port;
     options.roles_sql = args.roles_sql;

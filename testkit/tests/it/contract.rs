@@ -358,7 +358,7 @@ fn text(record: &ConsumedRecord) -> String {
 
 #[tokio::test]
 async fn the_inserter_stores_every_record_the_scraper_accepts_from_every_source() {
-    let broker = Broker::start().await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topics = Topics::unique();
     let (script, replay, expected) = payloads(&topics);
     let server = serve(script).await;

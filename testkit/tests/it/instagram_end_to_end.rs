@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use testkit::Process;
 use testkit::http::{HttpServer, Reply, Request};
 use testkit::stack::{Role, Stack, StackOptions};
-use testkit::{BrokerStorage, Process};
 
 const TOKEN: &str = "EAAGe2e-token";
 const APP_USER: &str = "17841400000000001";
@@ -135,7 +135,7 @@ async fn scrape_and_insert(stack: &Stack, server: &HttpServer, dir: &tempfile::T
 
 #[tokio::test]
 async fn profiles_snapshots_posts_and_hashtags_land_and_a_second_scrape_updates_them() {
-    let stack = Stack::start(&StackOptions::new(BrokerStorage::Sqlite).unwrap()).await.unwrap();
+    let stack = Stack::start(&StackOptions::new().unwrap()).await.unwrap();
     stack.migrate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let scrape = Arc::new(AtomicU32::new(1));

@@ -18,6 +18,12 @@ pub(crate) fn runner(dir: &tempfile::TempDir) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
         .env("PROGRESS_INTERVAL", "1s");
+    // Where Java and the installed Kafka jars are found, as in a developer's shell.
+    for name in ["HOME", "JAVA_HOME", "XDG_CACHE_HOME", "SOCIAL_INGEST_JVM_HOME"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     command
 }
 

@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_norway::Value;
+use testkit::Process;
 use testkit::prometheus::{Client, Prometheus, PrometheusOptions, find_program, local_config};
 use testkit::stack::{Stack, StackOptions};
-use testkit::{BrokerStorage, Process};
 
 const PROMETHEUS_CONFIG: &str = "docker/prometheus/prometheus.yml";
 const ALERTS: &str = "docker/prometheus/alerts.yml";
@@ -557,7 +557,7 @@ async fn loaded_alerts(client: &Client) -> BTreeMap<String, (String, String)> {
 async fn prometheus_finds_a_series_for_every_panel_and_every_alert() {
     // Before the services: without Debian's Prometheus there is nothing to test, and the message says why.
     program("prometheus", "PROMETHEUS_BIN");
-    let stack = Stack::start(&StackOptions::new(BrokerStorage::Sqlite).unwrap()).await.unwrap();
+    let stack = Stack::start(&StackOptions::new().unwrap()).await.unwrap();
     stack.migrate().unwrap();
     let dir = tempfile::tempdir().unwrap();
 

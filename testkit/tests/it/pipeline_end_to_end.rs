@@ -12,7 +12,7 @@ use migration::CDC_PUBLICATION;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use testkit::cdc::{self, ChangeKind};
 use testkit::stack::{DATABASE, Role, Stack, StackOptions};
-use testkit::{BrokerStorage, Process, TestMessage};
+use testkit::{Process, TestMessage};
 
 const POSTS: u64 = 200;
 
@@ -53,7 +53,7 @@ async fn refused(db: &DatabaseConnection, sql: &str) -> String {
 
 #[tokio::test]
 async fn replayed_posts_reach_postgres_and_the_change_stream_under_least_privilege() {
-    let stack = Stack::start(&StackOptions::new(BrokerStorage::Sqlite).unwrap()).await.unwrap();
+    let stack = Stack::start(&StackOptions::new().unwrap()).await.unwrap();
     stack.migrate().unwrap();
     let dir = tempfile::tempdir().unwrap();
 

@@ -1,4 +1,4 @@
-//! The harness's own promises: a broker on file storage keeps its log across a restart, and a test process
+//! The harness's own promises: a killed broker keeps its log across a restart, and a test process
 //! that is killed takes its services with it and leaves nothing behind for the next run.
 
 use std::path::PathBuf;
@@ -9,11 +9,11 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use testkit::{Broker, BrokerStorage, Postgres, unique_name};
+use testkit::{Broker, Postgres, unique_name};
 
 #[tokio::test]
-async fn a_broker_on_sqlite_storage_keeps_records_across_a_restart() {
-    let mut broker = Broker::start_with(BrokerStorage::Sqlite).await.unwrap();
+async fn a_killed_broker_keeps_acknowledged_records_across_a_restart() {
+    let mut broker = Broker::start().await.unwrap();
     let topic = unique_name("restart");
     broker.create_topic(&topic, 1).await.unwrap();
     let producer: FutureProducer =

@@ -23,7 +23,7 @@ use scraper::x::stream::{self, Endpoint, XStream, XStreamConfig};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use testkit::cdc::{self, ChangeKind};
 use testkit::http::{HttpServer, Part, Reply};
-use testkit::{Broker, BrokerStorage, Postgres, unique_name};
+use testkit::{Broker, Postgres, unique_name};
 use tokio_util::sync::CancellationToken;
 
 const FIRST_ID: u64 = 1_850_000_000_000_000_001;
@@ -119,8 +119,7 @@ async fn posts_replayed_by_backfill_land_once_and_rewrite_no_row() {
     let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
     let slot = unique_name("slot");
     cdc::create_slot(&db, &slot).await.unwrap();
-    // SQLite storage: the pipeline pauses and seeks, which tansu's memory storage answers wrongly.
-    let broker = Broker::start_with(BrokerStorage::Sqlite).await.unwrap();
+    let broker = Broker::shared().await.unwrap();
     let topic = unique_name("tweets");
 
     let replies = vec![

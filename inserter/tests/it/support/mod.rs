@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use inserter::record::ConsumedRecord;
 use migration::Migrator;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
-use testkit::{Broker, BrokerStorage, Postgres, Process, TestDatabase, TestMessage, unique_name};
+use testkit::{Broker, Postgres, Process, TestDatabase, TestMessage, unique_name};
 
 /// The state the rig's database starts in.
 pub enum Schema {
@@ -36,18 +36,15 @@ impl Rig {
         Self::start_with(partitions, Schema::Migrated).await
     }
 
+    /// A rig on the shared broker, its database in `schema`.
     pub async fn start_with(partitions: i32, schema: Schema) -> Self {
-        Self::start_on(partitions, schema, BrokerStorage::Memory).await
+        let broker = Broker::shared().await.unwrap();
+        Self::start_in(Postgres::start().await.unwrap(), partitions, schema, broker).await
     }
 
-    /// A rig whose broker keeps its records in `storage`: a consumer that pauses, seeks or restarts needs
-    /// SQLite (tansu's memory storage answers a fetch from inside a record batch wrongly).
-    pub async fn start_on(partitions: i32, schema: Schema, storage: BrokerStorage) -> Self {
-        Self::start_in(Postgres::start().await.unwrap(), partitions, schema, storage).await
-    }
-
-    /// [`Rig::start_on`] with the cluster `pg` (e.g. one from [`Postgres::start_durable`]).
-    pub async fn start_in(pg: Postgres, partitions: i32, schema: Schema, storage: BrokerStorage) -> Self {
+    /// A rig on the cluster `pg` (e.g. one from [`Postgres::start_durable`]) and `broker` (one of the test's
+    /// own, [`Broker::start`], for a test that kills it).
+    pub async fn start_in(pg: Postgres, partitions: i32, schema: Schema, broker: Broker) -> Self {
         let db = match schema {
             Schema::Migrated => pg.migrated_database::<Migrator>().await.unwrap(),
             Schema::Empty => {
@@ -55,7 +52,6 @@ impl Rig {
                 TestDatabase { name, conn: Database::connect(&url).await.unwrap(), url }
             }
         };
-        let broker = Broker::start_with(storage).await.unwrap();
         let topic = unique_name("tweets");
         if partitions > 0 {
             broker.create_topic(&topic, partitions).await.unwrap();

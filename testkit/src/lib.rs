@@ -2,7 +2,9 @@
 //!
 //! - [`Postgres`]: a throwaway PostgreSQL 15 cluster (`wal_level=logical`) on a free loopback port, with
 //!   [`Postgres::migrated_database`] giving each test its own migrated database.
-//! - [`cdc`]: a pgoutput logical replication slot, read the way Debezium reads it.
+//! - [`connect::Connect`]: Kafka Connect with the Debezium Postgres connector, wired and registered as compose
+//!   does it.
+//! - [`cdc`]: a pgoutput logical replication slot read directly, for tests that look at the slot itself.
 //! - [`Broker`]: Apache Kafka (one KRaft node) on loopback: the one tests share, or one of a test's own that it
 //!   can kill and restart; [`jvm`] finds the jars `scripts/install-kafka.sh` installs.
 //! - [`http::HttpServer`]: a scripted HTTP/1.1 server that sends exactly the bytes a test gives it, chunk by
@@ -20,6 +22,7 @@
 mod broker;
 pub mod cdc;
 mod child;
+pub mod connect;
 pub mod http;
 pub mod jvm;
 mod names;

@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sea_orm::{Database, DatabaseConnection};
 
+use crate::connect::Connect;
 use crate::{Broker, Postgres};
 
 /// The database compose creates and the pipeline writes to.
@@ -172,6 +173,14 @@ impl Stack {
         Database::connect(self.url(role)).await.with_context(|| format!("connect as {}", role.name()))
     }
 
+    /// Kafka Connect with the Debezium connector registered and running, as compose's `connect` and
+    /// `register-connector` services run them: after [`Stack::migrate`], which makes the publication.
+    pub async fn start_debezium(&self) -> Result<Connect> {
+        let connect = Connect::start(&self.broker.bootstrap_servers(), self.password(Role::Debezium)).await?;
+        connect.register(self.pg.port())?;
+        Ok(connect)
+    }
+
     /// Runs `migration up` as `ingest_owner`, as compose's migrate service does; returns its output.
     pub fn migrate(&self) -> Result<String> {
         let output = self
@@ -205,7 +214,8 @@ impl Stack {
         command
     }
 
-    fn command(&self, binary: &str) -> Command {
+    /// The workspace binary `binary` (`migration`, `scraper`, `inserter`), with no setting of the stack's.
+    pub fn command(&self, binary: &str) -> Command {
         Command::new(self.bin_dir.join(binary))
     }
 }

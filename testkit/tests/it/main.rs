@@ -3,6 +3,7 @@
 
 mod compose_config;
 mod contract;
+mod debezium_end_to_end;
 mod env_example;
 mod instagram_end_to_end;
 mod local_pipeline;

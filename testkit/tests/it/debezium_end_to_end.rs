@@ -17,9 +17,10 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::Value;
-use testkit::Process;
 use testkit::connect::CONNECTOR;
+use testkit::http::{HttpServer, Part, Reply};
 use testkit::stack::{Role, Stack, StackOptions};
+use testkit::{Process, TestMessage};
 
 const CHANGES: &str = "postgres.public.twitter_data";
 /// X's epoch (2010-11-04T01:42:54.657Z) in Unix milliseconds.
@@ -65,46 +66,89 @@ impl Event {
     }
 }
 
-/// The change topic, read from its start by a consumer of its own.
+/// Change topics, read from their start by a consumer of its own.
 struct ChangeReader {
     consumer: StreamConsumer,
+    /// The next offset of each partition read: a topic the connector creates later makes the group rebalance,
+    /// and the consumer (which commits nothing) starts its partitions over from the earliest offset.
+    next: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 impl ChangeReader {
-    fn new(bootstrap_servers: &str, topic: &str) -> Self {
+    fn new(bootstrap_servers: &str, topics: &[&str]) -> Self {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap_servers)
             .set("group.id", testkit::unique_name("changes"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
+            .set("topic.metadata.refresh.interval.ms", "1000")
             .create()
             .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
-        Self { consumer }
+        consumer.subscribe(topics).unwrap();
+        Self { consumer, next: Default::default() }
     }
 
-    /// The next events up to and including the create event of `sentinel`.
+    /// The next event and its topic, or `None` once `deadline` passed.
+    async fn next(&self, deadline: Instant) -> Option<(String, Event)> {
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let message = match tokio::time::timeout(left, self.consumer.recv()).await {
+                Ok(Ok(message)) => message,
+                // The connector creates a topic with its table's first event.
+                Ok(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => continue,
+                Ok(Err(e)) => panic!("read the change topics: {e}"),
+                Err(_) => return None,
+            };
+            let position = (message.topic().to_owned(), message.partition());
+            let mut next = self.next.lock().unwrap();
+            if next.get(&position).is_some_and(|&n| message.offset() < n) {
+                continue;
+            }
+            next.insert(position, message.offset() + 1);
+            drop(next);
+            let key: Value = serde_json::from_slice(message.key().expect("a keyed event")).unwrap();
+            let value = message.payload().map(|v| serde_json::from_slice::<Value>(v).unwrap()["payload"].clone());
+            return Some((message.topic().to_owned(), Event { key: key["payload"].clone(), value }));
+        }
+    }
+
+    /// The next events up to and including the create event of post `sentinel` in `twitter_data`'s topic.
     async fn until_created(&self, sentinel: i64, timeout: Duration) -> Vec<Event> {
         let deadline = Instant::now() + timeout;
         let mut events = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(Ok(message)) => message,
-                // The connector creates the topic with the table's first event.
-                Ok(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => continue,
-                Ok(Err(e)) => panic!("read {CHANGES}: {e}"),
-                Err(_) => panic!("no create event of {sentinel} within {timeout:?}; got {events:#?}"),
+            let Some((_, event)) = self.next(deadline).await else {
+                panic!("no create event of {sentinel} within {timeout:?}; got {events:#?}")
             };
-            let key: Value = serde_json::from_slice(message.key().expect("a keyed event")).unwrap();
-            let value = message.payload().map(|v| serde_json::from_slice::<Value>(v).unwrap()["payload"].clone());
-            let event = Event { key: key["payload"].clone(), value };
             let done = event.op() == "c" && event.tweet_id() == sentinel;
             events.push(event);
             if done {
                 return events;
             }
         }
+    }
+
+    /// Every event, by topic, until `done` says the ones so far are all that is awaited; then whatever else
+    /// arrives within `settle`.
+    async fn until(
+        &self,
+        timeout: Duration,
+        settle: Duration,
+        done: impl Fn(&BTreeMap<String, Vec<Event>>) -> bool,
+    ) -> BTreeMap<String, Vec<Event>> {
+        let mut events: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        let deadline = Instant::now() + timeout;
+        while !done(&events) {
+            let Some((topic, event)) = self.next(deadline).await else {
+                panic!("not all the events awaited within {timeout:?}; got {events:#?}")
+            };
+            events.entry(topic).or_default().push(event);
+        }
+        let settled = Instant::now() + settle;
+        while let Some((topic, event)) = self.next(settled).await {
+            events.entry(topic).or_default().push(event);
+        }
+        events
     }
 }
 
@@ -122,17 +166,21 @@ async fn events_until_mark(stack: &Stack, dir: &tempfile::TempDir, changes: &Cha
 async fn scrape_and_insert(stack: &Stack, dir: &tempfile::TempDir, lines: &[String]) {
     let file = dir.path().join(testkit::unique_name("replay"));
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let mut scraper = scraper(stack);
+    scraper.env("SCRAPER_SOURCES", "replay").env("REPLAY_FILE", &file).env("REPLAY_RATE", "0");
+    run(scraper, dir, "scraper").await;
+    insert(stack, dir, "ingest").await;
+}
+
+/// The scraper binary with no setting of the developer's environment.
+fn scraper(stack: &Stack) -> Command {
     let mut scraper = stack.scraper();
     scraper
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("KAFKA_BOOTSTRAP_SERVERS", stack.broker.bootstrap_servers())
-        .env("SCRAPER_SOURCES", "replay")
-        .env("REPLAY_FILE", &file)
-        .env("REPLAY_RATE", "0")
         .env("SCRAPER_METRICS_ADDR", "127.0.0.1:0");
-    run(scraper, dir, "scraper").await;
-    insert(stack, dir, "ingest").await;
+    scraper
 }
 
 /// The inserter in consumer group `group`, until the topics are idle.
@@ -208,7 +256,7 @@ async fn every_change_of_twitter_data_reaches_its_topic_through_the_real_connect
     // Partitions for the last ten days, so that old posts land in daily partitions retention can drop.
     query(&owner, "SELECT ingest_partition_create('twitter_data', now() - interval '10 days', now())").await;
     let connect = stack.start_debezium().await.unwrap();
-    let changes = ChangeReader::new(&stack.broker.bootstrap_servers(), CHANGES);
+    let changes = ChangeReader::new(&stack.broker.bootstrap_servers(), &[CHANGES]);
 
     // Posts of today and of eight days ago, each in its day's partition: every one arrives as one create
     // event keyed by tweet_id with the values the table holds, under the table's topic.
@@ -294,4 +342,204 @@ fn topics(bootstrap_servers: &str) -> Vec<String> {
         ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create().unwrap();
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
     metadata.topics().iter().map(|t| t.name().to_owned()).collect()
+}
+
+/// Mastodon's streaming API, one connection each: the status, then its deletion.
+async fn mastodon_stream(status: &Value) -> HttpServer {
+    let stream = |event: String| {
+        let mut reply = Reply::stream(vec![Part::Chunk(event.into_bytes()), Part::Hang]);
+        reply.headers.retain(|(name, _)| name != "content-type");
+        reply.header("content-type", "text/event-stream")
+    };
+    let id = status["id"].as_str().unwrap();
+    let replies =
+        vec![stream(format!("event: update\ndata: {status}\n\n")), stream(format!("event: delete\ndata: {id}\n\n"))];
+    HttpServer::scripted(replies, stream(String::new())).await.unwrap()
+}
+
+/// Runs the scraper on `server`'s stream until `records` records are in `topic` in all, then stops it.
+async fn scrape_stream(stack: &Stack, dir: &tempfile::TempDir, server: &HttpServer, topic: &str, records: i64) {
+    let mut command = scraper(stack);
+    command.env("SSE_URL", format!("{}/api/v1/streaming/public", server.url()));
+    let log = dir.path().join(testkit::unique_name("scraper.log"));
+    let mut scraper = Process::spawn(command, &log).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_in(&stack.broker.bootstrap_servers(), topic) < records {
+        assert!(Instant::now() < deadline, "{records} records in {topic}? {}", scraper.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    scraper.signal(libc::SIGTERM);
+    assert!(scraper.wait(Duration::from_secs(30)).await.unwrap().success(), "{}", scraper.log());
+}
+
+/// The records in `topic` (its partitions' high watermarks; none while it does not exist).
+fn records_in(bootstrap_servers: &str, topic: &str) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap_servers).create().unwrap();
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else { return 0 };
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    partitions
+        .iter()
+        .filter_map(|&p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).ok())
+        .map(|(low, high)| high - low)
+        .sum()
+}
+
+/// An Instagram fixture of the inserter's tests, with `changes` applied.
+fn instagram(name: &str, changes: Value) -> Value {
+    let path = testkit::stack::repository_root().join("inserter/tests/fixtures/instagram").join(name);
+    let mut value: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for (key, new) in changes.as_object().unwrap() {
+        value[key] = new.clone();
+    }
+    value
+}
+
+/// An Instagram record as the scraper produces it: keyed by the object's id, with its headers.
+fn instagram_message(value: &Value, headers: &[(&str, &str)]) -> TestMessage {
+    let scraped_at = chrono::Utc::now().to_rfc3339();
+    let mut all = vec![
+        ("scraped_at".to_owned(), scraped_at.into_bytes()),
+        ("content_type".to_owned(), b"application/json".to_vec()),
+        ("scraper_version".to_owned(), b"0.1.0".to_vec()),
+    ];
+    all.extend(headers.iter().map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec())));
+    TestMessage {
+        key: value["id"].as_str().map(|id| id.as_bytes().to_vec()),
+        value: Some(value.to_string().into_bytes()),
+        headers: all,
+        partition: None,
+    }
+}
+
+const GRAPH: &[(&str, &str)] = &[("source", "instagram.graph.business_discovery")];
+const BLUEBOTTLE_GRAPH: i64 = 17841405309211844;
+const BLUEBOTTLE_WEB: i64 = 1620131;
+
+fn ops(events: &[Event]) -> Vec<&str> {
+    events.iter().map(Event::op).collect()
+}
+
+#[tokio::test]
+async fn a_mastodon_deletion_and_an_instagram_merge_reach_the_change_topics_as_the_changes_they_make() {
+    let stack = Stack::start(&StackOptions::new().unwrap()).await.unwrap();
+    stack.migrate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let connect = stack.start_debezium().await.unwrap();
+    let statuses = "postgres.public.mastodon_statuses";
+    let deletions = "postgres.public.mastodon_status_deletions";
+    let (profiles, posts) = ("postgres.public.instagram_profiles", "postgres.public.instagram_posts");
+    let snapshots = "postgres.public.instagram_profile_snapshots";
+    let changes =
+        ChangeReader::new(&stack.broker.bootstrap_servers(), &[statuses, deletions, profiles, posts, snapshots]);
+
+    // A Mastodon status, then its deletion, each scraped from the stream by the binary and inserted.
+    let id_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let path = testkit::stack::repository_root().join("inserter/tests/fixtures/mastodon/minimal.json");
+    let mut status: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    status["id"] = (id_ms << 16).to_string().into();
+    status["created_at"] = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into();
+    status["content"] = "<p>hello</p>".into();
+    let server = mastodon_stream(&status).await;
+    scrape_stream(&stack, &dir, &server, "mastodon.statuses", 1).await;
+    insert(&stack, &dir, "ingest").await;
+    let owner = stack.connect(Role::Owner).await.unwrap();
+    let stored = query(&owner, "SELECT count(*) FROM mastodon_statuses").await[0].try_get_by_index::<i64>(0).unwrap();
+    let errors = query(&owner, "SELECT coalesce(string_agg(error, '; '), '') FROM ingest_errors").await;
+    assert_eq!(stored, 1, "dead letters: {}", errors[0].try_get_by_index::<String>(0).unwrap());
+    let created = changes.until(Duration::from_secs(120), Duration::ZERO, |e| e.contains_key(statuses)).await;
+    assert_eq!(ops(&created[statuses]), ["c"], "{created:#?}");
+    let after = &created[statuses][0].value.as_ref().unwrap()["after"];
+    assert!(after["deleted_at"].is_null(), "{after}");
+
+    scrape_stream(&stack, &dir, &server, "mastodon.statuses", 2).await;
+    insert(&stack, &dir, "ingest").await;
+    let deleted = changes
+        .until(Duration::from_secs(120), Duration::from_secs(3), |e| {
+            e.contains_key(statuses) && e.contains_key(deletions)
+        })
+        .await;
+    assert_eq!(ops(&deleted[deletions]), ["c"], "the deletion is recorded: {deleted:#?}");
+    assert_eq!(ops(&deleted[statuses]), ["u"], "the status is updated, not deleted: {deleted:#?}");
+    let update = deleted[statuses][0].value.as_ref().unwrap();
+    assert!(update["before"]["deleted_at"].is_null(), "{update}");
+    assert!(update["after"]["deleted_at"].is_string(), "{update}");
+    let without_deleted_at = |row: &Value| {
+        let mut row = row.as_object().unwrap().clone();
+        row.remove("deleted_at");
+        row
+    };
+    assert_eq!(without_deleted_at(&update["before"]), without_deleted_at(&update["after"]), "only deleted_at changes");
+
+    // Instagram: a Graph scrape that does not name the web id, and a web scrape of the same account: two
+    // rows. Then a Graph scrape naming both ids merges them.
+    let web_profile = instagram(
+        "web_profile.json",
+        serde_json::json!({"id": "1620131", "username": "bluebottle", "full_name": "Blue Bottle Coffee"}),
+    );
+    let media_headers = [("source", "instagram.graph.business_discovery"), ("instagram_owner_id", "17841405309211844")];
+    stack
+        .broker
+        .produce(
+            "instagram.profiles",
+            [
+                instagram_message(&instagram("graph_profile.json", serde_json::json!({})), GRAPH),
+                instagram_message(&web_profile, &[("source", "instagram.web.profile")]),
+            ],
+        )
+        .await
+        .unwrap();
+    stack
+        .broker
+        .produce(
+            "instagram.media",
+            [instagram_message(&instagram("graph_media.json", serde_json::json!({})), &media_headers)],
+        )
+        .await
+        .unwrap();
+    insert(&stack, &dir, "ingest").await;
+    let before = changes
+        .until(Duration::from_secs(120), Duration::from_secs(3), |e| {
+            e.get(profiles).is_some_and(|v| v.len() >= 2) && e.contains_key(posts)
+        })
+        .await;
+    assert_eq!(ops(&before[profiles]), ["c", "c"], "{before:#?}");
+
+    stack
+        .broker
+        .produce(
+            "instagram.profiles",
+            [instagram_message(&instagram("graph_profile_ig_id.json", serde_json::json!({})), GRAPH)],
+        )
+        .await
+        .unwrap();
+    insert(&stack, &dir, "ingest").await;
+    let merged = changes
+        .until(Duration::from_secs(120), Duration::from_secs(5), |e| {
+            e.get(profiles).is_some_and(|v| v.iter().any(|e| e.op() == "d")) && e.contains_key(posts)
+        })
+        .await;
+    let key = |e: &Event| e.key["user_id"].as_i64().unwrap();
+    let graph_row: Vec<&str> = merged[profiles].iter().filter(|e| key(e) == BLUEBOTTLE_GRAPH).map(Event::op).collect();
+    assert_eq!(graph_row, ["d", "tombstone"], "the Graph-id row is deleted: {merged:#?}");
+    let web_row: Vec<&Event> = merged[profiles].iter().filter(|e| key(e) == BLUEBOTTLE_WEB).collect();
+    assert!(!web_row.is_empty() && web_row.iter().all(|e| e.op() == "u"), "{merged:#?}");
+    let last = web_row.last().unwrap().value.as_ref().unwrap();
+    assert_eq!(last["after"]["graph_user_id"], BLUEBOTTLE_GRAPH, "the account row learns the Graph id: {last}");
+    assert_eq!(ops(&merged[posts]), ["u"], "{merged:#?}");
+    let moved = merged[posts][0].value.as_ref().unwrap();
+    assert_eq!(
+        (&moved["before"]["owner_id"], &moved["after"]["owner_id"]),
+        (&Value::from(BLUEBOTTLE_GRAPH), &Value::from(BLUEBOTTLE_WEB)),
+        "the post moves to the account row: {moved}"
+    );
+    // A snapshot's user_id is part of its key: Debezium sends the move as a delete (and its tombstone) under
+    // the old key and a create under the new one, beside the merge scrape's own new snapshot.
+    let moved: Vec<(i64, &str)> = merged[snapshots].iter().map(|e| (key(e), e.op())).collect();
+    assert_eq!(
+        moved,
+        [(BLUEBOTTLE_GRAPH, "d"), (BLUEBOTTLE_GRAPH, "tombstone"), (BLUEBOTTLE_WEB, "c"), (BLUEBOTTLE_WEB, "c")],
+        "{merged:#?}"
+    );
+    assert_eq!(connect.states().await.unwrap(), ["RUNNING", "RUNNING"], "{}", connect.log());
 }

@@ -1231,3 +1231,26 @@ fn a_kafka_ui_without_a_login_is_caught() {
         ["service `scraper` gets KAFKA_UI_PASSWORD, which only kafka-ui may see"]
     );
 }
+
+/// The tests, the benchmarks and scripts/run-local.sh run Apache Kafka and the Debezium connector from Maven
+/// Central's jars at the pins of scripts/kafka-versions.env (scripts/install-kafka.sh): compose must run the
+/// very releases as images, and the jars installed must be the pinned ones.
+#[test]
+fn the_compose_broker_and_connect_run_the_releases_the_tests_run() {
+    let versions = testkit::jvm::Versions::pinned().unwrap();
+    let compose = parse_compose(&read(&repository_root().join("docker-compose.yml")));
+    let image = |service: &str| compose["services"][service]["image"].as_str().unwrap().to_owned();
+    assert_eq!(image("kafka"), format!("apache/kafka:{}", versions.kafka));
+    assert_eq!(image("connect"), format!("quay.io/debezium/connect:{}", versions.debezium));
+
+    let install = testkit::jvm::Install::pinned().unwrap();
+    let broker = install.kafka_libs.join(format!("kafka_2.13-{}.jar", versions.kafka));
+    let connect = install.kafka_libs.join(format!("connect-runtime-{}.jar", versions.kafka));
+    let connector = install
+        .debezium_plugins
+        .join("debezium-connector-postgres")
+        .join(format!("debezium-connector-postgres-{}.jar", versions.debezium));
+    for jar in [broker, connect, connector] {
+        assert!(jar.is_file(), "{} is not installed", jar.display());
+    }
+}

@@ -72,6 +72,8 @@ struct ChangeReader {
     /// The next offset of each partition read: a topic the connector creates later makes the group rebalance,
     /// and the consumer (which commits nothing) starts its partitions over from the earliest offset.
     next: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
+    /// The highest `source.lsn` of the events read.
+    last_lsn: std::sync::atomic::AtomicI64,
 }
 
 impl ChangeReader {
@@ -85,7 +87,7 @@ impl ChangeReader {
             .create()
             .unwrap();
         consumer.subscribe(topics).unwrap();
-        Self { consumer, next: Default::default() }
+        Self { consumer, next: Default::default(), last_lsn: Default::default() }
     }
 
     /// The next event and its topic, or `None` once `deadline` passed.
@@ -108,8 +110,15 @@ impl ChangeReader {
             drop(next);
             let key: Value = serde_json::from_slice(message.key().expect("a keyed event")).unwrap();
             let value = message.payload().map(|v| serde_json::from_slice::<Value>(v).unwrap()["payload"].clone());
+            if let Some(lsn) = value.as_ref().and_then(|v| v["source"]["lsn"].as_i64()) {
+                self.last_lsn.fetch_max(lsn, std::sync::atomic::Ordering::Relaxed);
+            }
             return Some((message.topic().to_owned(), Event { key: key["payload"].clone(), value }));
         }
+    }
+
+    fn last_lsn(&self) -> i64 {
+        self.last_lsn.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The next events up to and including the create event of post `sentinel` in `twitter_data`'s topic.
@@ -118,7 +127,8 @@ impl ChangeReader {
         let mut events = Vec::new();
         loop {
             let Some((_, event)) = self.next(deadline).await else {
-                panic!("no create event of {sentinel} within {timeout:?}; got {events:#?}")
+                let got: Vec<(&str, i64)> = events.iter().map(|e: &Event| (e.op(), e.tweet_id())).collect();
+                panic!("no create event of {sentinel} within {timeout:?}; got {} events: {got:?}", got.len())
             };
             let done = event.op() == "c" && event.tweet_id() == sentinel;
             events.push(event);
@@ -152,11 +162,20 @@ impl ChangeReader {
     }
 }
 
-/// Scrapes and inserts a post of a fresh id (`n` in its sequence bits) after everything before it has landed,
-/// and returns the events that came before its create event: those of what was done since the last mark.
-async fn events_until_mark(stack: &Stack, dir: &tempfile::TempDir, changes: &ChangeReader, n: u64) -> Vec<Event> {
+/// Scrapes and inserts `lines` and after them a post of a fresh id (`n` in its sequence bits), and returns the
+/// events that came before the post's create event: those of what was done since the last mark. The topic
+/// has one partition, so the post is stored after every line before it.
+async fn marked(
+    stack: &Stack,
+    dir: &tempfile::TempDir,
+    changes: &ChangeReader,
+    lines: &[String],
+    n: u64,
+) -> Vec<Event> {
     let sentinel = x_id(0, 1_000 + n);
-    scrape_and_insert(stack, dir, &[tweet_line(sentinel, 0)]).await;
+    let mut lines = lines.to_vec();
+    lines.push(tweet_line(sentinel, 0));
+    scrape_and_insert(stack, dir, &lines).await;
     let mut events = changes.until_created(sentinel as i64, Duration::from_secs(180)).await;
     events.pop();
     events
@@ -167,7 +186,11 @@ async fn scrape_and_insert(stack: &Stack, dir: &tempfile::TempDir, lines: &[Stri
     let file = dir.path().join(testkit::unique_name("replay"));
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let mut scraper = scraper(stack);
-    scraper.env("SCRAPER_SOURCES", "replay").env("REPLAY_FILE", &file).env("REPLAY_RATE", "0");
+    scraper
+        .env("SCRAPER_SOURCES", "replay")
+        .env("REPLAY_FILE", &file)
+        .env("REPLAY_RATE", "0")
+        .env("TOPIC_PARTITIONS", "1");
     run(scraper, dir, "scraper").await;
     insert(stack, dir, "ingest").await;
 }
@@ -187,7 +210,7 @@ fn scraper(stack: &Stack) -> Command {
 async fn insert(stack: &Stack, dir: &tempfile::TempDir, group: &str) {
     let mut inserter = stack.inserter();
     inserter
-        .args(["--exit-when-idle", "3s"])
+        .args(["--exit-when-idle", "1s"])
         .env("INSERTER_GROUP", group)
         .env("METRICS_ADDR", "127.0.0.1:0")
         .env("BATCH_TIMEOUT", "100ms");
@@ -262,8 +285,7 @@ async fn every_change_of_twitter_data_reaches_its_topic_through_the_real_connect
     // event keyed by tweet_id with the values the table holds, under the table's topic.
     let posts: Vec<u64> = (1..=20).map(|n| x_id(0, n)).chain((21..=30).map(|n| x_id(8, n))).collect();
     let lines: Vec<String> = posts.iter().map(|&id| tweet_line(id, 3)).collect();
-    scrape_and_insert(&stack, &dir, &lines).await;
-    let events = events_until_mark(&stack, &dir, &changes, 1).await;
+    let events = marked(&stack, &dir, &changes, &lines, 1).await;
     assert_eq!(events.len(), posts.len(), "one event a post: {events:#?}");
     let (rows, types) = stored_rows(&owner).await;
     assert_eq!(rows.len(), posts.len() + 1, "the posts and the mark");
@@ -290,8 +312,7 @@ async fn every_change_of_twitter_data_reaches_its_topic_through_the_real_connect
     // A re-scrape with new counts: one update each, with the old row and the new.
     let rescraped = &posts[..5];
     let lines: Vec<String> = rescraped.iter().map(|&id| tweet_line(id, 7)).collect();
-    scrape_and_insert(&stack, &dir, &lines).await;
-    let mut events = events_until_mark(&stack, &dir, &changes, 2).await;
+    let mut events = marked(&stack, &dir, &changes, &lines, 2).await;
     assert_eq!(events.len(), rescraped.len(), "{events:#?}");
     events.sort_by_key(Event::tweet_id);
     let (rows, _) = stored_rows(&owner).await;
@@ -317,23 +338,41 @@ async fn every_change_of_twitter_data_reaches_its_topic_through_the_real_connect
     assert!(dropped[0].try_get_by_index::<i32>(0).unwrap() >= 1, "retention dropped the old partition");
     let left = query(&owner, "SELECT count(*) FROM twitter_data").await[0].try_get_by_index::<i64>(0).unwrap();
     assert_eq!(left, 22, "the eight-day-old posts are gone");
-    let events = events_until_mark(&stack, &dir, &changes, 3).await;
+    let events = marked(&stack, &dir, &changes, &[], 3).await;
     assert!(events.is_empty(), "neither the replay nor the retention made an event: {events:#?}");
 
-    // Postgres restarts under the connector: its task stays RUNNING and resumes from its slot.
+    // Postgres restarts under the connector: its task stays RUNNING and resumes from its slot. Connect
+    // stores the connector's position every offset.flush.interval.ms (compose's OFFSET_FLUSH_INTERVAL_MS);
+    // once it holds the last event's, the restart re-sends nothing.
+    let last = changes.last_lsn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_lsn(&connect).await < last {
+        assert!(
+            Instant::now() < deadline,
+            "Connect never stored the position {last}: {:?}",
+            connect.get(OFFSETS).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     stack.pg.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stack.pg.restart().await.unwrap();
     let updated = posts[5];
-    scrape_and_insert(&stack, &dir, &[tweet_line(updated, 9)]).await;
-    let events = events_until_mark(&stack, &dir, &changes, 4).await;
-    eprintln!("events after the restart: {:?}", events.iter().map(|e| (e.op(), e.tweet_id())).collect::<Vec<_>>());
-    let updates: Vec<&Event> = events.iter().filter(|e| e.op() == "u").collect();
-    assert_eq!(updates.len(), 1, "the change made after the restart arrives: {events:#?}");
-    assert_eq!(updates[0].tweet_id(), updated as i64);
+    let events = marked(&stack, &dir, &changes, &[tweet_line(updated, 9)], 4).await;
+    let ops: Vec<(&str, i64)> = events.iter().map(|e| (e.op(), e.tweet_id())).collect();
+    assert_eq!(ops, [("u", updated as i64)], "the change made after the restart, once, and nothing again");
+    assert_eq!(events[0].value.as_ref().unwrap()["after"]["like_count"], 9);
     assert_eq!(connect.states().await.unwrap(), ["RUNNING", "RUNNING"], "{}", connect.log());
     let status = connect.status().await.unwrap();
     assert_eq!(status["name"], CONNECTOR);
+}
+
+const OFFSETS: &str = "/connectors/ingest-postgres/offsets";
+
+/// The LSN of the last event whose position Connect has stored for the connector (0 before any).
+async fn stored_lsn(connect: &testkit::connect::Connect) -> i64 {
+    let offsets = connect.get(OFFSETS).await.unwrap();
+    offsets["offsets"].as_array().into_iter().flatten().filter_map(|o| o["offset"]["lsn"].as_i64()).max().unwrap_or(0)
 }
 
 /// The broker's topic names.

@@ -38,13 +38,14 @@ pub struct Connect {
 
 impl Connect {
     /// Starts a worker against the broker at `bootstrap_servers`, with `db_password` as the
-    /// `DEBEZIUM_DB_PASSWORD` compose passes it, and waits until its REST API answers.
-    pub async fn start(bootstrap_servers: &str, db_password: &str) -> Result<Self> {
+    /// `DEBEZIUM_DB_PASSWORD` compose passes it, its REST API on 127.0.0.1:`port` (0: a free port), and
+    /// waits until the API answers.
+    pub async fn start(bootstrap_servers: &str, db_password: &str, port: u16) -> Result<Self> {
         let install = Install::pinned()?;
         let dir = child::service_dir("connect")?;
         let mut connect = Self { dir, install, port: 0, env: BTreeMap::new(), process: None };
         let compose = compose_environment()?;
-        child::on_free_port("Kafka Connect", async |port| {
+        let mut start = async |port| {
             connect.port = port;
             let (properties, env) = worker_properties(&compose, bootstrap_servers, port, &connect.plugin_path())?;
             connect.env = env;
@@ -52,8 +53,12 @@ impl Connect {
             fs::write(connect.dir.path().join("worker.properties"), render(&properties))?;
             fs::write(connect.dir.path().join("log4j2.properties"), jvm::log4j2_properties(STARTED_LOGGER))?;
             connect.spawn().await
-        })
-        .await?;
+        };
+        if port == 0 {
+            child::on_free_port("Kafka Connect", start).await?;
+        } else {
+            start(port).await.with_context(|| format!("start Kafka Connect on port {port}"))?;
+        }
         Ok(connect)
     }
 
@@ -118,11 +123,16 @@ impl Connect {
 
     /// The worker's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("connect.log")).unwrap_or_default()
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Where the worker logs (WARN and above, and that it started).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("connect.log")
     }
 
     async fn spawn(&mut self) -> Result<()> {
-        let log_path = self.dir.path().join("connect.log");
+        let log_path = self.log_path();
         let log = File::options().create(true).append(true).open(&log_path)?;
         let logged_before = log.metadata()?.len();
         let mut command = self.install.java(

@@ -174,9 +174,10 @@ impl Stack {
     }
 
     /// Kafka Connect with the Debezium connector registered and running, as compose's `connect` and
-    /// `register-connector` services run them: after [`Stack::migrate`], which makes the publication.
-    pub async fn start_debezium(&self) -> Result<Connect> {
-        let connect = Connect::start(&self.broker.bootstrap_servers(), self.password(Role::Debezium)).await?;
+    /// `register-connector` services run them, its REST API on 127.0.0.1:`port` (0: a free one): after
+    /// [`Stack::migrate`], which makes the publication.
+    pub async fn start_debezium(&self, port: u16) -> Result<Connect> {
+        let connect = Connect::start(&self.broker.bootstrap_servers(), self.password(Role::Debezium), port).await?;
         connect.register(self.pg.port())?;
         Ok(connect)
     }

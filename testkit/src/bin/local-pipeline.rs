@@ -1,8 +1,8 @@
-//! `local-pipeline`: the whole pipeline on a machine without a container engine. Starts Postgres
-//! (`wal_level=logical`) with compose's roles and the migrated `ingest` database, Apache Kafka (one KRaft node), with
-//! `--prometheus` Debian's Prometheus scraping the two binaries, then the scraper and the inserter; prints where
-//! to look; on Ctrl-C or SIGTERM stops the scraper, then the inserter, then the services. Exits non-zero when a
-//! child fails.
+//! `local-pipeline`: the whole pipeline on a machine without a container engine, as compose runs it. Starts
+//! Postgres (`wal_level=logical`) with compose's roles and the migrated `ingest` database, Apache Kafka (one
+//! KRaft node), Kafka Connect with the Debezium connector registered, with `--prometheus` Debian's Prometheus
+//! scraping the two binaries, then the scraper and the inserter; prints where to look; on Ctrl-C or SIGTERM
+//! stops the scraper, then the inserter, then the services. Exits non-zero when a child fails.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use testkit::Process;
+use testkit::connect::Connect;
 use testkit::prometheus::{Prometheus, PrometheusOptions};
 use testkit::stack::{DATABASE, Role, Stack, StackOptions};
 use tokio::signal::unix::{SignalKind, signal};
@@ -21,8 +22,8 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Debug, Parser)]
 #[command(
     name = "local-pipeline",
-    about = "Runs scraper → broker → inserter → Postgres (wal_level=logical) locally, without containers.",
-    long_about = "Runs scraper → broker → inserter → Postgres (wal_level=logical) locally, without containers.\n\n\
+    about = "Runs scraper → Kafka → inserter → Postgres → Debezium locally, without containers.",
+    long_about = "Runs scraper → Kafka → inserter → Postgres → Debezium locally, without containers.\n\n\
                   The scraper and the inserter get this process's environment, so X_BEARER_TOKEN, SSE_URL, \
                   REPLAY_RATE, RUST_LOG and the like work as documented for them. Ctrl-C stops everything in \
                   order; the data is thrown away."
@@ -35,6 +36,10 @@ struct Args {
     /// Kafka's port on 127.0.0.1 (0: a free one)
     #[arg(long, default_value_t = 0)]
     kafka_port: u16,
+
+    /// Kafka Connect's REST port on 127.0.0.1 (0: a free one)
+    #[arg(long, default_value_t = 0)]
+    connect_port: u16,
 
     /// The scraper's /metrics and /healthz port on 127.0.0.1 (0: a free one)
     #[arg(long, default_value_t = 0)]
@@ -82,7 +87,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     options.pg_port = args.pg_port;
     options.kafka_port = args.kafka_port;
     options.roles_sql = args.roles_sql;
-    say(&format!("starting Postgres and the broker (binaries from {})", options.bin_dir.display()));
+    say(&format!("starting Postgres and Kafka (binaries from {})", options.bin_dir.display()));
     let mut stack = Stack::start(&options).await?;
     say(&format!(
         "applied {} to database {DATABASE}; running `migration up` as {}",
@@ -92,6 +97,8 @@ async fn run(args: Args) -> Result<ExitCode> {
     for line in stack.migrate()?.lines() {
         println!("[migration] {line}");
     }
+    say("starting Kafka Connect and registering the Debezium connector (docker/debezium/register.sh)");
+    let mut connect = stack.start_debezium(args.connect_port).await?;
 
     std::fs::create_dir_all(&args.log_dir).with_context(|| format!("create {}", args.log_dir.display()))?;
     let log_dir = args.log_dir.canonicalize()?;
@@ -118,7 +125,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     inserter_command.env("METRICS_ADDR", inserter_metrics.to_string());
     let inserter = Child::spawn("inserter", inserter_command, &log_dir)?;
 
-    print_where_to_look(&stack, scraper_metrics, inserter_metrics, prometheus.as_ref(), &log_dir);
+    print_where_to_look(&stack, &connect, scraper_metrics, inserter_metrics, prometheus.as_ref(), &log_dir);
 
     let mut children = [scraper, inserter];
     let failed = supervise(&mut children).await?;
@@ -134,7 +141,8 @@ async fn run(args: Args) -> Result<ExitCode> {
         say("stopping Prometheus");
         prometheus.stop();
     }
-    say("stopping the broker and Postgres");
+    say("stopping Kafka Connect, the broker and Postgres");
+    connect.stop();
     stack.broker.shutdown();
     stack.pg.stop();
     say("stopped");
@@ -247,6 +255,7 @@ impl Child {
 
 fn print_where_to_look(
     stack: &Stack,
+    connect: &Connect,
     scraper_metrics: SocketAddr,
     inserter_metrics: SocketAddr,
     prometheus: Option<&Prometheus>,
@@ -280,6 +289,8 @@ fn print_where_to_look(
          superuser:  psql '{superuser}'\n\
          broker:     {broker}  topics: {tweets}, {statuses}, {rejects}\n\
          \x20           kcat -C -b {broker} -t {tweets} -c 5\n\
+         connect:    {connect_url}  (connector: {connect_url}/connectors/{connector}/status, log: {connect_log})\n\
+         changes:    kcat -C -b {broker} -t postgres.public.twitter_data -o beginning -f '%k %s\\n'\n\
          metrics:    scraper  http://{scraper_metrics}/metrics  (/healthz)\n\
          \x20           inserter http://{inserter_metrics}/metrics  (/healthz)\n\
          {prometheus}\
@@ -287,6 +298,9 @@ fn print_where_to_look(
         analyst = stack.url(Role::Analyst),
         superuser = stack.pg.url(DATABASE),
         logs = logs.display(),
+        connect_url = connect.url(),
+        connector = testkit::connect::CONNECTOR,
+        connect_log = connect.log_path().display(),
     );
 }
 

@@ -278,7 +278,7 @@ async fn every_change_of_twitter_data_reaches_its_topic_through_the_real_connect
     let owner = stack.connect(Role::Owner).await.unwrap();
     // Partitions for the last ten days, so that old posts land in daily partitions retention can drop.
     query(&owner, "SELECT ingest_partition_create('twitter_data', now() - interval '10 days', now())").await;
-    let connect = stack.start_debezium().await.unwrap();
+    let connect = stack.start_debezium(0).await.unwrap();
     let changes = ChangeReader::new(&stack.broker.bootstrap_servers(), &[CHANGES]);
 
     // Posts of today and of eight days ago, each in its day's partition: every one arrives as one create
@@ -464,7 +464,7 @@ async fn a_mastodon_deletion_and_an_instagram_merge_reach_the_change_topics_as_t
     let stack = Stack::start(&StackOptions::new().unwrap()).await.unwrap();
     stack.migrate().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let connect = stack.start_debezium().await.unwrap();
+    let connect = stack.start_debezium(0).await.unwrap();
     let statuses = "postgres.public.mastodon_statuses";
     let deletions = "postgres.public.mastodon_status_deletions";
     let (profiles, posts) = ("postgres.public.instagram_profiles", "postgres.public.instagram_posts");

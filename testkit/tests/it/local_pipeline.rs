@@ -73,6 +73,15 @@ async fn sigterm_stops_the_scraper_then_the_inserter_then_the_services() {
     assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 0);
     db.close().await.unwrap();
 
+    // The printed Connect URL answers, and the connector it registered runs.
+    let log = process.log();
+    let line = log.lines().find(|line| line.starts_with("connect:")).expect("a connect: line");
+    let status_url = line.split_whitespace().find(|w| w.ends_with("/status,")).unwrap().trim_end_matches(',');
+    let status = Command::new("curl").args(["-fsS", status_url]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["connector"]["state"], "RUNNING", "{status}");
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+
     process.signal(libc::SIGTERM);
     let status = process.wait(Duration::from_secs(120)).await.unwrap();
     let log = process.log();
@@ -83,7 +92,7 @@ async fn sigterm_stops_the_scraper_then_the_inserter_then_the_services() {
         "scraper exited: exit status: 0",
         "stopping the inserter (SIGTERM)",
         "inserter exited: exit status: 0",
-        "stopping the broker and Postgres",
+        "stopping Kafka Connect, the broker and Postgres",
         "[local-pipeline] stopped",
     ];
     let stop_at = position(&log, order[0]);

@@ -695,7 +695,8 @@ async fn local_pipeline_runs_prometheus_beside_the_pipeline_and_stops_it_with_th
     assert!(status.success(), "{log}");
     let inserter_stopped = log.find("inserter exited").unwrap_or_else(|| panic!("{log}"));
     let prometheus_stopped = log.find("stopping Prometheus").unwrap_or_else(|| panic!("{log}"));
-    let services_stopped = log.find("stopping Kafka Connect, the broker and Postgres").unwrap_or_else(|| panic!("{log}"));
+    let services_stopped =
+        log.find("stopping Kafka Connect, the broker and Postgres").unwrap_or_else(|| panic!("{log}"));
     assert!(inserter_stopped < prometheus_stopped && prometheus_stopped < services_stopped, "{log}");
     assert!(client.api("/api/v1/status/buildinfo", &[]).await.is_err(), "Prometheus is stopped");
     let prometheus_log = std::fs::read_to_string(dir.path().join("logs/prometheus.log")).unwrap();

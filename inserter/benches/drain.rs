@@ -156,7 +156,7 @@ async fn main() {
     let text = if args.text_bytes > 0 { format!(", text of {} bytes", args.text_bytes) } else { String::new() };
     println!();
     println!(
-        "records {}, partitions {}, fsync {fsync}, broker storage sqlite, {batch}{text}",
+        "records {}, partitions {}, fsync {fsync}, Apache Kafka (one KRaft node), {batch}{text}",
         args.records, args.partitions
     );
     println!("COPY limit       {copy_rate:>8.0} rows/s  1.00x");
@@ -195,15 +195,22 @@ async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     };
     // The baseline of the partitioned table: one inserter into `twitter_data` as a plain table (every
-    // migration, then the partitioning's `down`), the same rows and indexes.
+    // migration, then the `down` of the partitioning and of those after it), the same rows and indexes.
     eprintln!("1 inserter into the unpartitioned table (load average {})...", load_average());
     let plain = rig.pg.migrated_database::<migration::Migrator>().await.unwrap();
-    <migration::Migrator as migration::MigratorTrait>::down(&plain.conn, Some(1)).await.unwrap();
-    // Recorded as applied again, or the inserter would refuse a schema a migration behind. Its partition
+    let names: Vec<String> =
+        <migration::Migrator as migration::MigratorTrait>::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let partitioning = names.iter().position(|name| name == "m20261201_000010_partitioned_posts").unwrap();
+    let undone = &names[partitioning..];
+    <migration::Migrator as migration::MigratorTrait>::down(&plain.conn, Some(undone.len() as u32)).await.unwrap();
+    // Recorded as applied again, or the inserter would refuse a schema migrations behind. Its partition
     // maintenance then fails (the function went with the partitioning) and logs so; nothing else changes.
-    let applied = "INSERT INTO seaql_migrations (version, applied_at)
-                   VALUES ('m20261201_000010_partitioned_posts', extract(epoch FROM now())::bigint)";
-    plain.conn.execute_unprepared(applied).await.unwrap();
+    for version in undone {
+        let applied = format!(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{version}', extract(epoch FROM now())::bigint)"
+        );
+        plain.conn.execute_unprepared(&applied).await.unwrap();
+    }
     let unpartitioned = drain(rig, args, &plain, 1).await;
     let mut runs = Vec::new();
     for &members in &args.members {
@@ -217,7 +224,7 @@ async fn scale(rig: &Rig, args: &Args, fsync: &str, copy_rate: f64, read_rate: f
     let us = |seconds: f64| seconds * 1e6 / records;
     println!();
     println!(
-        "records {}, partitions {}, fsync {fsync}, broker storage sqlite, {}",
+        "records {}, partitions {}, fsync {fsync}, Apache Kafka (one KRaft node), {}",
         args.records,
         args.partitions,
         match args.batch_size {

@@ -186,10 +186,14 @@ impl Pipeline {
                 return Ok(Stopped::Idle);
             }
 
+            // Only the deadlines this loop can act on when they pass: while a write is in flight with the next
+            // batch decoded, or partitions wait for an idle writer, the write's end wakes the loop, and a
+            // deadline already past would turn the select into a busy loop that takes a core from Postgres.
+            let can_start_batch = state.in_flight.is_none() || state.decoding.is_none();
             let wake_at = [
-                state.pending_since.map(|since| since + self.options.batch_timeout),
-                (!state.unassigned.is_empty()).then_some(state.next_assign_attempt),
-                idle_deadline,
+                state.pending_since.filter(|_| can_start_batch).map(|since| since + self.options.batch_timeout),
+                (!state.unassigned.is_empty() && state.idle_writer()).then_some(state.next_assign_attempt),
+                idle_deadline.filter(|_| settled),
             ]
             .into_iter()
             .flatten()

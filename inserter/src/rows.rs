@@ -128,7 +128,7 @@ impl Tables {
 
 /// The rule of a table with a guard: keyed by the guard's key.
 const fn guarded<E: EntityTrait>(guard: &'static guard::Guard<E::Column>) -> Rule<E> {
-    Rule { key: guard.key, conflict: Conflict::Guarded(guard), carries_payload: true, sorted: false }
+    Rule { key: guard.key, conflict: Conflict::Guarded(guard), carries_payload: true }
 }
 
 static TWITTER_USERS: Rule<twitter_users::Entity> = guarded(&guard::TWITTER_USERS);
@@ -139,7 +139,6 @@ static MASTODON_STATUS_DELETIONS: Rule<mastodon_status_deletions::Entity> = Rule
     key: &[mastodon_status_deletions::Column::Instance, mastodon_status_deletions::Column::StatusId],
     conflict: Conflict::Nothing { preferred: None },
     carries_payload: false,
-    sorted: true,
 };
 static INSTAGRAM_PROFILES: Rule<instagram_profiles::Entity> = guarded(&guard::INSTAGRAM_PROFILES);
 /// A minimal row with a username beats one without.
@@ -147,14 +146,12 @@ static INSTAGRAM_REFERENCED_PROFILES: Rule<instagram_profiles::Entity> = Rule {
     key: &[instagram_profiles::Column::UserId],
     conflict: Conflict::Nothing { preferred: Some(instagram_profiles::Column::Username) },
     carries_payload: false,
-    sorted: true,
 };
 /// Append-only: a replayed scrape is already there.
 static INSTAGRAM_PROFILE_SNAPSHOTS: Rule<instagram_profile_snapshots::Entity> = Rule {
     key: &[instagram_profile_snapshots::Column::UserId, instagram_profile_snapshots::Column::ScrapedAt],
     conflict: Conflict::Nothing { preferred: None },
     carries_payload: false,
-    sorted: false,
 };
 static INSTAGRAM_POSTS: Rule<instagram_posts::Entity> = guarded(&guard::INSTAGRAM_POSTS);
 /// A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
@@ -162,14 +159,12 @@ static INSTAGRAM_HASHTAGS: Rule<instagram_hashtags::Entity> = Rule {
     key: &[instagram_hashtags::Column::Name],
     conflict: Conflict::FillOnce(instagram_hashtags::Column::GraphHashtagId),
     carries_payload: false,
-    sorted: false,
 };
 /// Links are only added: a caption edited to drop a tag leaves its link.
 static INSTAGRAM_POST_HASHTAGS: Rule<instagram_post_hashtags::Entity> = Rule {
     key: &[instagram_post_hashtags::Column::MediaId, instagram_post_hashtags::Column::Hashtag],
     conflict: Conflict::Nothing { preferred: None },
     carries_payload: false,
-    sorted: false,
 };
 static INSTAGRAM_COMMENTS: Rule<instagram_comments::Entity> = guarded(&guard::INSTAGRAM_COMMENTS);
 /// Links are only added, like the hashtags'.
@@ -177,7 +172,6 @@ static INSTAGRAM_POST_TAGGED_USERS: Rule<instagram_post_tagged_users::Entity> = 
     key: &[instagram_post_tagged_users::Column::MediaId, instagram_post_tagged_users::Column::UserId],
     conflict: Conflict::Nothing { preferred: None },
     carries_payload: false,
-    sorted: false,
 };
 
 #[cfg(test)]
@@ -292,6 +286,22 @@ mod tests {
         for (table, statements) in batch.rows.encoded.as_ref().expect("a decoded batch is encoded") {
             assert!(statements.is_ok(), "{table}: {statements:?}", statements = statements.as_ref().err());
         }
+    }
+
+    #[test]
+    fn rows_are_written_in_key_order_so_that_two_members_lock_shared_rows_alike() {
+        // Two members' batches naming the same authors in other orders would otherwise deadlock.
+        let mut users = Table::new(&TWITTER_USERS);
+        for (record, user_id) in [30_i64, 10, 1_000_000_000_000, 20].into_iter().enumerate() {
+            users.push(
+                record,
+                twitter_users::ActiveModel { user_id: ActiveValue::Set(user_id), ..Default::default() },
+                None,
+            );
+        }
+        users.prepare(&mut Default::default());
+        let order: Vec<(i64, usize)> = users.rows.iter().map(|row| (*row.model.user_id.as_ref(), row.record)).collect();
+        assert_eq!(order, [(10, 1), (20, 3), (30, 0), (1_000_000_000_000, 2)]);
     }
 
     #[test]

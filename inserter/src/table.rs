@@ -4,7 +4,6 @@
 //! target all come from SeaORM.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict, PostgresQueryBuilder, Query};
@@ -52,8 +51,6 @@ pub(crate) struct Rule<E: EntityTrait + 'static> {
     pub conflict: Conflict<E::Column>,
     /// Whether a row carries its record's payload: it then weighs that much in a statement.
     pub carries_payload: bool,
-    /// Whether rows are written in key order, so that two writers lock them in the same order.
-    pub sorted: bool,
 }
 
 /// One statement's worth of rows, encoded: the SQL and one binary array per column.
@@ -78,35 +75,24 @@ impl<E: EntityTrait> Table<E> {
     }
 
     /// Leaves out what an index cannot hold, then keeps one row per key: scrapes of a row folded in scrape
-    /// order (the later record on a tie), as writing them one by one would. Doing it again changes nothing.
+    /// order (the later record on a tie), as writing them one by one would, in key order. Doing it again
+    /// changes nothing.
     pub(crate) fn prepare(&mut self, cuts: &mut Cuts) {
         limits::fit(&mut self.rows, cuts);
-        let key = |row: &Row<E::ActiveModel>| key_bytes(&row.model, self.rule.key);
-        let rows = std::mem::take(&mut self.rows);
-        let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-        let mut order = Vec::new();
-        for (position, row) in rows.iter().enumerate() {
-            match groups.entry(key(row)) {
-                Entry::Vacant(entry) => {
-                    order.push(entry.key().clone());
-                    entry.insert(vec![position]);
-                }
-                Entry::Occupied(mut entry) => entry.get_mut().push(position),
-            }
+        let mut groups: HashMap<Vec<u8>, Vec<Row<E::ActiveModel>>> = HashMap::new();
+        for row in std::mem::take(&mut self.rows) {
+            groups.entry(key_bytes(&row.model, self.rule.key)).or_default().push(row);
         }
-        let mut rows: Vec<Option<Row<E::ActiveModel>>> = rows.into_iter().map(Some).collect();
-        let mut kept = Vec::with_capacity(order.len());
-        for key in order {
-            let positions = &groups[&key];
-            let row = match positions.as_slice() {
-                [only] => rows[*only].take().expect("each row is taken once"),
-                group => self.fold(group.iter().map(|p| rows[*p].take().expect("each row is taken once")).collect()),
-            };
-            kept.push((key, row));
-        }
-        if self.rule.sorted {
-            kept.sort_by(|(a, _), (b, _)| a.cmp(b));
-        }
+        let mut kept: Vec<(Vec<u8>, Row<E::ActiveModel>)> = groups
+            .into_iter()
+            .map(|(key, mut group)| {
+                let row = if group.len() == 1 { group.pop().expect("one row") } else { self.fold(group) };
+                (key, row)
+            })
+            .collect();
+        // Key order: two members writing the same rows (an author in both their batches) lock them in the same
+        // order, so neither waits for a lock the other holds while holding one it wants: no deadlock.
+        kept.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         self.rows = kept.into_iter().map(|(_, row)| row).collect();
     }
 

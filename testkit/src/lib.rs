@@ -15,9 +15,10 @@
 //! - [`prometheus::Prometheus`]: Debian's Prometheus with the compose stack's jobs and alert rules, pointed at
 //!   local addresses, for the observability test and `local-pipeline --prometheus`.
 //!
-//! Postgres, the broker and Prometheus run as child processes that die with the test process, even when it is
-//! killed, and live in temporary directories that are removed on drop (and swept at the next start if a run
-//! crashed).
+//! Postgres, a test's own broker, Kafka Connect and Prometheus run as child processes that die with the test
+//! process, even when it is killed, and live in temporary directories that are removed on drop (and swept at
+//! the next start if a run crashed). The shared broker outlives the test that started it: a keeper stops it a
+//! minute after the last test holding a lease on it has gone.
 
 mod broker;
 pub mod cdc;

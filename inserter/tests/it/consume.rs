@@ -1,12 +1,14 @@
 //! The `inserter` binary against a real broker and a real Postgres: it drains a topic into the tables,
 //! dead-letters what it cannot store while the records around it land, replays change nothing, SIGTERM
-//! finishes the batch in hand, a missing topic is waited for, and /metrics and /healthz answer.
+//! finishes the batch in hand, a write held by the database costs no CPU, a missing topic is waited for, and
+//! /metrics and /healthz answer.
 
 use crate::support;
 
 use std::time::Duration;
 
 use migration::CDC_PUBLICATION;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use support::{Rig, free_addr, http_get, lag_by_partition, metric, tweet_message};
 use testkit::{TestMessage, cdc, unique_name};
 
@@ -110,6 +112,37 @@ async fn sigterm_commits_the_batch_in_hand_then_a_restart_resumes_after_it() {
     assert!(again.wait(Duration::from_secs(60)).await.unwrap().success(), "{}", again.log());
     assert_eq!(rig.count(TWEETS).await, 20_000);
     assert!(again.log().contains(&format!("records={}", 20_000 - stored)), "{}", again.log());
+}
+
+#[tokio::test]
+async fn a_write_held_by_the_database_costs_the_inserter_no_cpu_while_records_wait() {
+    let rig = Rig::start(1).await;
+    rig.produce_tweets(1..=10).await;
+    let group = unique_name("group");
+    let inserter = rig.inserter_with(&group, &[("BATCH_SIZE", "10"), ("BATCH_TIMEOUT", "20ms")], &[]);
+    rig.wait_for_count(TWEETS, 10, Duration::from_secs(30), &inserter).await;
+
+    // A write waits for the lock, the next batch is decoded beside it, and more records wait past their batch
+    // timeout: the loop has nothing to do until the write ends, and must sleep until then.
+    let lock = rig.conn().begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE twitter_data IN EXCLUSIVE MODE").await.unwrap();
+    rig.produce_tweets(11..=100).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_seconds(inserter.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_seconds(inserter.pid()) - before;
+    lock.commit().await.unwrap();
+    assert!(used < 0.3, "{used:.2} CPU seconds in 3 s of waiting for the database:\n{}", inserter.log());
+    rig.wait_for_count(TWEETS, 100, Duration::from_secs(30), &inserter).await;
+}
+
+/// User and system CPU time of process `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command's closing parenthesis; utime and stime are the 14th and 15th of the line.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 #[tokio::test]

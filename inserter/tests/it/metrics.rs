@@ -42,7 +42,6 @@ async fn consumer_lag_is_reported_per_assigned_partition_and_dropped_when_revoke
     const ALL: u64 = 700;
     /// Where the records produced while the writes are held go.
     const HELD: i32 = 2;
-    // The writer pauses the consumer while its write is held: SQLite storage, which fetches after a pause right.
     let stack = Rig::start(PARTITIONS).await;
     stack.produce_tweets(1..=FIRST).await;
     let group = unique_name("group");

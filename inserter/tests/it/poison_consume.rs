@@ -342,7 +342,6 @@ async fn a_privilege_error_stops_the_inserter_with_what_to_fix() {
 async fn batches_close_on_bytes() {
     const RECORDS: u64 = 30;
     const TEXT_BYTES: usize = 200_000;
-    // The writer pauses the consumer while a batch is full: SQLite storage, which fetches after a pause right.
     let stack = Rig::start(1).await;
     let big = |id: u64| {
         let mut post = x_post(id, 1_000 + id % 5, "Author");

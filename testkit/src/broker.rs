@@ -40,6 +40,25 @@ pub struct TestMessage {
     pub partition: Option<i32>,
 }
 
+impl TestMessage {
+    /// An Instagram record as the scraper produces it: keyed by the object's id, with `scraped_at`, the
+    /// scraper's own headers and the Instagram headers given (`source` among them).
+    pub fn instagram(value: &serde_json::Value, scraped_at: &str, headers: &[(&str, &str)]) -> Self {
+        let mut all = vec![
+            ("scraped_at".to_owned(), scraped_at.as_bytes().to_vec()),
+            ("content_type".to_owned(), b"application/json".to_vec()),
+            ("scraper_version".to_owned(), b"0.1.0".to_vec()),
+        ];
+        all.extend(headers.iter().map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec())));
+        Self {
+            key: value["id"].as_str().map(|id| id.as_bytes().to_vec()),
+            value: Some(value.to_string().into_bytes()),
+            headers: all,
+            partition: None,
+        }
+    }
+}
+
 /// A running broker: the shared one, or one of the test's own, which dropping it stops and removes.
 pub struct Broker {
     port: u16,

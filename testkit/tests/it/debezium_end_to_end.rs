@@ -434,21 +434,9 @@ fn instagram(name: &str, changes: Value) -> Value {
     value
 }
 
-/// An Instagram record as the scraper produces it: keyed by the object's id, with its headers.
+/// An Instagram record as the scraper produces it, scraped now.
 fn instagram_message(value: &Value, headers: &[(&str, &str)]) -> TestMessage {
-    let scraped_at = chrono::Utc::now().to_rfc3339();
-    let mut all = vec![
-        ("scraped_at".to_owned(), scraped_at.into_bytes()),
-        ("content_type".to_owned(), b"application/json".to_vec()),
-        ("scraper_version".to_owned(), b"0.1.0".to_vec()),
-    ];
-    all.extend(headers.iter().map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec())));
-    TestMessage {
-        key: value["id"].as_str().map(|id| id.as_bytes().to_vec()),
-        value: Some(value.to_string().into_bytes()),
-        headers: all,
-        partition: None,
-    }
+    TestMessage::instagram(value, &chrono::Utc::now().to_rfc3339(), headers)
 }
 
 const GRAPH: &[(&str, &str)] = &[("source", "instagram.graph.business_discovery")];

@@ -289,18 +289,7 @@ pub fn status_message(status: &serde_json::Value, scraped_at: &str) -> TestMessa
 /// An Instagram record as the scraper produces it: keyed by the object's id, with `source`, `scraped_at` and
 /// the Instagram headers given.
 pub fn instagram_message(value: &serde_json::Value, scraped_at: &str, headers: &[(&str, &str)]) -> TestMessage {
-    let mut all = vec![
-        ("scraped_at".to_owned(), scraped_at.as_bytes().to_vec()),
-        ("content_type".to_owned(), b"application/json".to_vec()),
-        ("scraper_version".to_owned(), b"0.1.0".to_vec()),
-    ];
-    all.extend(headers.iter().map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec())));
-    TestMessage {
-        key: value["id"].as_str().map(|id| id.as_bytes().to_vec()),
-        value: Some(value.to_string().into_bytes()),
-        headers: all,
-        partition: None,
-    }
+    TestMessage::instagram(value, scraped_at, headers)
 }
 
 /// A JSON fixture from `tests/fixtures/<path>`.

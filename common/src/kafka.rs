@@ -7,8 +7,9 @@ use std::ffi::CString;
 use rdkafka::ClientConfig;
 use rdkafka::bindings as rd;
 
-/// Environment variables that are ours, not librdkafka properties.
-const NOT_PROPERTIES: &[&str] = &["KAFKA_BOOTSTRAP_SERVERS"];
+/// Environment variables that are ours, not librdkafka properties: the bootstrap servers, and compose's Kafka
+/// UI login, which `.env.example` carries beside the binaries' settings.
+const NOT_PROPERTIES: &[&str] = &["KAFKA_BOOTSTRAP_SERVERS", "KAFKA_UI_PASSWORD"];
 
 /// A client config for `bootstrap_servers` with every `KAFKA_*` property from `vars` applied. A `KAFKA_*`
 /// variable that names no librdkafka property (Kubernetes sets `KAFKA_PORT`, `KAFKA_SERVICE_HOST`, ... for a
@@ -76,6 +77,7 @@ mod tests {
         assert_eq!(property_name("KAFKA_SASL_MECHANISMS").as_deref(), Some("sasl.mechanisms"));
         assert_eq!(property_name("KAFKA_SECURITY_PROTOCOL").as_deref(), Some("security.protocol"));
         assert_eq!(property_name("KAFKA_BOOTSTRAP_SERVERS"), None);
+        assert_eq!(property_name("KAFKA_UI_PASSWORD"), None);
         assert_eq!(property_name("KAFKA_"), None);
         assert_eq!(property_name("DATABASE_URL"), None);
     }

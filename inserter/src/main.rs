@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use common::ops::{self, Health};
 use inserter::batch::Routes;
 use inserter::metrics::Metrics;
@@ -16,8 +15,11 @@ use prometheus_client::registry::Registry;
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
-    let settings = Settings::parse();
+    let (settings, warnings) = Settings::parse_with_old_names();
     common::telemetry::init(settings.log_format);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     common::exit::report("inserter", run(settings).await)
 }
 

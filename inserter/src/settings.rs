@@ -59,8 +59,8 @@ pub struct Settings {
     #[arg(long, env = "EXIT_WHEN_IDLE", value_parser = humantime::parse_duration)]
     pub exit_when_idle: Option<Duration>,
 
-    /// Where to serve /metrics and /healthz
-    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    /// Where to serve /metrics and /healthz (the old name METRICS_ADDR still works, with a warning)
+    #[arg(long, env = "INSERTER_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
 
     /// How often to log a progress line
@@ -122,6 +122,37 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+impl Settings {
+    /// The flags and the environment, as [`Parser::parse`] reads them, then the variables' old names where the
+    /// new ones are unset. Returns what to warn about once logging is set up.
+    pub fn parse_with_old_names() -> (Self, Vec<String>) {
+        let matches = <Self as clap::CommandFactory>::command().get_matches();
+        let mut settings =
+            <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        let warnings = settings
+            .apply_old_names(&matches, |name| std::env::var(name).ok())
+            .unwrap_or_else(|error| clap::Error::raw(clap::error::ErrorKind::ValueValidation, error).exit());
+        (settings, warnings)
+    }
+
+    /// Reads `METRICS_ADDR` (the name before `INSERTER_METRICS_ADDR`, beside the scraper's
+    /// `SCRAPER_METRICS_ADDR`) when neither the flag nor the new name is set.
+    fn apply_old_names(
+        &mut self,
+        matches: &clap::ArgMatches,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<String>, String> {
+        const OLD: &str = "METRICS_ADDR";
+        const NEW: &str = "INSERTER_METRICS_ADDR";
+        let Some(old) = env(OLD) else { return Ok(Vec::new()) };
+        if matches.value_source("metrics_addr") != Some(clap::parser::ValueSource::DefaultValue) {
+            return Ok(vec![format!("{OLD} is ignored: {NEW} (or --metrics-addr) is set; remove {OLD}")]);
+        }
+        self.metrics_addr = old.parse().map_err(|e| format!("invalid value '{old}' for {OLD}: {e}\n"))?;
+        Ok(vec![format!("{OLD} is deprecated: rename it {NEW}")])
+    }
+}
+
 /// Each mapping's topic, read from the contract's flag, variable and default (`--topic-tweets`,
 /// `TOPIC_TWEETS`, ...), the same the scraper writes it by.
 pub type Topics = contract::Topics<MappingTopics>;
@@ -166,6 +197,26 @@ mod tests {
         assert!(parse_bytes("8 parsecs").unwrap_err().contains("unknown unit"));
         assert!(parse_bytes("MiB").is_err());
         assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn the_old_metrics_address_name_applies_when_the_new_one_is_unset_and_says_so() {
+        use clap::{CommandFactory, FromArgMatches};
+        let apply = |args: &[&str], old: Option<&str>| {
+            let base = ["inserter", "--database-url", "postgres://localhost/ingest"];
+            let matches = Settings::command().try_get_matches_from(base.iter().chain(args)).unwrap();
+            let mut settings = Settings::from_arg_matches(&matches).unwrap();
+            let said = settings.apply_old_names(&matches, |_| old.map(str::to_owned));
+            said.map(|warnings| (settings.metrics_addr.to_string(), warnings))
+        };
+        assert_eq!(apply(&[], None).unwrap(), ("127.0.0.1:9102".to_owned(), vec![]));
+        let (addr, warnings) = apply(&[], Some("0.0.0.0:9999")).unwrap();
+        assert_eq!(addr, "0.0.0.0:9999");
+        assert_eq!(warnings, ["METRICS_ADDR is deprecated: rename it INSERTER_METRICS_ADDR"]);
+        let (addr, warnings) = apply(&["--metrics-addr", "127.0.0.1:1"], Some("0.0.0.0:9999")).unwrap();
+        assert_eq!(addr, "127.0.0.1:1");
+        assert!(warnings[0].contains("METRICS_ADDR is ignored"), "{warnings:?}");
+        assert!(apply(&[], Some("nine")).unwrap_err().contains("invalid value 'nine' for METRICS_ADDR"));
     }
 
     #[test]

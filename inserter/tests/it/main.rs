@@ -2,6 +2,7 @@
 //! crate's dependencies instead of one per file).
 
 mod consume;
+mod env_example;
 mod failures;
 mod index_limits;
 mod instagram_consume;

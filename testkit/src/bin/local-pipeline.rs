@@ -122,7 +122,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     scraper_command.env("SCRAPER_METRICS_ADDR", scraper_metrics.to_string());
     let scraper = Child::spawn("scraper", scraper_command, &log_dir)?;
     let mut inserter_command = stack.inserter();
-    inserter_command.env("METRICS_ADDR", inserter_metrics.to_string());
+    inserter_command.env("INSERTER_METRICS_ADDR", inserter_metrics.to_string());
     let inserter = Child::spawn("inserter", inserter_command, &log_dir)?;
 
     print_where_to_look(&stack, &connect, scraper_metrics, inserter_metrics, prometheus.as_ref(), &log_dir);

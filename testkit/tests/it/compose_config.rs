@@ -735,7 +735,7 @@ fn check_ui_login(compose: &Value) -> Vec<String> {
 }
 
 /// The services whose /metrics the compose Prometheus scrapes, and the variable of each one's address.
-const OPS_ENDPOINTS: &[(&str, &str)] = &[("scraper", "SCRAPER_METRICS_ADDR"), ("inserter", "METRICS_ADDR")];
+const OPS_ENDPOINTS: &[(&str, &str)] = &[("scraper", "SCRAPER_METRICS_ADDR"), ("inserter", "INSERTER_METRICS_ADDR")];
 
 /// The value a service's `environment` gives `variable` (none for a name passed through without one).
 fn environment_value(service: &Value, variable: &str) -> Option<String> {

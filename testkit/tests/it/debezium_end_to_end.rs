@@ -212,7 +212,7 @@ async fn insert(stack: &Stack, dir: &tempfile::TempDir, group: &str) {
     inserter
         .args(["--exit-when-idle", "1s"])
         .env("INSERTER_GROUP", group)
-        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("INSERTER_METRICS_ADDR", "127.0.0.1:0")
         .env("BATCH_TIMEOUT", "100ms");
     run(inserter, dir, "inserter").await;
 }

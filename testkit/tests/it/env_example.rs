@@ -13,14 +13,27 @@ pub(crate) fn variables(command: clap::Command) -> std::collections::BTreeSet<St
     found.into_keys().collect()
 }
 
+/// A flag's default as the example must show it: its default, or, for a required flag, any value.
+#[derive(Debug, PartialEq)]
+enum Default {
+    Value(String),
+    Required,
+    /// Unset unless set: a value in the example is a choice the file makes for every user who copies it.
+    None,
+}
+
 /// (variable, default) of every flag of `command` that reads a variable.
-fn defaults(command: clap::Command, out: &mut BTreeMap<String, Option<String>>) {
+fn defaults(command: clap::Command, out: &mut BTreeMap<String, Default>) {
     for arg in command.get_arguments() {
         if let Some(env) = arg.get_env() {
             let default: Vec<String> =
                 arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
-            let joined = (!default.is_empty()).then(|| default.join(","));
-            out.insert(env.to_string_lossy().into_owned(), joined);
+            let default = match (default.is_empty(), arg.is_required_set()) {
+                (false, _) => Default::Value(default.join(",")),
+                (true, true) => Default::Required,
+                (true, false) => Default::None,
+            };
+            out.insert(env.to_string_lossy().into_owned(), default);
         }
     }
     for sub in command.get_subcommands() {
@@ -57,9 +70,13 @@ fn every_setting_of_the_env_example_is_read_with_the_default_it_shows() {
         match known.get(&name) {
             None if is_compose_or_logging(&name) => {}
             None => problems.push(format!("{name}: no binary reads it")),
-            Some(Some(default)) if *default != value => {
+            Some(Default::Value(default)) if *default != value => {
                 problems.push(format!("{name}={value}, but the binaries' default is {default}"))
             }
+            // X_STREAM_PARTITIONS=1 beside X_STREAM=sample stopped the scraper of everyone who copied the file.
+            Some(Default::None) => problems.push(format!(
+                "{name}={value} is set, but the binaries leave it unset: comment it out and name what it needs"
+            )),
             Some(_) => {}
         }
     }

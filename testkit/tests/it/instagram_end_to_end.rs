@@ -124,7 +124,7 @@ async fn scrape_and_insert(stack: &Stack, server: &HttpServer, dir: &tempfile::T
         .envs(kept)
         .env("PATH", path)
         .env("RUST_LOG", "info,librdkafka=warn")
-        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("INSERTER_METRICS_ADDR", "127.0.0.1:0")
         .env("BATCH_TIMEOUT", "100ms")
         .args(["--exit-when-idle", "4s"])
         .current_dir(dir.path());

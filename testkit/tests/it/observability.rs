@@ -565,7 +565,7 @@ async fn prometheus_finds_a_series_for_every_panel_and_every_alert() {
     command.env("REPLAY_RATE", "50").env("TOPIC_PARTITIONS", "3").env("SCRAPER_METRICS_ADDR", "127.0.0.1:0");
     let mut scraper = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
     let mut command = isolated(stack.inserter(), dir.path());
-    command.env("METRICS_ADDR", "127.0.0.1:0").env("BATCH_TIMEOUT", "100ms");
+    command.env("INSERTER_METRICS_ADDR", "127.0.0.1:0").env("BATCH_TIMEOUT", "100ms");
     let mut inserter = Process::spawn(command, &dir.path().join("inserter.log")).unwrap();
     let targets = BTreeMap::from([
         ("scraper".to_owned(), metrics_address(&mut scraper).await),

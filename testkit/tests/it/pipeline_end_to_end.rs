@@ -82,7 +82,7 @@ async fn replayed_posts_reach_postgres_and_the_change_stream_under_least_privile
     stack.broker.produce("twitter.tweets", [poison]).await.unwrap();
 
     let mut command = isolated(stack.inserter(), &dir);
-    command.args(["--exit-when-idle", "5s"]).env("METRICS_ADDR", "127.0.0.1:0").env("BATCH_TIMEOUT", "100ms");
+    command.args(["--exit-when-idle", "5s"]).env("INSERTER_METRICS_ADDR", "127.0.0.1:0").env("BATCH_TIMEOUT", "100ms");
     let mut inserter = Process::spawn(command, &dir.path().join("inserter.log")).unwrap();
     let status = inserter.wait(Duration::from_secs(120)).await.unwrap();
     assert!(status.success(), "{}", inserter.log());

@@ -108,7 +108,7 @@ impl Rig {
             .env("TOPIC_MASTODON_STATUSES", &self.statuses_topic)
             .env("TOPIC_INSTAGRAM_PROFILES", &self.instagram_profiles_topic)
             .env("TOPIC_INSTAGRAM_MEDIA", &self.instagram_media_topic)
-            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("INSERTER_METRICS_ADDR", "127.0.0.1:0")
             .env("BATCH_SIZE", "500")
             .env("BATCH_TIMEOUT", "100ms")
             // A killed member's partitions move after this long, not after the default 45 s.

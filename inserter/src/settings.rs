@@ -32,14 +32,6 @@ pub struct Settings {
     #[arg(long, env = "INSERTER_GROUP", default_value = "inserter")]
     pub group: String,
 
-    /// Each mapping's topic (`--topic-tweets`, `--topic-mastodon-statuses`, ...: one flag per mapping)
-    #[command(flatten)]
-    pub topics: Topics,
-
-    /// How often the partitioned tables get their coming partitions and the retention their owner set
-    #[command(flatten)]
-    pub partition_maintenance: Maintenance,
-
     /// A batch closes at this many records...
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
@@ -70,6 +62,15 @@ pub struct Settings {
     /// Log format
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Each mapping's topic (`--topic-tweets`, `--topic-mastodon-statuses`, ...: one flag per mapping)
+    #[command(flatten)]
+    pub topics: Topics,
+
+    /// How often the partitioned tables get their coming partitions and the retention their owner set. This
+    /// and the topics come last: a flattened group's help heading holds for the flags after it.
+    #[command(flatten)]
+    pub partition_maintenance: Maintenance,
 }
 
 /// What to do instead of consuming.

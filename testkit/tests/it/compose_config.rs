@@ -432,6 +432,16 @@ const SECRETS: &[(&str, &[&str])] = &[
     ("INSTAGRAM_ACCESS_TOKEN", &["scraper"]),
 ];
 
+/// The variables `command`'s flags (and its subcommands') read.
+fn variables(command: clap::Command) -> BTreeSet<String> {
+    let mut found: BTreeSet<String> =
+        command.get_arguments().filter_map(|arg| arg.get_env()).map(|env| env.to_string_lossy().into_owned()).collect();
+    for sub in command.get_subcommands() {
+        found.extend(variables(sub.clone()));
+    }
+    found
+}
+
 /// Each container gets the variables it uses and no others: no `env_file` (which hands over a whole file),
 /// a secret only to the services in [`SECRETS`], and the scraper and the inserter exactly the variables
 /// their flags read (`binaries`: the program and its variables), so that every setting works under compose
@@ -787,8 +797,8 @@ fn the_compose_setup_matches_the_workspace() {
     problems.extend(check_reach(&compose, &addresses));
     problems.extend(check_ui_login(&compose));
     let binaries = [
-        ("scraper", crate::env_example::variables(scraper::settings::Settings::command())),
-        ("inserter", crate::env_example::variables(inserter::settings::Settings::command())),
+        ("scraper", variables(scraper::settings::Settings::command())),
+        ("inserter", variables(inserter::settings::Settings::command())),
     ];
     problems.extend(check_service_variables(&compose, &binaries));
     problems.extend(check_ops_endpoints(&compose, &read(&root.join(PROMETHEUS_CONFIG))));

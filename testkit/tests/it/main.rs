@@ -4,7 +4,6 @@
 mod compose_config;
 mod contract;
 mod debezium_end_to_end;
-mod env_example;
 mod instagram_end_to_end;
 mod local_pipeline;
 mod observability;

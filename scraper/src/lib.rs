@@ -1,7 +1,7 @@
 //! The scraper: sources that read social-media payloads, a bounded queue, and the Kafka sink they all write to.
 //!
 //! ```text
-//! source (X stream, SSE, replay) ─► Emitter ─► queue (byte budget) ─► forward ─► KafkaSink ─► broker
+//! source (X stream, SSE, Instagram, replay) ─► Emitter ─► queue (byte budget) ─► forward ─► KafkaSink ─► broker
 //! ```
 
 pub mod forward;

@@ -38,3 +38,11 @@ fn compose_keeps_what_it_sets_and_lists_every_other_variable_bare() {
         "services:\n  scraper:\n    image: x\n    environment:\n      # why\n      KAFKA_BOOTSTRAP_SERVERS: kafka:29092\n      NEW_NAME:\n    networks: [a]\n  other:\n    environment:\n      A: b\n"
     );
 }
+
+#[test]
+fn every_repository_path_a_file_cites_exists() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let missing = xtask::missing_paths(&root).unwrap();
+    let lines: Vec<String> = missing.iter().map(|(file, path)| format!("{file} cites {path}")).collect();
+    assert!(missing.is_empty(), "paths that do not exist:\n- {}", lines.join("\n- "));
+}

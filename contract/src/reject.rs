@@ -24,6 +24,13 @@ pub enum Reject {
     BadId { field: &'static str, error: IdError },
     #[error("payload is not of the source's shape: {0}")]
     Shape(String),
+    /// A line of a line-framed stream (X's) longer than the limit: skipped as it streams by, so only its first
+    /// `kept` bytes were ever held.
+    #[error("payload is a line of {len} bytes, over the {max}-byte limit (only its first {kept} bytes are kept)")]
+    LineTooLong { len: usize, max: usize, kept: usize },
+    /// The start of a line whose connection ended before the line did.
+    #[error("payload is a truncated line: the connection ended after {0} bytes of it")]
+    Truncated(usize),
 }
 
 #[cfg(test)]

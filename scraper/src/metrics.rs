@@ -18,8 +18,37 @@ use crate::source::Source;
 
 type Labels = Vec<(&'static str, String)>;
 
-/// Why a streaming source reconnected: the values of the `reason` label.
-pub const RECONNECT_REASONS: &[&str] = &["disconnected", "network", "stalled", "http_error", "rate_limited"];
+/// Why a source's connection or request ended and it tries again: the `reason` label of
+/// `scraper_reconnects_total`, for the X stream, the SSE streams and the Instagram web source alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconnect {
+    /// The server closed a healthy stream (X's `operational-disconnect`, the end of the body, or we did, over
+    /// a runaway event).
+    Disconnected,
+    /// Connect or read error, or a connection closed before any data arrived.
+    Network,
+    /// Nothing at all, not even a heartbeat, for the stall timeout.
+    Stalled,
+    /// An HTTP error status worth retrying (5xx and the like).
+    HttpError,
+    /// HTTP 429: too many connections or requests.
+    RateLimited,
+}
+
+impl Reconnect {
+    pub const ALL: [Self; 5] = [Self::Disconnected, Self::Network, Self::Stalled, Self::HttpError, Self::RateLimited];
+
+    /// The `reason` label's value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Network => "network",
+            Self::Stalled => "stalled",
+            Self::HttpError => "http_error",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
 
 /// The `outcome` of a record the broker acknowledged on a data topic.
 pub const ACCEPTED: &str = "accepted";
@@ -95,8 +124,8 @@ impl Metrics {
             // One statement each: a label lookup holds its family's lock until the end of its statement.
             let _ = self.lines_read.get_or_create(&labels("source", &task));
             let _ = self.heartbeats.get_or_create(&labels("source", &task));
-            for reason in RECONNECT_REASONS {
-                let _ = self.reconnects.get_or_create(&reconnect_labels(&task, reason));
+            for reason in Reconnect::ALL {
+                let _ = self.reconnects.get_or_create(&reconnect_labels(&task, reason.label()));
             }
             for topic in source.topics() {
                 self.produced_counter(ACCEPTED, &topic);
@@ -111,9 +140,8 @@ impl Metrics {
         self.produced.counter(&vec![("outcome", outcome.to_owned()), ("topic", topic.to_owned())])
     }
 
-    /// `reason` is one of [`RECONNECT_REASONS`].
-    pub fn reconnect(&self, source: &str, reason: &'static str) {
-        self.reconnects.get_or_create(&reconnect_labels(source, reason)).inc();
+    pub fn reconnect(&self, source: &str, reason: Reconnect) {
+        self.reconnects.get_or_create(&reconnect_labels(source, reason.label())).inc();
     }
 
     pub fn received_now(&self) {
@@ -132,9 +160,9 @@ impl Metrics {
 
     /// Reconnects of `source` so far, whatever the reason.
     pub fn reconnects_of(&self, source: &str) -> u64 {
-        RECONNECT_REASONS
+        Reconnect::ALL
             .iter()
-            .map(|reason| self.reconnects.get_or_create(&reconnect_labels(source, reason)).get())
+            .map(|reason| self.reconnects.get_or_create(&reconnect_labels(source, reason.label())).get())
             .sum()
     }
 

@@ -24,6 +24,7 @@ use super::offer::{offer, prefix};
 use super::quota::WindowQuota;
 use super::schedule::Schedule;
 use crate::http::{Redirect, excerpt};
+use crate::metrics::Reconnect;
 use crate::queue::{Closed, Emitter};
 use crate::source::{Source, Waiter};
 use common::backoff::Backoff;
@@ -242,7 +243,7 @@ impl WebProfileSource {
                         "Instagram throttled the web profile endpoint: waiting, then asking for the same user again"
                     );
                     stats.throttled_waits += 1;
-                    (delay, "throttled", "rate_limited")
+                    (delay, "throttled", Reconnect::RateLimited)
                 }
                 Answer::Transient(why) => {
                     failures += 1;
@@ -260,7 +261,7 @@ impl WebProfileSource {
                     let delay = TRANSIENT_FIRST.saturating_mul(1 << (failures - 1)).min(TRANSIENT_MAX);
                     tracing::warn!(source = SOURCE_NAME, username = user, why, ?delay, "request failed: retrying");
                     stats.transient_waits += 1;
-                    (delay, "transient", "http_error")
+                    (delay, "transient", Reconnect::HttpError)
                 }
             };
             out.metrics().reconnect(SOURCE_NAME, label);

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use contract::reject::Reject;
 
 use crate::http::Redirect;
+use crate::metrics::Reconnect;
 use crate::queue::{Closed, Emitter};
 use crate::secret::{Secret, SecretUrl};
 use crate::source::{Source, Waiter};
@@ -97,34 +98,10 @@ impl Source for SseSource {
     }
 }
 
-/// Why a connection ended, as the `reason` label of `scraper_reconnects_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Why {
-    /// The server closed the stream (or we did, over a runaway event).
-    Disconnected,
-    Network,
-    /// Nothing arrived for the stall timeout.
-    Stalled,
-    Http,
-    RateLimited,
-}
-
-impl Why {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Disconnected => "disconnected",
-            Self::Network => "network",
-            Self::Stalled => "stalled",
-            Self::Http => "http_error",
-            Self::RateLimited => "rate_limited",
-        }
-    }
-}
-
 /// How one connection ended.
 enum Ended {
     /// Try again after at least `floor` (the server's `Retry-After`, if any).
-    Reconnect(Why, Duration),
+    Reconnect(Reconnect, Duration),
     Shutdown,
     /// Retrying cannot help (a bad token, a wrong URL): the message says what to fix.
     Fatal(String),
@@ -180,7 +157,7 @@ impl SseSource {
                     Ended::Fatal(message) => anyhow::bail!(message),
                     Ended::Reconnect(why, floor) => (why, floor),
                 };
-            out.metrics().reconnect(&name, why.label());
+            out.metrics().reconnect(&name, why);
             let delay = backoff.next(floor);
             tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the SSE stream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
@@ -246,7 +223,7 @@ impl SseSource {
                     tracing::info!(kept, skipped, "the SSE connection ended");
                     return self.ended_by(e, connected, out).await;
                 }
-                None => return Ended::Reconnect(Why::Disconnected, Duration::ZERO),
+                None => return Ended::Reconnect(Reconnect::Disconnected, Duration::ZERO),
             };
             out.line_read();
             out.metrics().received_now();
@@ -298,11 +275,11 @@ impl SseSource {
     /// server accepted the request is a dropped connection (e.g. no final chunk); before, a network error.
     async fn ended_by(&self, error: SseError, connected: bool, out: &Emitter) -> Ended {
         match error {
-            SseError::Eof => Ended::Reconnect(Why::Disconnected, Duration::ZERO),
+            SseError::Eof => Ended::Reconnect(Reconnect::Disconnected, Duration::ZERO),
             SseError::UnexpectedEof => {
                 // The SSE spec discards an event the connection cut short; the server may send it again.
                 tracing::warn!("the SSE connection ended in the middle of an event, which is discarded");
-                Ended::Reconnect(Why::Disconnected, Duration::ZERO)
+                Ended::Reconnect(Reconnect::Disconnected, Duration::ZERO)
             }
             SseError::TimedOut => self.stalled(),
             SseError::Transport(e) => {
@@ -326,7 +303,7 @@ impl SseSource {
                     if let Err(closed) = out.reject(runaway.prefix.clone(), &reason).await {
                         return closed.into();
                     }
-                    return Ended::Reconnect(Why::Disconnected, Duration::ZERO);
+                    return Ended::Reconnect(Reconnect::Disconnected, Duration::ZERO);
                 }
                 let stalled = e.inner().downcast_ref::<Stalled>().is_some()
                     || e.inner().downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout);
@@ -336,10 +313,10 @@ impl SseSource {
                 let error = format!("{:#}", anyhow::Error::from(e));
                 if connected {
                     tracing::info!(%error, "the SSE connection dropped");
-                    return Ended::Reconnect(Why::Disconnected, Duration::ZERO);
+                    return Ended::Reconnect(Reconnect::Disconnected, Duration::ZERO);
                 }
                 tracing::warn!(%error, "could not connect to the SSE stream");
-                Ended::Reconnect(Why::Network, Duration::ZERO)
+                Ended::Reconnect(Reconnect::Network, Duration::ZERO)
             }
             SseError::UnexpectedResponse(response, body) => {
                 let status = response.status();
@@ -355,7 +332,7 @@ impl SseSource {
             SseError::InvalidLine(_) | SseError::InvalidEvent => {
                 // The parser cannot go on with this body; a fresh connection starts a fresh parser.
                 tracing::warn!(error = %error, "the SSE stream sent something that is not SSE");
-                Ended::Reconnect(Why::Network, Duration::ZERO)
+                Ended::Reconnect(Reconnect::Network, Duration::ZERO)
             }
             other => Ended::Fatal(format!("the SSE stream at {} cannot be read: {other}", self.config.url.shown())),
         }
@@ -363,7 +340,7 @@ impl SseSource {
 
     fn stalled(&self) -> Ended {
         tracing::warn!(timeout = ?self.config.stall_timeout, "nothing from the SSE stream, not even a comment");
-        Ended::Reconnect(Why::Stalled, Duration::ZERO)
+        Ended::Reconnect(Reconnect::Stalled, Duration::ZERO)
     }
 
     /// An error status: whether retrying can help, and how long the server asked us to wait.
@@ -383,11 +360,11 @@ impl SseSource {
             }
             429 => {
                 tracing::warn!(%problem, ?retry_after, "the SSE server says too many requests (429)");
-                Ended::Reconnect(Why::RateLimited, retry_after.unwrap_or(RATE_LIMITED_DELAY))
+                Ended::Reconnect(Reconnect::RateLimited, retry_after.unwrap_or(RATE_LIMITED_DELAY))
             }
             408 | 500..=599 => {
                 tracing::warn!(status, %problem, "the SSE server answered with an error");
-                Ended::Reconnect(Why::Http, retry_after.unwrap_or_default())
+                Ended::Reconnect(Reconnect::HttpError, retry_after.unwrap_or_default())
             }
             _ => Ended::Fatal(format!("the SSE server at {url} answered {status}: {problem}")),
         }

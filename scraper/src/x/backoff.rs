@@ -5,33 +5,7 @@
 
 use std::time::Duration;
 
-/// Why the last connection ended (or never started).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Disconnect {
-    /// X closed a healthy stream (an `operational-disconnect`, or the end of the body): reconnect at once.
-    Dropped,
-    /// Connect or read error, or a connection closed before any data arrived.
-    Network,
-    /// Nothing at all, not even a heartbeat, for the stall timeout; backs off like a network error.
-    Stalled,
-    /// An HTTP error status worth retrying (5xx and the like).
-    Http,
-    /// HTTP 429: too many connections or requests.
-    RateLimited,
-}
-
-impl Disconnect {
-    /// The `reason` label of `scraper_reconnects_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Dropped => "disconnected",
-            Self::Network => "network",
-            Self::Stalled => "stalled",
-            Self::Http => "http_error",
-            Self::RateLimited => "rate_limited",
-        }
-    }
-}
+use crate::metrics::Reconnect;
 
 const NETWORK_STEP: Duration = Duration::from_millis(250);
 const NETWORK_MAX: Duration = Duration::from_secs(16);
@@ -57,18 +31,18 @@ impl Backoff {
     }
 
     /// The delay before reconnecting after `why`, before jitter.
-    pub fn base_delay(&mut self, why: Disconnect) -> Duration {
+    pub fn base_delay(&mut self, why: Reconnect) -> Duration {
         match why {
-            Disconnect::Dropped => Duration::ZERO,
-            Disconnect::Network | Disconnect::Stalled => {
+            Reconnect::Disconnected => Duration::ZERO,
+            Reconnect::Network | Reconnect::Stalled => {
                 self.network += 1;
                 (NETWORK_STEP * self.network).min(NETWORK_MAX)
             }
-            Disconnect::Http => {
+            Reconnect::HttpError => {
                 self.http += 1;
                 exponential(HTTP_FIRST, self.http, HTTP_MAX)
             }
-            Disconnect::RateLimited => {
+            Reconnect::RateLimited => {
                 self.rate_limited += 1;
                 exponential(RATE_LIMIT_FIRST, self.rate_limited, RATE_LIMIT_MAX)
             }
@@ -76,7 +50,7 @@ impl Backoff {
     }
 
     /// The delay before reconnecting after `why`, with jitter.
-    pub fn next_delay(&mut self, why: Disconnect) -> Duration {
+    pub fn next_delay(&mut self, why: Reconnect) -> Duration {
         let base = self.base_delay(why);
         base + base.mul_f64(self.jitter_fraction() * 0.1)
     }
@@ -112,7 +86,7 @@ mod tests {
     #[test]
     fn network_errors_back_off_linearly_up_to_16_s() {
         let mut backoff = Backoff::new();
-        let delays: Vec<Duration> = (0..70).map(|_| backoff.base_delay(Disconnect::Network)).collect();
+        let delays: Vec<Duration> = (0..70).map(|_| backoff.base_delay(Reconnect::Network)).collect();
         assert_eq!(secs(&delays[..4]), [0.25, 0.5, 0.75, 1.0]);
         assert_eq!(delays[63], Duration::from_secs(16));
         assert_eq!(delays[69], Duration::from_secs(16));
@@ -121,33 +95,33 @@ mod tests {
     #[test]
     fn http_errors_back_off_exponentially_from_5_s_up_to_320_s() {
         let mut backoff = Backoff::new();
-        let delays: Vec<Duration> = (0..9).map(|_| backoff.base_delay(Disconnect::Http)).collect();
+        let delays: Vec<Duration> = (0..9).map(|_| backoff.base_delay(Reconnect::HttpError)).collect();
         assert_eq!(secs(&delays), [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 320.0, 320.0]);
     }
 
     #[test]
     fn rate_limits_back_off_exponentially_from_60_s() {
         let mut backoff = Backoff::new();
-        let delays: Vec<Duration> = (0..6).map(|_| backoff.base_delay(Disconnect::RateLimited)).collect();
+        let delays: Vec<Duration> = (0..6).map(|_| backoff.base_delay(Reconnect::RateLimited)).collect();
         assert_eq!(secs(&delays), [60.0, 120.0, 240.0, 480.0, 960.0, 960.0]);
     }
 
     #[test]
     fn a_dropped_connection_reconnects_at_once_and_data_resets_every_class() {
         let mut backoff = Backoff::new();
-        assert_eq!(backoff.base_delay(Disconnect::Dropped), Duration::ZERO);
-        backoff.base_delay(Disconnect::Http);
-        backoff.base_delay(Disconnect::Network);
+        assert_eq!(backoff.base_delay(Reconnect::Disconnected), Duration::ZERO);
+        backoff.base_delay(Reconnect::HttpError);
+        backoff.base_delay(Reconnect::Network);
         backoff.reset();
-        assert_eq!(backoff.base_delay(Disconnect::Http), HTTP_FIRST);
-        assert_eq!(backoff.base_delay(Disconnect::Network), NETWORK_STEP);
+        assert_eq!(backoff.base_delay(Reconnect::HttpError), HTTP_FIRST);
+        assert_eq!(backoff.base_delay(Reconnect::Network), NETWORK_STEP);
     }
 
     #[test]
     fn jitter_adds_at_most_a_tenth() {
         let mut backoff = Backoff::new();
         for _ in 0..50 {
-            let delay = backoff.next_delay(Disconnect::Http);
+            let delay = backoff.next_delay(Reconnect::HttpError);
             backoff.reset();
             assert!(delay >= HTTP_FIRST && delay <= HTTP_FIRST.mul_f64(1.1), "{delay:?}");
         }

@@ -2,6 +2,8 @@
 //! to the rejects topic with why, an error line handed back to the caller. The live stream and the replay of
 //! a file share it, so that both validate alike.
 
+use contract::reject::Reject;
+
 use super::framing::Frame;
 use super::line::{Line, StreamError};
 use crate::queue::{Closed, Emitter};
@@ -17,11 +19,8 @@ pub async fn produce(
         Frame::Heartbeat => out.heartbeat(),
         Frame::Overlong { length, prefix } => {
             out.line_read();
-            let reason = format!(
-                "line of {length} bytes exceeds the maximum of {max_line_bytes} bytes; its first {} bytes are kept",
-                prefix.len()
-            );
-            out.reject(prefix, &reason).await?;
+            let reason = Reject::LineTooLong { len: length, max: max_line_bytes, kept: prefix.len() };
+            out.reject(prefix, &reason.to_string()).await?;
         }
         Frame::Line(bytes) => {
             out.line_read();

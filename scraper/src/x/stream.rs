@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::bail;
+use contract::reject::Reject;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
@@ -16,11 +17,12 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::backfill::{Ask, Backfill};
-use super::backoff::{Backoff, Disconnect};
+use super::backoff::Backoff;
 use super::framing::{Frame, LineFramer};
 use super::produce::produce;
 use super::rules::{self, Rule, RulesError};
 use crate::http::Redirect;
+use crate::metrics::Reconnect;
 use crate::queue::{Closed, Emitter};
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
@@ -140,7 +142,7 @@ struct Between {
 
 /// How one connection ended.
 enum Ended {
-    Reconnect(Disconnect),
+    Reconnect(Reconnect),
     Shutdown,
     /// Retrying cannot help (a bad token, a wrong URL): the message says what to fix.
     Fatal(String),
@@ -212,7 +214,7 @@ impl XStream {
             }
             let ended = self.connect_and_read(&client, &self.url(ask), ask, &out, &mut between, &shutdown).await;
             if let Some(partial) = between.framer.take_unfinished() {
-                let reason = format!("truncated line: the connection ended after {} bytes of it", partial.len());
+                let reason = Reject::Truncated(partial.len()).to_string();
                 out.reject(partial, &reason).await?;
             }
             let why = match ended {
@@ -220,7 +222,7 @@ impl XStream {
                 Ended::Fatal(message) => bail!(message),
                 Ended::Reconnect(why) => why,
             };
-            out.metrics().reconnect(&name, why.label());
+            out.metrics().reconnect(&name, why);
             let delay = between.backoff.next_delay(why);
             tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the X stream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
@@ -261,15 +263,15 @@ impl XStream {
                 }
                 Err(RulesError::Http { status: 429, body }) => {
                     tracing::warn!(%body, "X rate-limited the rules request (429)");
-                    Disconnect::RateLimited
+                    Reconnect::RateLimited
                 }
                 Err(e @ (RulesError::Http { .. } | RulesError::TooLarge { .. })) => {
                     tracing::warn!(error = %e, "the rules request failed");
-                    Disconnect::Http
+                    Reconnect::HttpError
                 }
                 Err(e @ RulesError::Network(_)) => {
                     tracing::warn!(error = %format!("{e:#}"), "the rules request failed");
-                    Disconnect::Network
+                    Reconnect::Network
                 }
             };
             let delay = backoff.next_delay(why);
@@ -295,7 +297,7 @@ impl XStream {
                 Ok(response) => response,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "could not connect to the X stream");
-                    return Ended::Reconnect(Disconnect::Network);
+                    return Ended::Reconnect(Reconnect::Network);
                 }
             },
         };
@@ -319,11 +321,11 @@ impl XStream {
                 Ok(Some(Err(e))) if e.is_timeout() => return self.stalled(),
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %format!("{e:#}"), "the X stream broke off");
-                    return Ended::Reconnect(if received { Disconnect::Dropped } else { Disconnect::Network });
+                    return Ended::Reconnect(if received { Reconnect::Disconnected } else { Reconnect::Network });
                 }
                 Ok(None) => {
                     tracing::warn!("X closed the stream");
-                    return Ended::Reconnect(if received { Disconnect::Dropped } else { Disconnect::Network });
+                    return Ended::Reconnect(if received { Reconnect::Disconnected } else { Reconnect::Network });
                 }
             };
             if !received {
@@ -351,12 +353,12 @@ impl XStream {
         for error in &errors {
             tracing::warn!(title = %error.title, detail = %error.detail, "X sent an error line");
         }
-        Ok(errors.iter().any(|e| e.is_disconnect()).then_some(Ended::Reconnect(Disconnect::Dropped)))
+        Ok(errors.iter().any(|e| e.is_disconnect()).then_some(Ended::Reconnect(Reconnect::Disconnected)))
     }
 
     fn stalled(&self) -> Ended {
         tracing::warn!(timeout = ?self.config.stall_timeout, "nothing from the X stream, not even a heartbeat");
-        Ended::Reconnect(Disconnect::Stalled)
+        Ended::Reconnect(Reconnect::Stalled)
     }
 
     /// An error status: read X's problem body and decide whether retrying can help.
@@ -379,11 +381,11 @@ impl XStream {
             )),
             429 => {
                 tracing::warn!(%problem, "X says too many requests or connections (429)");
-                Ended::Reconnect(Disconnect::RateLimited)
+                Ended::Reconnect(Reconnect::RateLimited)
             }
             408 | 500..=599 => {
                 tracing::warn!(status, %problem, "the X stream answered with a server error");
-                Ended::Reconnect(Disconnect::Http)
+                Ended::Reconnect(Reconnect::HttpError)
             }
             _ => Ended::Fatal(format!("the X stream answered {status}: {problem}")),
         }

@@ -65,8 +65,8 @@ fn zero_series(rejects: &str) -> Vec<String> {
         format!("scraper_records_produced_total{{outcome=\"rejected\",topic=\"{rejects}\"}}"),
         "scraper_heartbeats_total{source=\"replay\"}".to_owned(),
     ];
-    for reason in scraper::metrics::RECONNECT_REASONS {
-        series.push(format!("scraper_reconnects_total{{source=\"replay\",reason=\"{reason}\"}}"));
+    for reason in scraper::metrics::Reconnect::ALL {
+        series.push(format!("scraper_reconnects_total{{source=\"replay\",reason=\"{}\"}}", reason.label()));
     }
     series
 }

@@ -189,7 +189,7 @@ async fn each_bad_line_lands_in_rejects_with_its_reason_and_the_lines_around_it_
     assert_eq!(reasons.len(), 5, "{reasons:?}");
     assert!(reasons[0].starts_with("payload is not JSON"), "{reasons:?}");
     assert!(reasons[1].starts_with("payload is not UTF-8"), "{reasons:?}");
-    assert!(reasons[2].contains("exceeds the maximum of 4096 bytes"), "{reasons:?}");
+    assert!(reasons[2].contains("over the 4096-byte limit"), "{reasons:?}");
     assert_eq!(reasons[3], "payload has no `data.id`");
     assert!(reasons[4].starts_with("payload is not JSON"), "a truncated line: {reasons:?}");
     assert_eq!(rejected[0].payload, b"Hello, Kafka");

@@ -262,11 +262,11 @@ fn print_where_to_look(
     logs: &Path,
 ) {
     let broker = stack.broker.bootstrap_servers();
-    // The scraper's and the inserter's defaults, unless the environment renames them.
-    let topic = |variable: &str, default: &str| std::env::var(variable).unwrap_or_else(|_| default.to_owned());
-    let tweets = topic("TOPIC_TWEETS", "twitter.tweets");
-    let statuses = topic("TOPIC_MASTODON_STATUSES", "mastodon.statuses");
-    let rejects = topic("TOPIC_REJECTS", "scraper.rejects");
+    // The contract's defaults, unless the environment renames them, as the scraper and the inserter read them.
+    let topic = |topic: &contract::topic::Topic| std::env::var(topic.env).unwrap_or_else(|_| topic.default.to_owned());
+    let tweets = topic(&contract::topic::TWEETS);
+    let statuses = topic(&contract::topic::MASTODON_STATUSES);
+    let rejects = topic(&contract::topic::REJECTS);
     let prometheus_log =
         if prometheus.is_some() { format!(", {}/prometheus.log", logs.display()) } else { String::new() };
     let prometheus = match prometheus {

@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::http::{HttpServer, Part, Reply};
 use testkit::{Broker, Process, unique_name};
 
 fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir) -> Command {
@@ -132,23 +131,11 @@ async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
     }
 }
 
-/// A Mastodon streaming endpoint that sends one status, then stays open and silent.
-async fn mastodon() -> HttpServer {
-    let status = r#"{"id":"110000000000000001","created_at":"2025-01-01T00:00:00.000Z","content":"<p>hi</p>","account":{"id":"1","acct":"alice"},"media_attachments":[]}"#;
-    let stream = |body: Vec<Part>| {
-        let mut reply = Reply::stream(body);
-        reply.headers.retain(|(name, _)| name != "content-type");
-        reply.header("content-type", "text/event-stream")
-    };
-    let first = stream(vec![Part::Chunk(format!("event: update\ndata: {status}\n\n").into_bytes()), Part::Hang]);
-    HttpServer::scripted(vec![first], stream(vec![Part::Hang])).await.unwrap()
-}
-
 /// Runs the scraper with a Mastodon stream configured (and `sources` as SCRAPER_SOURCES) until the stream's
 /// status is in its topic and then `posts` X posts in `topic`, stops it: its log, and the X posts in `topic`.
 async fn beside_mastodon(sources: Option<&str>, posts: usize) -> (String, Vec<support::Consumed>) {
     let broker = Broker::shared().await.unwrap();
-    let server = mastodon().await;
+    let server = support::mastodon().await;
     let (topic, rejects) = support::topics();
     let statuses = unique_name("statuses");
     let dir = tempfile::tempdir().unwrap();

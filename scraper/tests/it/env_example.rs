@@ -81,14 +81,7 @@ async fn the_env_example_with_a_bearer_token_reads_the_x_stream() {
 #[tokio::test]
 async fn the_env_example_with_an_sse_url_reads_the_stream() {
     let broker = Broker::shared().await.unwrap();
-    let status = r#"{"id":"110000000000000001","created_at":"2025-01-01T00:00:00.000Z","content":"<p>hi</p>","account":{"id":"1","acct":"alice"},"media_attachments":[]}"#;
-    let events = |body: Vec<Part>| {
-        let mut reply = Reply::stream(body);
-        reply.headers.retain(|(name, _)| name != "content-type");
-        reply.header("content-type", "text/event-stream")
-    };
-    let first = events(vec![Part::Chunk(format!("event: update\ndata: {status}\n\n").into_bytes()), Part::Hang]);
-    let server = HttpServer::scripted(vec![first], events(vec![Part::Hang])).await.unwrap();
+    let server = support::mastodon().await;
     let dir = env_dir(&format!("SSE_URL={}/api/v1/streaming/public", server.url()));
     let topic = unique_name("statuses");
     produces(&broker, scraper(&broker, &dir, "TOPIC_MASTODON_STATUSES", &topic), &dir, &topic, 1).await;

@@ -11,6 +11,7 @@ use scraper::kafka_sink::KafkaSink;
 use scraper::metrics::Metrics;
 use scraper::run::{self, Options, Outcome};
 use scraper::source::Source;
+use testkit::http::{HttpServer, Part, Reply};
 use testkit::{Broker, unique_name};
 use tokio_util::sync::CancellationToken;
 
@@ -117,4 +118,16 @@ pub async fn consume(broker: &Broker, topic: &str, expected: usize, timeout: Dur
         }
     }
     messages
+}
+
+/// A Mastodon streaming endpoint that sends one status, then stays open and silent.
+pub async fn mastodon() -> HttpServer {
+    let status = r#"{"id":"110000000000000001","created_at":"2025-01-01T00:00:00.000Z","content":"<p>hi</p>","account":{"id":"1","acct":"alice"},"media_attachments":[]}"#;
+    let stream = |body: Vec<Part>| {
+        let mut reply = Reply::stream(body);
+        reply.headers.retain(|(name, _)| name != "content-type");
+        reply.header("content-type", "text/event-stream")
+    };
+    let first = stream(vec![Part::Chunk(format!("event: update\ndata: {status}\n\n").into_bytes()), Part::Hang]);
+    HttpServer::scripted(vec![first], stream(vec![Part::Hang])).await.unwrap()
 }

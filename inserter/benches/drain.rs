@@ -449,7 +449,7 @@ impl CpuTicks {
         let mut postgres = 0;
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-            if let Some(stat) = proc_stat(pid)
+            if let Some(stat) = support::proc_stat(pid)
                 && (pid == postmaster || stat.ppid == postmaster)
             {
                 postgres += stat.own;
@@ -458,7 +458,7 @@ impl CpuTicks {
                 }
             }
         }
-        let own = |pid: u32| proc_stat(pid).map_or(0, |stat| stat.own);
+        let own = |pid: u32| support::proc_stat(pid).map_or(0, |stat| stat.own);
         let machine = std::fs::read_to_string("/proc/stat").unwrap();
         // cpu  user nice system idle iowait irq softirq steal ...: all but idle and iowait.
         let fields: Vec<u64> =
@@ -484,23 +484,6 @@ impl CpuTicks {
             machine: s(self.machine, earlier.machine),
         }
     }
-}
-
-struct ProcStat {
-    ppid: u32,
-    /// utime + stime, in clock ticks.
-    own: u64,
-    /// cutime + cstime: of the children it reaped.
-    children: u64,
-}
-
-/// `/proc/PID/stat`'s parent and CPU ticks; `None` once the process is gone.
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After "pid (comm) ": state ppid ... utime (14th field) stime cutime cstime.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Some(ProcStat { ppid: n(4) as u32, own: n(14) + n(15), children: n(16) + n(17) })
 }
 
 /// "RSS over the drain (MiB): 95 120 131 ..., after the first 10 %: min .., max .." from `samples`, one a

@@ -138,10 +138,7 @@ async fn a_write_held_by_the_database_costs_the_inserter_no_cpu_while_records_wa
 
 /// User and system CPU time of process `pid` so far, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command's closing parenthesis; utime and stime are the 14th and 15th of the line.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let ticks = support::proc_stat(pid).expect("the inserter runs").own;
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 

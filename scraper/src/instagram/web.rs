@@ -212,7 +212,7 @@ impl WebProfileSource {
             if !endpoint.quota.acquire(&self.waiter, shutdown).await {
                 return Ok(Visit::Stopped);
             }
-            let (delay, reason, label) = match self.fetch(endpoint, user, shutdown).await {
+            let (delay, reason, reconnect) = match self.fetch(endpoint, user, shutdown).await {
                 Answer::Stopped => return Ok(Visit::Stopped),
                 Answer::Profile(body) => {
                     endpoint.throttle.reset();
@@ -264,7 +264,7 @@ impl WebProfileSource {
                     (delay, "transient", Reconnect::HttpError)
                 }
             };
-            out.metrics().reconnect(SOURCE_NAME, label);
+            out.metrics().reconnect(SOURCE_NAME, reconnect);
             if !self.waiter.wait(delay, reason, shutdown).await {
                 return Ok(Visit::Stopped);
             }

@@ -297,3 +297,21 @@ pub fn fixture_json(path: &str) -> serde_json::Value {
     let bytes = std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// A process's parent and CPU ticks, from `/proc/PID/stat`.
+pub struct ProcStat {
+    pub ppid: u32,
+    /// utime + stime, in clock ticks.
+    pub own: u64,
+    /// cutime + cstime: of the children it reaped.
+    pub children: u64,
+}
+
+/// `/proc/PID/stat`'s parent and CPU ticks; `None` once the process is gone.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm) ": state ppid ... utime (14th field) stime cutime cstime.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Some(ProcStat { ppid: n(4) as u32, own: n(14) + n(15), children: n(16) + n(17) })
+}

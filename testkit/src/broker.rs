@@ -161,7 +161,28 @@ impl Broker {
         for result in results {
             result.map_err(|(topic, code)| anyhow::anyhow!("create topic {topic}: {code}"))?;
         }
-        Ok(())
+        // The controller answers once the topic is in its log; the broker learns of it a moment later, and until
+        // then a client that asks for it hears UnknownTopicOrPartition. Returning only once the broker serves
+        // every partition spares each caller that race.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let metadata = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(5));
+            let served = metadata.as_ref().is_ok_and(|metadata| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+                })
+            });
+            if served {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("topic {topic} was created but the broker did not serve it within 30 s: {metadata:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Produces `messages` to `topic`, idempotently and in record batches as the scraper produces, and returns

@@ -16,6 +16,8 @@ pub struct Settings {
     pub command: Option<Command>,
 
     /// Postgres URL, e.g. postgres://inserter:PASSWORD@localhost:5432/ingest
+    ///
+    /// Never logged; errors name the host without the password.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
@@ -24,7 +26,7 @@ pub struct Settings {
     pub run_migrations: bool,
 
     /// Kafka bootstrap servers (other librdkafka properties: KAFKA_<PROPERTY>, e.g. KAFKA_SECURITY_PROTOCOL)
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092")]
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092", help_heading = "Kafka")]
     pub bootstrap_servers: String,
 
     /// Consumer group: inserters in one group share the partitions; the group's offsets live in
@@ -32,26 +34,35 @@ pub struct Settings {
     #[arg(long, env = "INSERTER_GROUP", default_value = "inserter")]
     pub group: String,
 
-    /// A batch closes at this many records...
+    /// A batch closes at this many records (1 to 1,000,000), at BATCH_BYTES or at BATCH_TIMEOUT, whichever
+    /// comes first
     #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
 
-    /// ...or at this many bytes of records (key, value and headers; e.g. 4MiB, 512KiB), which bounds the
-    /// inserter's memory whatever the records' sizes; the consumer pauses when the next batch is this full
-    /// while one is being written
+    /// A batch closes at this many bytes of records (key, value and headers; e.g. 4MiB, 512KiB), which bounds
+    /// the inserter's memory whatever the records' sizes
+    ///
+    /// Units: B, KiB, MiB, GiB, kB, MB, GB; a batch holds at least one record whatever its size. The consumer
+    /// pauses when the next batch is this full while one is decoded and another written, so at most three
+    /// batches are held.
     #[arg(long, env = "BATCH_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
     pub batch_bytes: usize,
 
-    /// ...or this long after its first record, whichever comes first
+    /// A batch closes this long after its first record, unless BATCH_SIZE or BATCH_BYTES closed it first
     #[arg(long, env = "BATCH_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub batch_timeout: Duration,
 
     /// Exit once no record has arrived for this long (e.g. 30s) and the broker holds none beyond what was
     /// read, for backfills and scripted runs; by default the inserter runs until stopped
+    ///
+    /// A broker that is slow to send is not idle: while its high watermarks show records beyond what was read, the
+    /// inserter waits (and logs `no new record, but the broker holds more`).
     #[arg(long, env = "EXIT_WHEN_IDLE", value_parser = humantime::parse_duration)]
     pub exit_when_idle: Option<Duration>,
 
     /// Where to serve /metrics and /healthz (the old name METRICS_ADDR still works, with a warning)
+    ///
+    /// The default answers on this machine only: for Prometheus or probes from elsewhere, e.g. `0.0.0.0:9102`.
     #[arg(long, env = "INSERTER_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
 
@@ -60,7 +71,7 @@ pub struct Settings {
     pub progress_interval: Duration,
 
     /// Log format
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
     pub log_format: LogFormat,
 
     /// Each mapping's topic (`--topic-tweets`, `--topic-mastodon-statuses`, ...: one flag per mapping)

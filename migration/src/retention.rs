@@ -30,14 +30,16 @@ pub struct Args {
 
     /// How long `twitter_data` keeps its daily partitions (e.g. 30d, 26weeks; at least 1d), or `forever`;
     /// unset: as it was. Whole partitions are dropped: no row is deleted, no change event is sent
+    /// [default: as it was; at first, forever]
     #[arg(long, env = "TWITTER_RETENTION", value_parser = parse_retention)]
     pub twitter_retention: Option<Retention>,
 
-    /// The same for `mastodon_statuses`
+    /// The same for `mastodon_statuses` [default: as it was; at first, forever]
     #[arg(long, env = "MASTODON_RETENTION", value_parser = parse_retention)]
     pub mastodon_retention: Option<Retention>,
 
-    /// The same for `instagram_profile_snapshots` (the follower history)
+    /// The same for `instagram_profile_snapshots` (the follower history) [default: as it was; at first,
+    /// forever]
     #[arg(long, env = "INSTAGRAM_SNAPSHOT_RETENTION", value_parser = parse_retention)]
     pub instagram_snapshot_retention: Option<Retention>,
 }

@@ -33,6 +33,8 @@ pub struct ReplayRegistration;
 #[command(next_help_heading = "Replay (--source replay)")]
 pub struct ReplayArgs {
     /// NDJSON file of X stream lines to replay (unset: the synthetic generator)
+    ///
+    /// Its records' `source` is `replay`; the generator's posts are marked as made up (`replay.synthetic`).
     #[arg(long, env = "REPLAY_FILE")]
     pub replay_file: Option<PathBuf>,
 

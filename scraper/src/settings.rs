@@ -10,41 +10,51 @@ use common::telemetry::LogFormat;
 use crate::registry::{Shared, SourceArgs, Topics};
 use crate::source::Source;
 
+/// The `--help` heading of the flags that bound the scraper's memory and say how it runs.
+const LIMITS: &str = "Limits and operation";
+
 #[derive(Clone, Debug, Parser)]
 #[command(name = "scraper", version, about = "Scrapes social-media sources into Kafka.")]
 pub struct Settings {
-    /// Kafka bootstrap servers; other librdkafka properties pass through as KAFKA_<PROPERTY> variables
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092")]
+    /// Kafka bootstrap servers (other librdkafka properties: KAFKA_<PROPERTY>, e.g. KAFKA_SECURITY_PROTOCOL)
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092", help_heading = "Kafka")]
     pub bootstrap_servers: String,
 
-    /// Partitions for topics the scraper creates (existing topics are left as they are)
-    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
+    /// Partitions for topics the scraper creates (existing topics are left as they are); at least 1
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..), help_heading = "Topics")]
     pub partitions: i32,
 
     /// Longest line or event accepted, in bytes; a longer one goes to the rejects topic (its first KiB). The
     /// default leaves room for the key and headers under Kafka's default 1 MB message limit
-    #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 900_000)]
+    ///
+    /// An Instagram Graph page that does not parse goes to the rejects topic the same way, each
+    /// `access_token=` value replaced by `REDACTED`.
+    #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 900_000, help_heading = LIMITS)]
     pub max_record_bytes: usize,
 
     /// Memory for records between reading and the broker's acknowledgement (each counts twice its size plus
     /// 512 bytes: our copy and librdkafka's); when spent, reading waits
-    #[arg(long, env = "QUEUE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u32).range(1 << 20..))]
+    ///
+    /// The default is 64 MiB; at least 1 MiB (1048576).
+    #[arg(long, env = "QUEUE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u32).range(1 << 20..), help_heading = LIMITS)]
     pub queue_bytes: u32,
 
     /// After SIGTERM, how long the broker gets to acknowledge what was read before the scraper gives up
-    #[arg(long, env = "FLUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FLUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, help_heading = LIMITS)]
     pub flush_timeout: Duration,
 
     /// Where to serve /metrics and /healthz
-    #[arg(long, env = "SCRAPER_METRICS_ADDR", default_value = "127.0.0.1:9101")]
+    ///
+    /// The default answers on this machine only: for Prometheus or probes from elsewhere, e.g. `0.0.0.0:9101`.
+    #[arg(long, env = "SCRAPER_METRICS_ADDR", default_value = "127.0.0.1:9101", help_heading = LIMITS)]
     pub metrics_addr: SocketAddr,
 
     /// How often to log a progress line
-    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "PROGRESS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration, help_heading = LIMITS)]
     pub progress_interval: Duration,
 
     /// Log format
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
     pub log_format: LogFormat,
 
     #[command(flatten)]

@@ -1,5 +1,6 @@
-//! `cargo xtask settings`: writes `.env.example` and compose's `scraper` and `inserter` environment lists from
-//! the binaries' flags. `cargo xtask settings --check` writes nothing and fails when a file is out of date.
+//! `cargo xtask settings`: writes `.env.example`, compose's `scraper` and `inserter` environment lists and the
+//! settings tables of `docs/operations.md` from the binaries' flags. `cargo xtask settings --check` writes
+//! nothing and fails when a file is out of date.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

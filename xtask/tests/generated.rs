@@ -14,10 +14,12 @@ fn the_files_generated_from_the_flags_are_current() {
 fn a_variable_two_binaries_read_with_other_defaults_is_refused() {
     let setting = |default: &str| xtask::Setting {
         env: "PROGRESS_INTERVAL".into(),
+        flags: Some("`--progress-interval`".into()),
         default: Some(default.into()),
         required: false,
         secret: false,
         help: "How often".into(),
+        long_help: "How often".into(),
         heading: None,
     };
     let binaries = [

@@ -28,6 +28,8 @@ const WEB: &str = "instagram-web";
 #[command(next_help_heading = "Instagram (--source instagram-graph, instagram-web)")]
 pub struct InstagramArgs {
     /// Instagram accounts to poll, comma-separated (a leading @ is fine)
+    ///
+    /// Names outside Instagram's `A-Za-z0-9._`, 30 characters at most, are logged and left out.
     #[arg(long, env = "INSTAGRAM_USERNAMES", value_delimiter = ',')]
     pub instagram_usernames: Vec<String>,
 
@@ -40,10 +42,14 @@ pub struct InstagramArgs {
     pub instagram_poll_interval: Duration,
 
     /// Stop the Instagram sources after this many rounds (unset: poll until stopped)
+    ///
+    /// E.g. `1` under cron.
     #[arg(long, env = "INSTAGRAM_ROUNDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub instagram_rounds: Option<u64>,
 
     /// Graph API access token (a long-lived user token with instagram_basic)
+    ///
+    /// Business discovery also needs instagram_manage_insights. Never logged; URLs that carry it are never logged.
     #[arg(long, env = "INSTAGRAM_ACCESS_TOKEN", hide_env_values = true)]
     pub instagram_access_token: Option<Secret>,
 
@@ -79,6 +85,8 @@ pub struct InstagramArgs {
     pub instagram_graph_requests_per_hour: NonZeroU32,
 
     /// Usage (in %, from the X-App-Usage and X-Business-Use-Case-Usage headers) from which calls slow down
+    ///
+    /// From this usage on, each call waits first: 0 at the threshold, growing to 10 min at 100 %.
     #[arg(long, env = "INSTAGRAM_GRAPH_SLOWDOWN_PERCENT", default_value_t = 80.0)]
     pub instagram_graph_slowdown_percent: f64,
 

@@ -21,16 +21,25 @@ pub struct SseRegistration;
 pub struct SseArgs {
     /// Server-sent-event stream URLs, comma-separated, e.g. https://mastodon.social/api/v1/streaming/public;
     /// each is a stream of its own (connection, reconnects), its records keyed by its instance (its host)
+    ///
+    /// Enables the `sse` source. A stream's task is named `sse.mastodon@<instance>` when there are several; its
+    /// records carry the `instance` header, the URL's host (with a non-default port), which keys their statuses.
+    /// One stream per instance. A `?access_token=` in a URL is never logged, and `--help` hides the value.
     // Hidden like the tokens: Mastodon takes `?access_token=` in the URL.
     #[arg(long, env = "SSE_URL", hide_env_values = true, value_delimiter = ',')]
     pub sse_url: Vec<SecretUrl>,
 
     /// Bearer token for the SSE streams, if they need one: one for all, or one per URL, comma-separated
+    ///
+    /// Several tokens go to the URLs of SSE_URL in their order. Never logged.
     #[arg(long, env = "SSE_BEARER_TOKEN", hide_env_values = true, value_delimiter = ',')]
     pub sse_bearer_token: Vec<Secret>,
 
     /// Event types to keep, comma-separated: Mastodon's new statuses (update), edits (status.update) and
     /// deletions (delete); each record says its type in the `sse_event` header
+    ///
+    /// Other types are counted and skipped. The inserter upserts `update` and `status.update` and marks the status
+    /// deleted on `delete`.
     #[arg(long, env = "SSE_EVENT_TYPES", value_delimiter = ',', default_value = "update,status.update,delete")]
     pub sse_event_types: Vec<String>,
 
@@ -39,6 +48,8 @@ pub struct SseArgs {
     pub sse_topic: Option<String>,
 
     /// The `source` header of SSE records (the inserter maps `sse*` sources on the Mastodon topic)
+    ///
+    /// It must start with `sse`: the scraper refuses another name at start-up.
     #[arg(long, env = "SSE_SOURCE_NAME", default_value = contract::source::SSE_DEFAULT)]
     pub sse_source_name: String,
 

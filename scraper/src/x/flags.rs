@@ -35,6 +35,8 @@ pub enum XStreamKind {
 #[command(next_help_heading = "X stream (--source x)")]
 pub struct XArgs {
     /// X API bearer token (app-only)
+    ///
+    /// Enables the `x` source. Never logged; `--help` hides its value.
     #[arg(long, env = "X_BEARER_TOKEN", hide_env_values = true)]
     pub x_bearer_token: Option<Secret>,
 
@@ -47,21 +49,29 @@ pub struct XArgs {
     #[arg(long, env = "X_STREAM", value_enum, default_value_t = XStreamKind::Sample)]
     pub x_stream: XStreamKind,
 
-    /// The sample10 partitions to read, e.g. `1-4` or `1,3,5` (each 1-20), one connection each [default: 1]
+    /// The sample10 partitions to read, e.g. `1-4` or `1,3,5` (each 1-20), one connection each [default: 1 with X_STREAM=sample10]
+    ///
+    /// Each partition is a source of its own (`x.sample10.pN` in logs and metrics). Needs X_STREAM=sample10.
     #[arg(long, env = "X_STREAM_PARTITIONS")]
     pub x_stream_partitions: Option<Partitions>,
 
     /// One sample10 partition to read (1-20): the older form of X_STREAM_PARTITIONS
+    ///
+    /// Setting both is refused.
     #[arg(long, env = "X_STREAM_PARTITION", value_parser = clap::value_parser!(u8).range(1..=20))]
     pub x_stream_partition: Option<u8>,
 
     /// On a reconnect, ask X to resend what it sent while disconnected, up to this many minutes (0-5; 0 for
     /// plans without backfill)
+    ///
+    /// `backfill_minutes` is the gap rounded up to whole minutes, at most this.
     #[arg(long, env = "X_BACKFILL_MINUTES", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(backfill::MAX_MINUTES)))]
     pub x_backfill_minutes: u8,
 
     /// tweet.fields to request
+    ///
+    /// The default fields fill every column of `twitter_data` and `twitter_users`.
     #[arg(long, env = "X_TWEET_FIELDS", default_value = stream::DEFAULT_TWEET_FIELDS)]
     pub x_tweet_fields: String,
 
@@ -75,6 +85,8 @@ pub struct XArgs {
 
     /// Filtered-stream rules as X's JSON, e.g. '[{"value":"cat has:images","tag":"cats"}]'; the stream's rules
     /// are made exactly these before connecting (unset: the rules are left as they are)
+    ///
+    /// Needs X_STREAM=search.
     #[arg(long, env = "X_STREAM_RULES")]
     pub x_stream_rules: Option<String>,
 
@@ -87,6 +99,8 @@ pub struct XArgs {
     pub x_stall_timeout: Duration,
 
     /// Connection attempts allowed per 15 minutes
+    ///
+    /// For each stream (each sample10 partition) on its own.
     #[arg(long, env = "X_CONNECTIONS_PER_15_MIN", default_value_t = NonZeroU32::new(50).expect("non-zero"))]
     pub x_connections_per_15_min: NonZeroU32,
 }

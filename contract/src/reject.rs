@@ -31,6 +31,23 @@ pub enum Reject {
     /// The start of a line whose connection ended before the line did.
     #[error("payload is a truncated line: the connection ended after {0} bytes of it")]
     Truncated(usize),
+    /// An event of an event stream (SSE's) that grew past what its data may hold before it ended: the
+    /// connection was dropped to bound memory, so only its first `kept` bytes were held.
+    #[error(
+        "payload is an event of over {wire} bytes on the wire, over the {max}-byte limit for its data (the \
+         connection was dropped to bound memory; only its first {kept} bytes are kept)"
+    )]
+    EventTooLong { wire: usize, max: usize, kept: usize },
+    /// A reason about one part of a source's answer, which `what` names (`Instagram web media object`).
+    #[error("{what}: {reject}")]
+    In { what: String, reject: Box<Reject> },
+}
+
+impl Reject {
+    /// This reason, about the part of an answer that `what` names.
+    pub fn of(self, what: impl Into<String>) -> Self {
+        Self::In { what: what.into(), reject: Box::new(self) }
+    }
 }
 
 #[cfg(test)]
@@ -43,5 +60,7 @@ mod tests {
         let reason = Reject::BadId { field: "data.id", error: IdError::Zero }.to_string();
         assert_eq!(reason, "payload's `data.id` is 0, not a positive 64-bit integer");
         assert!(Reject::TooLarge { len: 2000, max: 1000 }.to_string().starts_with("payload is 2000 bytes"));
+        let inside = Reject::NoId("id").of("Instagram web media object").to_string();
+        assert_eq!(inside, "Instagram web media object: payload has no `id`");
     }
 }

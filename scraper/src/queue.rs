@@ -26,6 +26,7 @@ pub struct Queued {
 pub struct Closed;
 
 /// What sources write to. Cheap to clone; each clone can name its own source (the `source` header).
+use contract::reject::Reject;
 #[derive(Clone)]
 pub struct Emitter {
     tx: mpsc::UnboundedSender<Queued>,
@@ -115,10 +116,11 @@ impl Emitter {
         self.send(record).await
     }
 
-    /// Queues a payload that failed validation for the rejects topic, with `error` saying why.
-    pub async fn reject(&self, payload: Vec<u8>, error: &str) -> Result<(), Closed> {
-        self.warn_rejected(error, payload.len()).await;
-        self.send(Record::rejected(&self.rejects_topic, payload, self.source.clone(), Utc::now(), error)).await
+    /// Queues a payload that failed validation for the rejects topic, with `reason` in its `error` header.
+    pub async fn reject(&self, payload: Vec<u8>, reason: &Reject) -> Result<(), Closed> {
+        let error = reason.to_string();
+        self.warn_rejected(&error, payload.len()).await;
+        self.send(Record::rejected(&self.rejects_topic, payload, self.source.clone(), Utc::now(), &error)).await
     }
 
     /// Queues `record`, waiting while the byte budget is spent.

@@ -56,7 +56,7 @@ pub async fn offer_keyed(
     if bytes.len() > max {
         let kept = REJECT_PREFIX_BYTES.min(bytes.len());
         let reason = Reject::TooLarge { len: bytes.len(), max };
-        out.reject(bytes[..kept].to_vec(), &format!("{what} object: {reason}")).await?;
+        out.reject(bytes[..kept].to_vec(), &reason.of(format!("{what} object"))).await?;
         return Ok(None);
     }
     let reason = match serde_json::from_str::<Identified>(object.get()) {
@@ -73,7 +73,7 @@ pub async fn offer_keyed(
         Ok(Identified { id: None, .. }) => Reject::NoId("id"),
         Err(e) => Reject::NotAnObject(e.to_string()),
     };
-    out.reject(bytes.to_vec(), &format!("{what} object: {reason}")).await?;
+    out.reject(bytes.to_vec(), &reason.of(format!("{what} object"))).await?;
     Ok(None)
 }
 

@@ -28,6 +28,7 @@ use crate::metrics::Reconnect;
 use crate::queue::{Closed, Emitter};
 use crate::source::{Source, Waiter};
 use common::backoff::Backoff;
+use contract::reject::Reject;
 
 /// The `source` header of this source's records.
 pub const SOURCE_NAME: &str = contract::source::INSTAGRAM_WEB_PROFILE;
@@ -357,8 +358,9 @@ impl WebProfileSource {
                 _ => {
                     out.line_read();
                     stats.rejected += 1;
-                    let reason = "media edge without a `node` object (data.user.edge_owner_to_timeline_media.edges)";
-                    out.reject(prefix(edge.get().as_bytes(), self.config.max_record_bytes), reason).await?;
+                    let reason = Reject::Shape("without a `node` object".into())
+                        .of("Instagram web media edge (data.user.edge_owner_to_timeline_media.edges)");
+                    out.reject(prefix(edge.get().as_bytes(), self.config.max_record_bytes), &reason).await?;
                     continue;
                 }
             };
@@ -386,7 +388,8 @@ impl WebProfileSource {
         out.line_read();
         stats.skipped += 1;
         stats.rejected += 1;
-        let reason = format!("Instagram web profile answer for {user:?} is not {{\"data\":{{\"user\":...}}}}: {why}");
+        let reason = Reject::Shape(format!("not {{\"data\":{{\"user\":...}}}}: {why}"))
+            .of(format!("Instagram web profile answer for {user:?}"));
         out.reject(prefix(body, self.config.max_record_bytes), &reason).await
     }
 }

@@ -265,9 +265,9 @@ impl SseSource {
             Err(invalid @ Reject::TooLarge { .. }) => {
                 let mut data = event.data.into_bytes();
                 data.truncate(REJECT_PREFIX_BYTES);
-                out.reject(data, &invalid.to_string()).await
+                out.reject(data, &invalid).await
             }
-            Err(invalid) => out.reject(event.data.into_bytes(), &invalid.to_string()).await,
+            Err(invalid) => out.reject(event.data.into_bytes(), &invalid).await,
         }
     }
 
@@ -293,13 +293,11 @@ impl SseSource {
                     ));
                 }
                 if let Some(runaway) = e.inner().downcast_ref::<RunawayEvent>() {
-                    let reason = format!(
-                        "event larger than {} bytes on the wire (limit for its data: {} bytes): the connection was \
-                         dropped to bound memory; this is its first {} bytes",
-                        runaway.limit,
-                        self.config.max_event_bytes,
-                        runaway.prefix.len()
-                    );
+                    let reason = Reject::EventTooLong {
+                        wire: runaway.limit,
+                        max: self.config.max_event_bytes,
+                        kept: runaway.prefix.len(),
+                    };
                     if let Err(closed) = out.reject(runaway.prefix.clone(), &reason).await {
                         return closed.into();
                     }

@@ -19,7 +19,7 @@ pub enum Line {
     /// `{"errors":[...]}` without `data`: X telling the client something.
     Errors(Vec<StreamError>),
     /// Not a post; the reason goes into the reject record's `error` header.
-    Invalid(String),
+    Invalid(Reject),
 }
 
 /// One entry of an error line, e.g. `{"title":"operational-disconnect","disconnect_type":"UpstreamOperationalDisconnect","detail":"..."}`.
@@ -81,7 +81,7 @@ impl Line {
     }
 
     fn invalid(reject: Reject) -> Self {
-        Self::Invalid(reject.to_string())
+        Self::Invalid(reject)
     }
 
     fn bad_id(error: IdError) -> Self {
@@ -150,10 +150,11 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::{Line, StreamError};
+    use contract::reject::Reject;
 
     fn invalid(bytes: &[u8]) -> String {
         match Line::classify(bytes) {
-            Line::Invalid(reason) => reason,
+            Line::Invalid(reason) => reason.to_string(),
             other => panic!("{other:?}"),
         }
     }
@@ -189,9 +190,10 @@ mod tests {
     #[test]
     fn the_quick_reading_agrees_with_the_full_one() {
         // Shapes the quick reading must not take for posts, and posts it must not miss.
+        let any_invalid = Line::Invalid(Reject::Shape("any reason".into()));
         let cases: &[(&[u8], Line)] = &[
-            (br#"[{"data":{"id":"5"}}]"#, Line::Invalid("payload is JSON but not an object: an array".into())),
-            (br#"{"data":["5"]}"#, Line::Invalid("payload has no `data.id`".into())),
+            (br#"[{"data":{"id":"5"}}]"#, Line::Invalid(Reject::NotAnObject("an array".into()))),
+            (br#"{"data":["5"]}"#, Line::Invalid(Reject::NoId("data.id"))),
             (br#"{"data":{"id":"007"}}"#, Line::Post { id: "7".into() }),
             (br#"{"data":{"id":12}}"#, Line::Post { id: "12".into() }),
             (br#"{"data":{"id":"5"},"data":{"id":"6"}}"#, Line::Post { id: "6".into() }),
@@ -200,12 +202,12 @@ mod tests {
                 br#"{"includes":{},"data":{"text":"x","id":"7"},"errors":[{"title":"partial"}]}"#,
                 Line::Post { id: "7".into() },
             ),
-            (br#"{"data":{"id":"8"}} trailing"#, Line::Invalid("x".into())),
-            (b"{\"data\":{\"id\":\"9\",\"text\":\"\xff\"}}", Line::Invalid("x".into())),
+            (br#"{"data":{"id":"8"}} trailing"#, any_invalid.clone()),
+            (b"{\"data\":{\"id\":\"9\",\"text\":\"\xff\"}}", any_invalid.clone()),
         ];
         for (line, expected) in cases {
             match (Line::classify(line), expected) {
-                (Line::Invalid(_), Line::Invalid(reason)) if reason == "x" => {}
+                (Line::Invalid(_), expected) if *expected == any_invalid => {}
                 (got, expected) => assert_eq!(&got, expected, "{}", String::from_utf8_lossy(line)),
             }
         }

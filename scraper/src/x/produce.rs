@@ -20,7 +20,7 @@ pub async fn produce(
         Frame::Overlong { length, prefix } => {
             out.line_read();
             let reason = Reject::LineTooLong { len: length, max: max_line_bytes, kept: prefix.len() };
-            out.reject(prefix, &reason.to_string()).await?;
+            out.reject(prefix, &reason).await?;
         }
         Frame::Line(bytes) => {
             out.line_read();

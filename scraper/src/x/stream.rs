@@ -214,7 +214,7 @@ impl XStream {
             }
             let ended = self.connect_and_read(&client, &self.url(ask), ask, &out, &mut between, &shutdown).await;
             if let Some(partial) = between.framer.take_unfinished() {
-                let reason = Reject::Truncated(partial.len()).to_string();
+                let reason = Reject::Truncated(partial.len());
                 out.reject(partial, &reason).await?;
             }
             let why = match ended {

@@ -470,7 +470,7 @@ fn check_service_variables(compose: &Value, binaries: &[(&str, BTreeSet<String>)
     problems
 }
 
-/// Every image is pinned to a release (`15.18-trixie`, `4.3.1`, `3.6.2.Final`, `v1.5.0`), not to a moving
+/// Every image is pinned to a release (`15.18-bookworm`, `4.3.1`, `3.6.2.Final`, `v1.5.0`), not to a moving
 /// tag (`latest`, `15`, none): an upgrade is then a change someone made and reviewed.
 fn check_image_tags(compose: &Value) -> Vec<String> {
     let mut problems = Vec::new();

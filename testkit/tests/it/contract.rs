@@ -337,8 +337,6 @@ fn payload_id(record: &ConsumedRecord, tweets: &str) -> Value {
 fn names_id_fault(reason: &str, id: Option<&Value>) -> bool {
     let missing = reason.contains("has no `") || reason.contains("missing field `id`");
     match id {
-        // The Graph source gives this one reason for a profile it cannot key, whatever is wrong with the id.
-        Some(_) if reason == "business_discovery without a numeric id" => true,
         // Some sources read a `null` id as no id.
         None | Some(Value::Null) => missing || reason.contains("is null, not"),
         Some(id) => ::contract::id::from_json(id).is_err_and(|fault| reason.contains(&fault.to_string())),

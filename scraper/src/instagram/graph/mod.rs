@@ -33,6 +33,7 @@ use crate::queue::Emitter;
 use crate::secret::Secret;
 use crate::source::{Source, Waiter};
 use common::backoff::Backoff;
+use contract::reject::Reject;
 
 /// The profile fields business discovery asks for. `ig_id` is the account's web id: the record is keyed by
 /// it, and the inserter keys the account's row by it, so both APIs' scrapes of one account meet.
@@ -237,17 +238,20 @@ impl Poller {
                 Ok(parsed) => parsed,
                 Err(why) => {
                     let kept = redacted_prefix(&body, self.config.max_record_bytes);
-                    self.discovery.reject(kept, &format!("business discovery of @{username}: {why}")).await?;
+                    let reason = Reject::Shape(why).of(format!("business discovery of @{username}"));
+                    self.discovery.reject(kept, &reason).await?;
                     self.tally.rejected += 1;
                     return Ok(true);
                 }
             };
-            let Some(owner) = numeric_id(&discovered.id) else {
-                self.discovery
-                    .reject(profile.get().as_bytes().to_vec(), "business_discovery without a numeric id")
-                    .await?;
-                self.tally.rejected += 1;
-                return Ok(true);
+            let owner = match contract::id::from_json(&discovered.id) {
+                Ok(id) => contract::id::canonical(id),
+                Err(error) => {
+                    let reason = Reject::BadId { field: "id", error }.of("business_discovery object");
+                    self.discovery.reject(profile.get().as_bytes().to_vec(), &reason).await?;
+                    self.tally.rejected += 1;
+                    return Ok(true);
+                }
             };
             if page == 1 {
                 let topic = self.config.topics.profiles.clone();
@@ -342,7 +346,7 @@ impl Poller {
                     Ok(media) => media,
                     Err(e) => {
                         let kept = redacted_prefix(&body, self.config.max_record_bytes);
-                        emitter.reject(kept, &format!("#{tag} {edge}: {e}")).await?;
+                        emitter.reject(kept, &Reject::Shape(e.to_string()).of(format!("#{tag} {edge}"))).await?;
                         self.tally.rejected += 1;
                         break;
                     }

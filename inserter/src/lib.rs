@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod offsets;
 pub mod partitions;
+pub(crate) mod pending;
 pub mod pipeline;
 pub mod record;
 pub mod redrive;

@@ -26,7 +26,7 @@ use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
 use crate::limits::Cuts;
 use crate::metrics::Metrics;
 use crate::offsets;
-use crate::record::ConsumedRecord;
+use crate::pending::{BatchLimits, Pending};
 use crate::writer::{self, WriteError, Written};
 use common::backoff::Backoff;
 
@@ -77,12 +77,8 @@ struct Decoding {
 
 /// What the loop tracks between two polls.
 struct State {
-    /// Records read but not yet handed to a write, oldest first.
-    pending: Vec<ConsumedRecord>,
-    /// Their bytes, as [`ConsumedRecord::size`] counts them.
-    pending_bytes: usize,
-    /// When the oldest pending record arrived: the batch timer.
-    pending_since: Option<Instant>,
+    /// Records read but not yet handed to a write, and when they make a batch.
+    pending: Pending,
     /// The one write under way; the next one starts when it is durable, so batches commit in order.
     in_flight: Option<JoinHandle<anyhow::Result<Flushed>>>,
     /// The next batch, decoded and encoded while the one in flight is written.
@@ -94,10 +90,6 @@ struct State {
     paused: bool,
     /// Whether any partition was ever assigned: a member still waiting to join the group is not idle.
     ever_assigned: bool,
-    /// The offset after the last record read from each partition. librdkafka drops what it had fetched but
-    /// not delivered when a partition is paused, so a resume seeks back here; a record below it is one we
-    /// already hold.
-    positions: HashMap<Partition, i64>,
     /// The `inserter_records_consumed_total` counter of each topic, looked up once rather than once a record.
     consumed: HashMap<String, Counter>,
     last_record_at: Instant,
@@ -128,10 +120,13 @@ impl Pipeline {
     /// were not committed anywhere and will be consumed again.
     pub async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<Stopped> {
         let now = Instant::now();
+        let limits = BatchLimits {
+            records: self.options.batch_size,
+            bytes: self.options.batch_bytes,
+            timeout: self.options.batch_timeout,
+        };
         let mut state = State {
-            pending: Vec::new(),
-            pending_bytes: 0,
-            pending_since: None,
+            pending: Pending::new(limits),
             in_flight: None,
             decoding: None,
             unassigned: BTreeSet::new(),
@@ -139,7 +134,6 @@ impl Pipeline {
             assign_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             paused: false,
             ever_assigned: false,
-            positions: HashMap::new(),
             consumed: HashMap::new(),
             last_record_at: now,
             stopping: false,
@@ -157,16 +151,16 @@ impl Pipeline {
             if state.in_flight.is_none() {
                 let next = match state.decoding.take() {
                     Some(decoding) => Some(decoding),
-                    None => self.batch_due(&state).then(|| self.start_decode(&mut state)),
+                    None => state.batch_due().then(|| self.start_decode(&mut state)),
                 };
                 if let Some(decoding) = next {
                     self.start_write(&mut state, decoding, &shutdown);
                 }
             }
-            if state.in_flight.is_some() && state.decoding.is_none() && self.batch_due(&state) {
+            if state.in_flight.is_some() && state.decoding.is_none() && state.batch_due() {
                 state.decoding = Some(self.start_decode(&mut state));
             }
-            if state.in_flight.is_some() && self.batch_full(&state) && !state.paused {
+            if state.in_flight.is_some() && state.pending.full() && !state.paused {
                 self.pause_or_resume(&mut state, true);
             }
             let settled = state.pending.is_empty() && state.idle_writer() && state.unassigned.is_empty();
@@ -191,7 +185,7 @@ impl Pipeline {
             // deadline already past would turn the select into a busy loop that takes a core from Postgres.
             let can_start_batch = state.in_flight.is_none() || state.decoding.is_none();
             let wake_at = [
-                state.pending_since.filter(|_| can_start_batch).map(|since| since + self.options.batch_timeout),
+                state.pending.deadline().filter(|_| can_start_batch),
                 (!state.unassigned.is_empty() && state.idle_writer()).then_some(state.next_assign_attempt),
                 idle_deadline.filter(|_| settled),
             ]
@@ -217,16 +211,6 @@ impl Pipeline {
         }
     }
 
-    fn batch_due(&self, state: &State) -> bool {
-        let Some(since) = state.pending_since else { return false };
-        state.stopping || self.batch_full(state) || since.elapsed() >= self.options.batch_timeout
-    }
-
-    /// Whether the pending records fill a batch, by count or by bytes.
-    fn batch_full(&self, state: &State) -> bool {
-        state.pending.len() >= self.options.batch_size || state.pending_bytes >= self.options.batch_bytes
-    }
-
     /// The records the broker holds beyond what this member has read, over its assigned partitions; `None`
     /// when there are none, or when the broker cannot say within 5 s (idle then means idle, as it did). The
     /// requests queue behind a fetch the broker holds (up to `fetch.wait.max.ms`), hence the long wait; they
@@ -243,7 +227,7 @@ impl Pipeline {
             let (topic, partition) = (element.topic(), element.partition());
             let Ok((low, high)) = self.consumer.fetch_watermarks(topic, partition, ASK) else { continue };
             let read =
-                state.positions.get(&(topic.to_owned(), partition)).copied().or_else(|| committed_at(topic, partition));
+                state.pending.position(&(topic.to_owned(), partition)).or_else(|| committed_at(topic, partition));
             remaining += (high - read.unwrap_or(low).max(low)).max(0);
         }
         (remaining > 0).then_some(remaining)
@@ -253,22 +237,19 @@ impl Pipeline {
         match message {
             Ok(message) => {
                 let record = consumer::detach(&message);
-                let position = state.positions.entry((record.topic.clone(), record.partition)).or_insert(0);
-                if record.offset < *position {
+                let topic = record.topic.clone();
+                let now = Instant::now();
+                if !state.pending.push(record, now) {
                     return;
                 }
-                *position = record.offset + 1;
-                state.pending_since.get_or_insert_with(Instant::now);
-                state.last_record_at = Instant::now();
-                state.pending_bytes += record.size();
-                if let Some(consumed) = state.consumed.get(&record.topic) {
+                state.last_record_at = now;
+                if let Some(consumed) = state.consumed.get(&topic) {
                     consumed.inc();
                 } else {
-                    let consumed = self.metrics.consumed_on(&record.topic);
+                    let consumed = self.metrics.consumed_on(&topic);
                     consumed.inc();
-                    state.consumed.insert(record.topic.clone(), consumed);
+                    state.consumed.insert(topic, consumed);
                 }
-                state.pending.push(record);
                 state.progress.records += 1;
             }
             Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
@@ -332,20 +313,10 @@ impl Pipeline {
         }
     }
 
-    /// Takes up to `batch_size` pending records (and `batch_bytes`, at least one record) and decodes them
-    /// into a batch on a blocking thread: beside the write in flight, if there is one.
+    /// Takes a batch of the pending records and decodes it on a blocking thread: beside the write in flight, if
+    /// there is one.
     fn start_decode(&self, state: &mut State) -> Decoding {
-        let (mut take, mut bytes) = (0, 0);
-        for record in state.pending.iter().take(self.options.batch_size) {
-            if take > 0 && bytes + record.size() > self.options.batch_bytes {
-                break;
-            }
-            bytes += record.size();
-            take += 1;
-        }
-        state.pending_bytes -= bytes;
-        let records: Vec<ConsumedRecord> = state.pending.drain(..take).collect();
-        state.pending_since = (!state.pending.is_empty()).then(Instant::now);
+        let records = state.pending.take(Instant::now());
         let routes = self.options.routes.clone();
         let started = Instant::now();
         Decoding { started, handle: tokio::task::spawn_blocking(move || Batch::decode(records, &routes)) }
@@ -462,8 +433,8 @@ impl Pipeline {
         } else {
             let mut positions = TopicPartitionList::new();
             for element in assignment.elements() {
-                if let Some(next) = state.positions.get(&(element.topic().to_owned(), element.partition())) {
-                    let _ = positions.add_partition_offset(element.topic(), element.partition(), Offset::Offset(*next));
+                if let Some(next) = state.pending.position(&(element.topic().to_owned(), element.partition())) {
+                    let _ = positions.add_partition_offset(element.topic(), element.partition(), Offset::Offset(next));
                 }
             }
             // Timeout zero: the seek is queued, not waited for.
@@ -501,6 +472,11 @@ impl Pipeline {
 }
 
 impl State {
+    /// A batch of the pending records should be taken now (at shutdown, whatever is pending).
+    fn batch_due(&self) -> bool {
+        self.pending.due(Instant::now(), self.stopping)
+    }
+
     /// No batch is being decoded or written.
     fn idle_writer(&self) -> bool {
         self.in_flight.is_none() && self.decoding.is_none()
@@ -517,19 +493,9 @@ impl State {
             RebalanceEvent::Revoked(partitions) => {
                 let revoked: BTreeSet<Partition> = partitions.into_iter().collect();
                 self.unassigned.retain(|p| !revoked.contains(p));
-                self.positions.retain(|p, _| !revoked.contains(p));
-                // Their new owner starts from the stored offsets: what we hold but did not write is theirs.
-                let before = self.pending.len();
-                self.pending.retain(|r| !revoked.contains(&(r.topic.clone(), r.partition)));
-                self.pending_bytes = self.pending.iter().map(ConsumedRecord::size).sum();
-                if self.pending.len() < before {
-                    tracing::info!(
-                        dropped = before - self.pending.len(),
-                        "left unwritten records of revoked partitions to their new owner"
-                    );
-                }
-                if self.pending.is_empty() {
-                    self.pending_since = None;
+                let dropped = self.pending.revoke(&revoked);
+                if dropped > 0 {
+                    tracing::info!(dropped, "left unwritten records of revoked partitions to their new owner");
                 }
                 // `paused` stays: the partitions kept (cooperative assignment) are still paused, and are
                 // resumed with the others when the write in flight is durable.

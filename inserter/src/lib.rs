@@ -1,5 +1,6 @@
 //! The inserter: consumes the scraper's topics and lands each record in Postgres.
 
+pub(crate) mod assignment;
 pub mod batch;
 pub mod consumer;
 pub mod database;

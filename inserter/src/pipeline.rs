@@ -3,7 +3,7 @@
 //! full the partitions are paused until the write completes. Kafka offsets are committed only after the
 //! database transaction that stored the rows and the same offsets.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::ops::Health;
 
+use crate::assignment::{self, Assignment};
 use crate::batch::{Batch, Routes};
 use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
 use crate::limits::Cuts;
@@ -83,13 +84,8 @@ struct State {
     in_flight: Option<JoinHandle<anyhow::Result<Flushed>>>,
     /// The next batch, decoded and encoded while the one in flight is written.
     decoding: Option<Decoding>,
-    /// Partitions the group gave us that still wait for their stored offsets to be read.
-    unassigned: BTreeSet<Partition>,
-    next_assign_attempt: Instant,
-    assign_backoff: Backoff,
-    paused: bool,
-    /// Whether any partition was ever assigned: a member still waiting to join the group is not idle.
-    ever_assigned: bool,
+    /// The partitions this member holds, and whether they are paused.
+    assignment: Assignment,
     /// The `inserter_records_consumed_total` counter of each topic, looked up once rather than once a record.
     consumed: HashMap<String, Counter>,
     last_record_at: Instant,
@@ -129,11 +125,7 @@ impl Pipeline {
             pending: Pending::new(limits),
             in_flight: None,
             decoding: None,
-            unassigned: BTreeSet::new(),
-            next_assign_attempt: now,
-            assign_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
-            paused: false,
-            ever_assigned: false,
+            assignment: Assignment::new(now),
             consumed: HashMap::new(),
             last_record_at: now,
             stopping: false,
@@ -145,7 +137,7 @@ impl Pipeline {
             for event in self.consumer.context().take_events() {
                 state.apply(event);
             }
-            if !state.unassigned.is_empty() && state.idle_writer() && Instant::now() >= state.next_assign_attempt {
+            if state.assignment.due(Instant::now(), state.idle_writer()) {
                 self.assign_at_stored_offsets(&mut state).await;
             }
             if state.in_flight.is_none() {
@@ -160,15 +152,18 @@ impl Pipeline {
             if state.in_flight.is_some() && state.decoding.is_none() && state.batch_due() {
                 state.decoding = Some(self.start_decode(&mut state));
             }
-            if state.in_flight.is_some() && state.pending.full() && !state.paused {
+            if state.assignment.should_pause(state.in_flight.is_some(), state.pending.full()) {
                 self.pause_or_resume(&mut state, true);
             }
-            let settled = state.pending.is_empty() && state.idle_writer() && state.unassigned.is_empty();
+            let settled = state.pending.is_empty() && state.idle_writer() && !state.assignment.waiting();
             if settled && state.stopping {
                 return Ok(Stopped::Shutdown);
             }
-            let idle_deadline =
-                self.options.exit_when_idle.filter(|_| state.ever_assigned).map(|idle| state.last_record_at + idle);
+            let idle_deadline = self
+                .options
+                .exit_when_idle
+                .filter(|_| state.assignment.ever_assigned())
+                .map(|idle| state.last_record_at + idle);
             if settled && idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 // A broker slow to answer is not an empty topic: a backfill that exited here would end short.
                 if let Some(remaining) = self.records_remaining(&state) {
@@ -186,7 +181,7 @@ impl Pipeline {
             let can_start_batch = state.in_flight.is_none() || state.decoding.is_none();
             let wake_at = [
                 state.pending.deadline().filter(|_| can_start_batch),
-                (!state.unassigned.is_empty() && state.idle_writer()).then_some(state.next_assign_attempt),
+                state.assignment.wake_at(state.idle_writer()),
                 idle_deadline.filter(|_| settled),
             ]
             .into_iter()
@@ -262,24 +257,19 @@ impl Pipeline {
         let stored = match offsets::stored(&self.db, &self.options.group).await {
             Ok(stored) => stored,
             Err(e) => {
-                let delay = state.assign_backoff.next_delay();
-                state.next_assign_attempt = Instant::now() + delay;
+                let delay = state.assignment.failed(Instant::now());
                 self.health.set_problem(format!("database unreachable: {e}"));
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot read stored offsets; partitions stay unassigned");
                 return;
             }
         };
+        let starts = state.assignment.starts(|partition| stored.get(partition).copied());
         let mut assignment = TopicPartitionList::new();
-        let mut starts = Vec::new();
-        let mut at_stored = BTreeMap::new();
-        for (topic, partition) in &state.unassigned {
-            let offset = stored.get(&(topic.clone(), *partition)).map_or(Offset::Stored, |next| Offset::Offset(*next));
-            if let Offset::Offset(next) = offset {
-                at_stored.insert((topic.clone(), *partition), next);
-            }
+        let mut described = Vec::new();
+        for ((topic, partition), offset) in &starts.offsets {
             let start = if let Offset::Offset(next) = offset { next.to_string() } else { "kafka-committed".into() };
-            starts.push(format!("{topic}/{partition}@{start}"));
-            if let Err(e) = assignment.add_partition_offset(topic, *partition, offset) {
+            described.push(format!("{topic}/{partition}@{start}"));
+            if let Err(e) = assignment.add_partition_offset(topic, *partition, *offset) {
                 tracing::warn!(error = %e, topic, partition, "invalid offset; Kafka's committed offset applies");
             }
         }
@@ -289,25 +279,18 @@ impl Pipeline {
             .and_then(|()| self.consumer.resume(&assignment).context("resume the assigned partitions"));
         match assigned {
             Ok(()) => {
-                tracing::info!(?starts, "consuming from the offsets stored with the rows");
-                // librdkafka reports a partition's lag against its committed offset, which it does not read
-                // for a partition assigned at an offset: until the first batch of it commits (never, for a
-                // partition with nothing new), its lag would be unknown.
-                self.commit_to_kafka(&at_stored, CommitMode::Async);
-                state.unassigned.clear();
-                state.ever_assigned = true;
-                state.assign_backoff.reset();
+                tracing::info!(starts = ?described, "consuming from the offsets stored with the rows");
+                self.commit_to_kafka(&starts.stored, CommitMode::Async);
+                let paused = state.assignment.assigned();
                 // Idle means no record while consuming: the wait for an assignment does not count.
                 state.last_record_at = Instant::now();
                 self.health.clear();
-                // No write is in flight here, so nothing should stay paused (a resume that failed earlier):
-                // the partitions kept through the rebalance are resumed at their positions.
-                if state.paused {
+                if paused {
                     self.pause_or_resume(state, false);
                 }
             }
             Err(e) => {
-                state.next_assign_attempt = Instant::now() + state.assign_backoff.next_delay();
+                state.assignment.failed(Instant::now());
                 tracing::warn!(error = %format!("{e:#}"), "assigning partitions failed; retrying");
             }
         }
@@ -397,7 +380,7 @@ impl Pipeline {
         // At shutdown the commit must be done before the consumer closes; otherwise it need not be waited for.
         let mode = if state.stopping { CommitMode::Sync } else { CommitMode::Async };
         self.commit_to_kafka(&flushed.next_offsets, mode);
-        if state.paused {
+        if state.assignment.paused() {
             self.pause_or_resume(state, false);
         }
     }
@@ -410,10 +393,9 @@ impl Pipeline {
             Err(e) => return tracing::debug!(error = %e, "cannot read the assignment; no Kafka commit"),
         };
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in next_offsets {
-            if owned.find_partition(topic, *partition).is_some() {
-                let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
-            }
+        let owns = |(topic, partition): &Partition| owned.find_partition(topic, *partition).is_some();
+        for ((topic, partition), next) in assignment::to_commit(next_offsets, owns) {
+            let _ = offsets.add_partition_offset(&topic, partition, Offset::Offset(next));
         }
         if offsets.count() == 0 {
             return;
@@ -431,11 +413,11 @@ impl Pipeline {
         let result = if pause {
             self.consumer.pause(&assignment)
         } else {
+            let held: Vec<Partition> =
+                assignment.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
             let mut positions = TopicPartitionList::new();
-            for element in assignment.elements() {
-                if let Some(next) = state.pending.position(&(element.topic().to_owned(), element.partition())) {
-                    let _ = positions.add_partition_offset(element.topic(), element.partition(), Offset::Offset(next));
-                }
+            for ((topic, partition), next) in assignment::resume_positions(&held, |p| state.pending.position(p)) {
+                let _ = positions.add_partition_offset(&topic, partition, Offset::Offset(next));
             }
             // Timeout zero: the seek is queued, not waited for.
             self.consumer.resume(&assignment).and_then(|()| {
@@ -452,7 +434,7 @@ impl Pipeline {
             })
         };
         match result {
-            Ok(()) => state.paused = pause,
+            Ok(()) => state.assignment.set_paused(pause),
             Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming partitions failed"),
         }
     }
@@ -483,22 +465,15 @@ impl State {
     }
 
     fn apply(&mut self, event: RebalanceEvent) {
+        let now = Instant::now();
         // A rebalance is activity: the idle clock starts again.
-        self.last_record_at = Instant::now();
-        match event {
-            RebalanceEvent::Assigned(partitions) => {
-                self.unassigned.extend(partitions);
-                self.next_assign_attempt = Instant::now();
-            }
-            RebalanceEvent::Revoked(partitions) => {
-                let revoked: BTreeSet<Partition> = partitions.into_iter().collect();
-                self.unassigned.retain(|p| !revoked.contains(p));
-                let dropped = self.pending.revoke(&revoked);
-                if dropped > 0 {
-                    tracing::info!(dropped, "left unwritten records of revoked partitions to their new owner");
-                }
-                // `paused` stays: the partitions kept (cooperative assignment) are still paused, and are
-                // resumed with the others when the write in flight is durable.
+        self.last_record_at = now;
+        let revoked = self.assignment.apply(event, now).revoked;
+        // Their new owner starts from the stored offsets: what we hold but did not write is theirs.
+        if !revoked.is_empty() {
+            let dropped = self.pending.revoke(&revoked);
+            if dropped > 0 {
+                tracing::info!(dropped, "left unwritten records of revoked partitions to their new owner");
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod database;
 pub(crate) mod encode;
 pub mod failure;
+pub mod flush;
 pub(crate) mod guard;
 pub mod limits;
 pub mod mapping;

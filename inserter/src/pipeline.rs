@@ -22,14 +22,12 @@ use tokio_util::sync::CancellationToken;
 use common::ops::Health;
 
 use crate::assignment::{self, Assignment};
-use crate::batch::{Batch, Routes};
+use crate::batch::Routes;
 use crate::consumer::{self, IngestConsumer, Partition, RebalanceEvent};
-use crate::limits::Cuts;
+use crate::flush::{Decoding, Flush, Flushed};
 use crate::metrics::Metrics;
 use crate::offsets;
 use crate::pending::{BatchLimits, Pending};
-use crate::writer::{self, WriteError, Written};
-use common::backoff::Backoff;
 
 /// How the pipeline batches and when it stops by itself.
 #[derive(Clone, Debug)]
@@ -57,23 +55,7 @@ pub struct Pipeline {
     options: Options,
     metrics: Metrics,
     health: Health,
-}
-
-/// A batch made durable.
-struct Flushed {
-    records: usize,
-    written: Written,
-    cuts: Cuts,
-    /// Records stored as scraped at another time than they gave: (topic, where it is and why).
-    clamped: Vec<(String, String)>,
-    next_offsets: BTreeMap<Partition, i64>,
-    elapsed: Duration,
-}
-
-/// A batch being decoded, and when its records were taken.
-struct Decoding {
-    started: Instant,
-    handle: JoinHandle<Batch>,
+    flush: Flush,
 }
 
 /// What the loop tracks between two polls.
@@ -108,7 +90,14 @@ impl Pipeline {
         metrics: Metrics,
         health: Health,
     ) -> Self {
-        Self { consumer, db, options, metrics, health }
+        let flush = Flush {
+            db: db.clone(),
+            group: options.group.clone(),
+            routes: options.routes.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+        };
+        Self { consumer, db, options, metrics, health, flush }
     }
 
     /// Runs until `shutdown` (after finishing and committing the records in hand) or, with `exit_when_idle`,
@@ -299,84 +288,18 @@ impl Pipeline {
     /// Takes a batch of the pending records and decodes it on a blocking thread: beside the write in flight, if
     /// there is one.
     fn start_decode(&self, state: &mut State) -> Decoding {
-        let records = state.pending.take(Instant::now());
-        let routes = self.options.routes.clone();
-        let started = Instant::now();
-        Decoding { started, handle: tokio::task::spawn_blocking(move || Batch::decode(records, &routes)) }
+        self.flush.decode(state.pending.take(Instant::now()))
     }
 
     /// Writes the batch `decoding` gives in the background, retried while the database is unavailable
     /// until it is durable.
     fn start_write(&self, state: &mut State, decoding: Decoding, shutdown: &CancellationToken) {
-        let (db, options, metrics, health, shutdown) =
-            (self.db.clone(), self.options.clone(), self.metrics.clone(), self.health.clone(), shutdown.clone());
-        state.in_flight = Some(tokio::spawn(async move {
-            let Decoding { started, handle } = decoding;
-            let mut batch = handle.await.context("decoding a batch panicked")?;
-            let count = batch.len();
-            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
-            loop {
-                match writer::write(&db, &options.group, &mut batch).await {
-                    Ok(written) => {
-                        health.clear();
-                        let next_offsets = batch.next_offsets().clone();
-                        let cuts = batch.cuts().clone();
-                        let clamped = batch.clamped().into_iter().map(|(topic, why)| (topic.to_owned(), why)).collect();
-                        return Ok(Flushed {
-                            records: count,
-                            written,
-                            cuts,
-                            clamped,
-                            next_offsets,
-                            elapsed: started.elapsed(),
-                        });
-                    }
-                    Err(WriteError::Fatal(reason)) => {
-                        health.set_problem(format!("stopped: {reason}"));
-                        anyhow::bail!("cannot write a batch of {count} records: {reason}");
-                    }
-                    Err(e @ WriteError::Unavailable(_)) => {
-                        metrics.write_failures.inc();
-                        health.set_problem(format!("database write failing: {e}"));
-                        if shutdown.is_cancelled() {
-                            return Err(e).with_context(|| {
-                                format!("write a batch of {count} records at shutdown (not committed; they will be consumed again)")
-                            });
-                        }
-                        let delay = backoff.next_delay();
-                        tracing::warn!(error = %e, records = count, retry_in = ?delay, "batch write failed, nothing committed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                    }
-                }
-            }
-        }));
+        state.in_flight = Some(tokio::spawn(self.flush.clone().write(decoding, shutdown.clone())));
     }
 
     fn finish_write(&self, state: &mut State, flushed: Flushed) {
-        self.metrics.batches.inc();
-        self.metrics.count_written(&flushed.written);
-        self.metrics.batch_duration.observe(flushed.elapsed.as_secs_f64());
-        self.metrics.count_cuts(&flushed.cuts);
-        if !flushed.cuts.is_empty() {
-            tracing::warn!(cuts = ?flushed.cuts, "values too long for an index left out of it (kept in raw)");
-        }
-        self.metrics.count_clamped(flushed.clamped.iter().map(|(topic, _)| topic.as_str()));
-        // One line a batch, however many: whoever may write a topic could otherwise fill the log.
-        if let Some((_, first)) = flushed.clamped.first() {
-            tracing::warn!(
-                records = flushed.clamped.len(),
-                first = %first,
-                "scraped_at too far ahead of this clock: stored as scraped at an earlier time"
-            );
-        }
+        self.flush.report(&flushed);
         state.progress.batches += 1;
-        if flushed.written.dead_letters() > 0 {
-            tracing::warn!(dead_letters = flushed.written.dead_letters(), "records dead-lettered to ingest_errors");
-        }
-        tracing::debug!(records = flushed.records, rows = flushed.written.rows(), elapsed = ?flushed.elapsed, "batch committed");
         // At shutdown the commit must be done before the consumer closes; otherwise it need not be waited for.
         let mode = if state.stopping { CommitMode::Sync } else { CommitMode::Async };
         self.commit_to_kafka(&flushed.next_offsets, mode);

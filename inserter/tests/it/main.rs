@@ -4,6 +4,7 @@
 mod consume;
 mod env_example;
 mod failures;
+mod flush;
 mod index_limits;
 mod instagram_consume;
 mod instagram_mapping;

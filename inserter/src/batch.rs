@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::limits::Cuts;
+use crate::limits::LeftOut;
 use crate::mapping::{MAPPINGS, Mapping};
 use crate::record::ConsumedRecord;
-use crate::rows::{TableStatements, Tables};
+use crate::tables::{TableStatements, Tables};
 use crate::writer;
 
 /// Which mapping reads which topic.
@@ -73,7 +73,7 @@ pub struct Batch {
     pub(crate) records: Vec<ConsumedRecord>,
     /// Which mapping reads which topic: kept to decode a part of the batch again (see [`Batch::rows_of`]).
     routes: Routes,
-    pub(crate) rows: Rows,
+    pub(crate) rows: RowsToWrite,
     /// Records that cannot become rows: (record index, why).
     pub(crate) dead_letters: Vec<(usize, String)>,
     /// The inserter's clock when the batch was decoded, which times of scrape are held to: kept, so that a
@@ -99,7 +99,7 @@ impl Batch {
         let mut batch = Self {
             records: Vec::new(),
             routes: routes.clone(),
-            rows: Rows::default(),
+            rows: RowsToWrite::default(),
             dead_letters: Vec::new(),
             decoded_at: Utc::now(),
             clamped: Vec::new(),
@@ -149,8 +149,8 @@ impl Batch {
     }
 
     /// Values left out of indexed columns, by (table, column).
-    pub fn cuts(&self) -> &Cuts {
-        &self.rows.cuts
+    pub fn left_out(&self) -> &LeftOut {
+        &self.rows.left_out
     }
 
     /// The indexes of the records that decoded to rows.
@@ -160,8 +160,8 @@ impl Batch {
     }
 
     /// The rows of the records `indexes` alone, ready to write: what writing only those records would write.
-    pub(crate) fn rows_of(&self, indexes: &[usize]) -> Rows {
-        let mut rows = Rows::default();
+    pub(crate) fn rows_of(&self, indexes: &[usize]) -> RowsToWrite {
+        let mut rows = RowsToWrite::default();
         for &index in indexes {
             // They decoded before, so they decode again.
             let record = &self.records[index];
@@ -174,15 +174,15 @@ impl Batch {
 
 /// Rows ready to write, each with the index of the record it came from.
 #[derive(Default)]
-pub(crate) struct Rows {
+pub(crate) struct RowsToWrite {
     pub(crate) tables: Tables,
     /// Values left out of indexed columns (they stay in `raw`), by (table, column).
-    pub(crate) cuts: Cuts,
+    pub(crate) left_out: LeftOut,
     /// The statements that write these rows, once encoded.
     pub(crate) encoded: Option<Vec<TableStatements>>,
 }
 
-impl Rows {
+impl RowsToWrite {
     fn map(
         &mut self,
         index: usize,
@@ -219,7 +219,7 @@ impl Rows {
     /// one row folded in scrape order: Postgres refuses an upsert that touches one row twice. Doing it again
     /// changes nothing.
     fn prepare(&mut self) {
-        self.tables.prepare(&mut self.cuts);
+        self.tables.prepare(&mut self.left_out);
     }
 }
 

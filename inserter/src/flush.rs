@@ -16,7 +16,7 @@ use common::ops::Health;
 
 use crate::batch::{Batch, Routes};
 use crate::consumer::Partition;
-use crate::limits::Cuts;
+use crate::limits::LeftOut;
 use crate::metrics::Metrics;
 use crate::record::ConsumedRecord;
 use crate::writer::{self, WriteError, Written};
@@ -43,7 +43,7 @@ pub struct Decoding {
 pub struct Flushed {
     pub records: usize,
     pub written: Written,
-    pub cuts: Cuts,
+    pub left_out: LeftOut,
     /// Records stored as scraped at another time than they gave: (topic, where it is and why).
     pub clamped: Vec<(String, String)>,
     /// The offset after the batch's last record, by partition: what Kafka's commit mirrors.
@@ -77,7 +77,7 @@ impl Flush {
                     return Ok(Flushed {
                         records: count,
                         written,
-                        cuts: batch.cuts().clone(),
+                        left_out: batch.left_out().clone(),
                         clamped,
                         next_offsets: batch.next_offsets().clone(),
                         elapsed: started.elapsed(),
@@ -113,9 +113,9 @@ impl Flush {
         self.metrics.batches.inc();
         self.metrics.count_written(&flushed.written);
         self.metrics.batch_duration.observe(flushed.elapsed.as_secs_f64());
-        self.metrics.count_cuts(&flushed.cuts);
-        if !flushed.cuts.is_empty() {
-            tracing::warn!(cuts = ?flushed.cuts, "values too long for an index left out of it (kept in raw)");
+        self.metrics.count_left_out(&flushed.left_out);
+        if !flushed.left_out.is_empty() {
+            tracing::warn!(left_out = ?flushed.left_out, "values too long for an index left out of it (kept in raw)");
         }
         self.metrics.count_clamped(flushed.clamped.iter().map(|(topic, _)| topic.as_str()));
         // One line a batch, however many: whoever may write a topic could otherwise fill the log.
@@ -129,6 +129,6 @@ impl Flush {
         if flushed.written.dead_letters() > 0 {
             tracing::warn!(dead_letters = flushed.written.dead_letters(), "records dead-lettered to ingest_errors");
         }
-        tracing::debug!(records = flushed.records, rows = flushed.written.rows(), elapsed = ?flushed.elapsed, "batch committed");
+        tracing::debug!(records = flushed.records, rows_offered = flushed.written.rows_offered(), elapsed = ?flushed.elapsed, "batch committed");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! A value is never cut: it is left out whole (an array element, or a nullable scalar, which becomes NULL),
 //! or, when it is the row's key or required, the row is not written. Either way the record's `raw` JSON
-//! keeps the value as it came, and [`Cuts`] counts what was left out. The `index_limits` test holds this table
+//! keeps the value as it came, and [`LeftOut`] counts what was left out. The `index_limits` test holds this table
 //! to the migrated schema: every index over text has an entry here or a reason there.
 
 use std::collections::BTreeMap;
@@ -68,12 +68,12 @@ pub const INDEXED: &[Indexed] = &[
 ];
 
 /// Values left out and rows dropped, by (table, column).
-pub type Cuts = BTreeMap<(&'static str, &'static str), u64>;
+pub type LeftOut = BTreeMap<(&'static str, &'static str), u64>;
 
 /// Applies [`INDEXED`] to `rows` of one table (each with the index of its record, kept), in order: drops the
-/// rows whose key is too long, then leaves out the too-long values of the rest, counting each in `cuts`.
+/// rows whose key is too long, then leaves out the too-long values of the rest, counting each in `left_out`.
 /// Rows with nothing too long are not touched.
-pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, cuts: &mut Cuts) {
+pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, left_out: &mut LeftOut) {
     let table = <R::Model as ActiveModelTrait>::Entity::default().table_name();
     let entries = || INDEXED.iter().filter(move |entry| entry.table == table);
     // Drops first, so that a dropped row's other values are not also counted as left out.
@@ -81,7 +81,7 @@ pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, cuts: &mut Cuts) {
         let column = column_of::<R::Model>(entry);
         let before = rows.len();
         rows.retain(|row| !held(&row.model().get(column)).is_some_and(too_long_in));
-        count(cuts, entry, (before - rows.len()) as u64);
+        count(left_out, entry, (before - rows.len()) as u64);
     }
     for entry in entries().filter(|entry| entry.too_long == TooLong::LeaveOut) {
         let column = column_of::<R::Model>(entry);
@@ -92,17 +92,17 @@ pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, cuts: &mut Cuts) {
             if !too_long_in(&value) {
                 continue;
             }
-            let (fitted, left_out) = match value {
+            let (fitted, removed) = match value {
                 Value::Array(ty, Some(items)) => {
                     let before = items.len();
                     let kept: Vec<Value> = items.into_iter().filter(|item| !too_long_in(item)).collect();
-                    let left_out = before - kept.len();
-                    (Value::Array(ty, Some(Box::new(kept))), left_out)
+                    let removed = before - kept.len();
+                    (Value::Array(ty, Some(Box::new(kept))), removed)
                 }
                 _ => (Value::String(None), 1),
             };
             row.set(column, fitted);
-            count(cuts, entry, left_out as u64);
+            count(left_out, entry, removed as u64);
         }
     }
 }
@@ -147,9 +147,9 @@ fn too_long_in(value: &Value) -> bool {
     }
 }
 
-fn count(cuts: &mut Cuts, entry: &Indexed, n: u64) {
+fn count(left_out: &mut LeftOut, entry: &Indexed, n: u64) {
     if n > 0 {
-        *cuts.entry((entry.table, entry.column)).or_default() += n;
+        *left_out.entry((entry.table, entry.column)).or_default() += n;
     }
 }
 
@@ -172,27 +172,27 @@ mod tests {
         twitter_data::ActiveModel { hashtags: Set(hashtags), mentions: Set(mentions), ..Default::default() }
     }
 
-    fn fitted<A: ActiveModelTrait>(rows: Vec<A>) -> (Vec<(usize, A)>, Cuts) {
+    fn fitted<A: ActiveModelTrait>(rows: Vec<A>) -> (Vec<(usize, A)>, LeftOut) {
         let mut rows = rows.into_iter().enumerate().collect();
-        let mut cuts = Cuts::new();
-        fit(&mut rows, &mut cuts);
-        (rows, cuts)
+        let mut left_out = LeftOut::new();
+        fit(&mut rows, &mut left_out);
+        (rows, left_out)
     }
 
     #[test]
     fn an_element_of_exactly_the_limit_is_kept_and_one_byte_more_is_left_out() {
-        let (rows, cuts) = fitted(vec![tweet(vec![text(1024), text(1025)], vec![])]);
+        let (rows, left_out) = fitted(vec![tweet(vec![text(1024), text(1025)], vec![])]);
         assert_eq!(rows[0].1.hashtags, Set(vec![text(1024)]));
-        assert_eq!(cuts, Cuts::from([(("twitter_data", "hashtags"), 1)]));
+        assert_eq!(left_out, LeftOut::from([(("twitter_data", "hashtags"), 1)]));
     }
 
     #[test]
     fn the_limit_counts_utf8_bytes_not_characters() {
         let wide = "東".repeat(342); // 342 characters, 1026 bytes
         let fits = format!("{}a", "東".repeat(341)); // 1024 bytes
-        let (rows, cuts) = fitted(vec![tweet(vec![wide, fits.clone()], vec![])]);
+        let (rows, left_out) = fitted(vec![tweet(vec![wide, fits.clone()], vec![])]);
         assert_eq!(rows[0].1.hashtags, Set(vec![fits]));
-        assert_eq!(cuts[&("twitter_data", "hashtags")], 1);
+        assert_eq!(left_out[&("twitter_data", "hashtags")], 1);
     }
 
     #[test]
@@ -205,12 +205,12 @@ mod tests {
             urls: Set(vec![text(5000)]), // not indexed
             ..Default::default()
         };
-        let (rows, cuts) = fitted(vec![row]);
+        let (rows, left_out) = fitted(vec![row]);
         let row = &rows[0].1;
         assert_eq!(row.hashtags, Set(vec!["a".into(), "b".into(), "c".into()]));
         assert_eq!(row.mentions, Set(vec!["m".into()]));
         assert_eq!((&row.tweet_id, &row.text, &row.urls), (&Set(7), &Set(text(5000)), &Set(vec![text(5000)])));
-        assert_eq!(cuts, Cuts::from([(("twitter_data", "hashtags"), 2), (("twitter_data", "mentions"), 1)]));
+        assert_eq!(left_out, LeftOut::from([(("twitter_data", "hashtags"), 2), (("twitter_data", "mentions"), 1)]));
     }
 
     #[test]
@@ -220,10 +220,10 @@ mod tests {
             mentions: NotSet,
             ..Default::default()
         };
-        let (rows, cuts) = fitted(vec![short.clone(), tweet(vec![], vec![])]);
+        let (rows, left_out) = fitted(vec![short.clone(), tweet(vec![], vec![])]);
         assert_eq!(rows[0].1, short, "Unchanged stays Unchanged, NotSet stays NotSet");
         assert_eq!(rows[1].1, tweet(vec![], vec![]));
-        assert!(cuts.is_empty());
+        assert!(left_out.is_empty());
     }
 
     #[test]
@@ -234,10 +234,13 @@ mod tests {
             mentions: Set(vec![text(1025), text(1025)]),
             ..Default::default()
         };
-        let (rows, cuts) = fitted(vec![status]);
+        let (rows, left_out) = fitted(vec![status]);
         assert_eq!(rows[0].1.tags, Set(vec!["rust".into()]));
         assert_eq!(rows[0].1.mentions, Set(vec![]));
-        assert_eq!(cuts, Cuts::from([(("mastodon_statuses", "mentions"), 2), (("mastodon_statuses", "tags"), 1)]));
+        assert_eq!(
+            left_out,
+            LeftOut::from([(("mastodon_statuses", "mentions"), 2), (("mastodon_statuses", "tags"), 1)])
+        );
     }
 
     #[test]
@@ -249,9 +252,9 @@ mod tests {
             ..Default::default()
         };
         let rows = vec![profile(1, Some(text(1025))), profile(2, Some(text(1024))), profile(3, None)];
-        let (rows, cuts) = fitted(rows);
+        let (rows, left_out) = fitted(rows);
         assert_eq!(rows, vec![(0, profile(1, None)), (1, profile(2, Some(text(1024)))), (2, profile(3, None))]);
-        assert_eq!(cuts, Cuts::from([(("instagram_profiles", "username"), 1)]));
+        assert_eq!(left_out, LeftOut::from([(("instagram_profiles", "username"), 1)]));
     }
 
     #[test]
@@ -262,9 +265,9 @@ mod tests {
             ..Default::default()
         };
         let rows = vec![user(1, "a".into()), user(2, text(1025)), user(3, text(1024)), user(4, text(9000))];
-        let (rows, cuts) = fitted(rows);
+        let (rows, left_out) = fitted(rows);
         assert_eq!(rows, vec![(0, user(1, "a".into())), (2, user(3, text(1024)))]);
-        assert_eq!(cuts, Cuts::from([(("twitter_users", "username"), 2)]));
+        assert_eq!(left_out, LeftOut::from([(("twitter_users", "username"), 2)]));
     }
 
     #[test]
@@ -274,21 +277,21 @@ mod tests {
         let link = |name: &str| instagram_post_hashtags::ActiveModel { media_id: Set(5), hashtag: Set(name.into()) };
         let mut hashtags = vec![(3, hashtag("coffee")), (3, hashtag(&long))];
         let mut links = vec![(3, link(&long)), (3, link("coffee"))];
-        let mut cuts = Cuts::new();
-        fit(&mut hashtags, &mut cuts);
-        fit(&mut links, &mut cuts);
+        let mut left_out = LeftOut::new();
+        fit(&mut hashtags, &mut left_out);
+        fit(&mut links, &mut left_out);
         assert_eq!(hashtags, vec![(3, hashtag("coffee"))], "the record's index stays with its rows");
         assert_eq!(links, vec![(3, link("coffee"))]);
         let expected = [(("instagram_hashtags", "name"), 1), (("instagram_post_hashtags", "hashtag"), 1)];
-        assert_eq!(cuts, Cuts::from(expected));
+        assert_eq!(left_out, LeftOut::from(expected));
     }
 
     #[test]
-    fn cuts_add_up_over_calls() {
-        let mut cuts = Cuts::from([(("twitter_data", "hashtags"), 5)]);
+    fn left_out_values_add_up_over_calls() {
+        let mut left_out = LeftOut::from([(("twitter_data", "hashtags"), 5)]);
         let mut rows = vec![(0, tweet(vec![text(1025)], vec![])), (1, tweet(vec![text(1025)], vec![]))];
-        fit(&mut rows, &mut cuts);
-        assert_eq!(cuts, Cuts::from([(("twitter_data", "hashtags"), 7)]));
+        fit(&mut rows, &mut left_out);
+        assert_eq!(left_out, LeftOut::from([(("twitter_data", "hashtags"), 7)]));
     }
 
     #[test]
@@ -299,9 +302,9 @@ mod tests {
             text: Set(text(5000)),
             ..Default::default()
         };
-        let (rows, cuts) = fitted(vec![comment.clone()]);
+        let (rows, left_out) = fitted(vec![comment.clone()]);
         assert_eq!(rows, vec![(0, comment)]);
-        assert!(cuts.is_empty());
+        assert!(left_out.is_empty());
     }
 
     /// Checks each entry of `A`'s table against the entity: the column exists, is text or text[], and a
@@ -349,8 +352,8 @@ mod tests {
             shortcode: Set(shortcode),
             ..Default::default()
         };
-        let (rows, cuts) = fitted(vec![post(1, "A".repeat(1025)), post(2, "B".into())]);
+        let (rows, left_out) = fitted(vec![post(1, "A".repeat(1025)), post(2, "B".into())]);
         assert_eq!(rows, vec![(1, post(2, "B".into()))]);
-        assert_eq!(cuts, Cuts::from([(("instagram_posts", "shortcode"), 1)]));
+        assert_eq!(left_out, LeftOut::from([(("instagram_posts", "shortcode"), 1)]));
     }
 }

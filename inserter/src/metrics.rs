@@ -30,7 +30,7 @@ pub struct Metrics {
     pub write_failures: Counter,
     pub batch_duration: Histogram,
     /// Values left out of an indexed column (kept in `raw`), by `table` and `column`.
-    pub values_cut: Family<Vec<(&'static str, &'static str)>, Counter>,
+    pub values_left_out: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Records behind the end of each assigned partition as of its last commit, by `topic` and `partition`.
     pub consumer_lag: Family<Labels, Gauge<i64, AtomicI64>>,
     /// Partition maintenance runs that failed, by `table` (retried at the next run).
@@ -57,7 +57,7 @@ impl Metrics {
             batches: Counter::default(),
             write_failures: Counter::default(),
             batch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
-            values_cut: Family::default(),
+            values_left_out: Family::default(),
             consumer_lag: Family::default(),
             partition_maintenance_failures: CounterSet::default(),
             partitions_dropped: CounterSet::default(),
@@ -70,7 +70,7 @@ impl Metrics {
             metrics.dead_letters.counter(&topic_labels(topic));
             metrics.scraped_at_clamped.counter(&topic_labels(topic));
         }
-        for table in crate::rows::Tables::names() {
+        for table in crate::tables::Tables::names() {
             metrics.rows_written.counter(&table_labels(table));
         }
         for table in crate::partitions::TABLES {
@@ -109,10 +109,12 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             metrics.batch_duration.clone(),
         );
+        // The series keeps its first name, which dashboards and alerts may use: nothing is cut, a value is left
+        // out of the index and kept in `raw`.
         inserter.register(
             "values_cut",
             "Values too long for their column's index, left out of it (kept whole in raw)",
-            metrics.values_cut.clone(),
+            metrics.values_left_out.clone(),
         );
         inserter.register(
             "partition_maintenance_failures",
@@ -165,9 +167,9 @@ impl Metrics {
     }
 
     /// Counts what a committed batch left out of indexed columns.
-    pub fn count_cuts(&self, cuts: &crate::limits::Cuts) {
-        for (&(table, column), &n) in cuts {
-            self.values_cut.get_or_create(&vec![("table", table), ("column", column)]).inc_by(n);
+    pub fn count_left_out(&self, left_out: &crate::limits::LeftOut) {
+        for (&(table, column), &n) in left_out {
+            self.values_left_out.get_or_create(&vec![("table", table), ("column", column)]).inc_by(n);
         }
     }
 

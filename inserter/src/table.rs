@@ -11,7 +11,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, ColumnType, EntityTrai
 
 use crate::encode::{BinaryArray, Wire};
 use crate::guard::Guard;
-use crate::limits::{self, Cuts, Modeled};
+use crate::limits::{self, LeftOut, Modeled};
 
 /// A row, the record it came from, and its JSON exactly as the source sent it (the table's `raw` column),
 /// never parsed into a tree.
@@ -77,8 +77,8 @@ impl<E: EntityTrait> Table<E> {
     /// Leaves out what an index cannot hold, then keeps one row per key: scrapes of a row folded in scrape
     /// order (the later record on a tie), as writing them one by one would, in key order. Doing it again
     /// changes nothing.
-    pub(crate) fn prepare(&mut self, cuts: &mut Cuts) {
-        limits::fit(&mut self.rows, cuts);
+    pub(crate) fn prepare(&mut self, left_out: &mut LeftOut) {
+        limits::fit(&mut self.rows, left_out);
         let mut groups: HashMap<Vec<u8>, Vec<Row<E::ActiveModel>>> = HashMap::new();
         for row in std::mem::take(&mut self.rows) {
             groups.entry(key_bytes(&row.model, self.rule.key)).or_default().push(row);
@@ -248,28 +248,28 @@ pub(crate) fn detach_raw<A: ActiveModelTrait>(mut model: A) -> (A, Option<Box<st
     (model, raw)
 }
 
-/// `items` cut into runs of at most `max_items` and about `max_bytes` (by `weight`; one item alone may
+/// `items` split into chunks of at most `max_items` and about `max_bytes` (by `weight`; one item alone may
 /// exceed it), each with the position of its first item.
-pub(crate) fn runs<T>(
+pub(crate) fn chunks<T>(
     items: &[T],
     max_items: usize,
     max_bytes: usize,
     weight: impl Fn(&T) -> usize,
 ) -> Vec<(usize, &[T])> {
-    let mut runs = Vec::new();
+    let mut chunks = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (position, item) in items.iter().enumerate() {
         let item_bytes = weight(item);
         if position > start && (position - start >= max_items || bytes + item_bytes > max_bytes) {
-            runs.push((start, &items[start..position]));
+            chunks.push((start, &items[start..position]));
             (start, bytes) = (position, 0);
         }
         bytes += item_bytes;
     }
     if start < items.len() {
-        runs.push((start, &items[start..]));
+        chunks.push((start, &items[start..]));
     }
-    runs
+    chunks
 }
 
 /// Whether `column` is its table's `raw` column: the JSON as the source sent it, which a [`Row`] carries

@@ -19,12 +19,12 @@ use sea_orm::sqlx::{self, AssertSqlSafe, PgConnection};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryTrait, RuntimeErr};
 use sea_query_sqlx::SqlxBinder;
 
-use crate::batch::{Batch, Rows};
+use crate::batch::{Batch, RowsToWrite};
 use crate::failure::{self, Reaction};
 use crate::offsets;
 use crate::record::ConsumedRecord;
-use crate::rows::TableStatements;
-use crate::table::{Encoded, runs};
+use crate::table::{Encoded, chunks};
+use crate::tables::TableStatements;
 
 /// Rows per upsert statement, at most.
 const ROWS_PER_STATEMENT: usize = 10_000;
@@ -54,7 +54,7 @@ pub struct Written {
 
 impl Written {
     /// Rows offered to the database, over every table.
-    pub fn rows(&self) -> usize {
+    pub fn rows_offered(&self) -> usize {
         self.rows_by_table.values().sum()
     }
 
@@ -192,7 +192,7 @@ async fn write_isolating(
 /// back), `Err(_)` when the database is.
 async fn under_savepoint(
     conn: &mut PgConnection,
-    rows: &Rows,
+    rows: &RowsToWrite,
     records: &[ConsumedRecord],
 ) -> Result<Result<(), DbErr>, WriteError> {
     let savepoint = Savepoint::open(conn, "batch_part").await?;
@@ -204,7 +204,7 @@ async fn under_savepoint(
 /// Writes every table's rows, in order, stopping at the first statement whose rows are at fault.
 async fn write_rows(
     conn: &mut PgConnection,
-    rows: &Rows,
+    rows: &RowsToWrite,
     records: &[ConsumedRecord],
 ) -> Result<Result<(), DbErr>, WriteError> {
     // The batch's own rows were encoded when it was decoded (beside the previous batch's write); a part
@@ -216,7 +216,7 @@ async fn write_rows(
 }
 
 /// `rows`' statements, table by table in the order they are written.
-pub(crate) fn encode(rows: &Rows, records: &[ConsumedRecord]) -> Vec<TableStatements> {
+pub(crate) fn encode(rows: &RowsToWrite, records: &[ConsumedRecord]) -> Vec<TableStatements> {
     rows.tables.encode(records, ROWS_PER_STATEMENT, STATEMENT_BYTES)
 }
 
@@ -340,7 +340,7 @@ async fn store_dead_letters(
     dead_letters: &[(usize, String)],
 ) -> Result<(), WriteError> {
     let weight = |(index, _): &(usize, String)| records[*index].payload.as_ref().map_or(0, Vec::len) + 1_024;
-    let mut pending = runs(dead_letters, DEAD_LETTERS_PER_STATEMENT, STATEMENT_BYTES, weight);
+    let mut pending = chunks(dead_letters, DEAD_LETTERS_PER_STATEMENT, STATEMENT_BYTES, weight);
     pending.reverse();
     while let Some((start, items)) = pending.pop() {
         let Err(error) = run(conn, &DeadLetters { records, items, minimal: false }).await? else { continue };

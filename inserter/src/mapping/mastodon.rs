@@ -12,8 +12,8 @@ use contract::Topic;
 
 use super::{DecodeError, Mapping, html};
 use crate::record::{ConsumedRecord, SCRAPED_AT_SKEW};
-use crate::rows::Tables;
 use crate::table::detach_raw;
+use crate::tables::Tables;
 
 /// The Mastodon mapping, registered in [`super::MAPPINGS`].
 pub(crate) static STATUSES: Statuses = Statuses;

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use contract::Topic;
 
 use crate::record::ConsumedRecord;
-use crate::rows::Tables;
+use crate::tables::Tables;
 
 /// Every payload format the inserter reads, each from a topic of its own.
 pub(crate) static MAPPINGS: &[&dyn Mapping] =

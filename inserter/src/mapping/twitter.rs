@@ -15,7 +15,7 @@ use contract::Topic;
 
 use super::{DecodeError, Mapped, Mapping};
 use crate::record::ConsumedRecord;
-use crate::rows::Tables;
+use crate::tables::Tables;
 
 /// The X mapping, registered in [`super::MAPPINGS`].
 pub(crate) static TWEETS: Tweets = Tweets;

@@ -437,7 +437,7 @@ async fn every_unstorable_record_is_dead_lettered_with_its_reason_and_the_rest_l
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
     assert_eq!(written.dead_letters(), 5);
-    assert!(written.rows() > 0, "{written:?}");
+    assert!(written.rows_offered() > 0, "{written:?}");
 
     let errors = ingest_errors::Entity::find().all(&db).await.unwrap();
     let reason = |topic: &str, offset: i64| {

@@ -89,7 +89,7 @@ async fn a_status_lands_with_every_column() {
         record(2, fixture("minimal.json").to_string().as_bytes(), "sse", at(0)),
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!((written.rows(), written.dead_letters(), written.rewrites), (3, 0, 0));
+    assert_eq!((written.rows_offered(), written.dead_letters(), written.rewrites), (3, 0, 0));
     assert_eq!(written.rows_by_table, [("mastodon_statuses", 3)].into(), "{written:?}");
     assert!(written.dead_letters_by_topic.is_empty(), "{written:?}");
 
@@ -284,7 +284,7 @@ async fn a_deletion_that_names_no_status_is_dead_lettered_with_its_reason() {
         event_record(3, ID.to_string().as_bytes(), "delete", at(0)),
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!((written.rows(), written.dead_letters()), (1, 3));
+    assert_eq!((written.rows_offered(), written.dead_letters()), (1, 3));
     let reasons: Vec<String> =
         entity::ingest_errors::Entity::find().all(&db).await.unwrap().into_iter().map(|letter| letter.error).collect();
     assert_eq!(reasons.len(), 3);
@@ -349,7 +349,7 @@ async fn every_unstorable_status_is_dead_lettered_with_its_reason_and_the_rest_l
         ConsumedRecord { topic: TWEETS.into(), ..record(0, tweet, "x.sample", at(0)) },
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!((written.rows(), written.dead_letters()), (5, 7), "rows offered, refused ones included");
+    assert_eq!((written.rows_offered(), written.dead_letters()), (5, 7), "rows offered, refused ones included");
 
     let ids: Vec<i64> = mastodon_statuses::Entity::find().all(&db).await.unwrap().iter().map(|s| s.id).collect();
     assert_eq!(ids.len(), 2);
@@ -385,7 +385,7 @@ async fn two_instances_statuses_with_one_id_are_two_rows_and_a_deletion_marks_on
         from_instance(event_record_of(1, other.to_string().as_bytes(), "update", at(0)), "fosstodon.org"),
     ];
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!((written.rows(), written.dead_letters()), (2, 0));
+    assert_eq!((written.rows_offered(), written.dead_letters()), (2, 0));
     let deletion = from_instance(event_record_of(2, ID.to_string().as_bytes(), "delete", at(9)), "fosstodon.org");
     write(&db, "g", &mut batch(vec![deletion])).await.unwrap();
 

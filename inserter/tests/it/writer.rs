@@ -79,7 +79,7 @@ async fn every_bad_record_is_dead_lettered_with_its_reason_and_the_rest_lands() 
     records.push(unknown_source);
 
     let written = write(&db, "g", &mut batch(records)).await.unwrap();
-    assert_eq!((written.rows(), written.dead_letters()), (4, 11));
+    assert_eq!((written.rows_offered(), written.dead_letters()), (4, 11));
 
     let ids: Vec<i64> = twitter_data::Entity::find().all(&db).await.unwrap().iter().map(|t| t.tweet_id).collect();
     assert_eq!(ids, [1, 10]);

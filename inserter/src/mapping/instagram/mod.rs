@@ -23,8 +23,8 @@ use contract::{Topic, header};
 
 use super::Mapping;
 use crate::record::ConsumedRecord;
-use crate::rows::Tables;
 use crate::table::{Row, Table, detach_raw};
+use crate::tables::Tables;
 
 use std::collections::HashMap;
 

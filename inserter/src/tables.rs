@@ -10,12 +10,12 @@ use entity::{
 use sea_orm::EntityTrait;
 
 use crate::guard;
-use crate::limits::Cuts;
+use crate::limits::LeftOut;
 use crate::record::ConsumedRecord;
-use crate::table::{Conflict, Encoded, Row, Rule, Table, runs};
+use crate::table::{Conflict, Encoded, Row, Rule, Table, chunks};
 
 /// A table of rows, whatever its entity: what the writer needs of it.
-pub(crate) trait Rows: Send + Sync {
+pub(crate) trait AnyTable: Send + Sync {
     fn name(&self) -> &'static str;
     fn len(&self) -> usize;
     /// Statements of at most `max_rows` rows and about `max_bytes` bytes (of payload), encoded.
@@ -26,7 +26,7 @@ pub(crate) trait Rows: Send + Sync {
 /// A table's statements, encoded ahead of the write: or why its rows cannot be encoded.
 pub(crate) type TableStatements = (&'static str, Result<Vec<Encoded>, String>);
 
-impl<E: EntityTrait> Rows for Table<E>
+impl<E: EntityTrait> AnyTable for Table<E>
 where
     E::ActiveModel: Send + Sync,
 {
@@ -48,7 +48,7 @@ where
             true => records[row.record].payload.as_ref().map_or(0, Vec::len),
             false => 256,
         };
-        runs(&self.rows, max_rows, max_bytes, weight).into_iter().map(|(_, rows)| self.encode(rows)).collect()
+        chunks(&self.rows, max_rows, max_bytes, weight).into_iter().map(|(_, rows)| self.encode(rows)).collect()
     }
 }
 
@@ -67,8 +67,8 @@ macro_rules! tables {
 
         impl Tables {
             /// The tables in the order they are written.
-            pub(crate) fn in_order(&self) -> [&dyn Rows; [$(stringify!($field)),*].len()] {
-                [$(&self.$field as &dyn Rows),*]
+            pub(crate) fn in_order(&self) -> [&dyn AnyTable; [$(stringify!($field)),*].len()] {
+                [$(&self.$field as &dyn AnyTable),*]
             }
 
             /// Every non-empty table's statements, in the order they are written.
@@ -86,8 +86,8 @@ macro_rules! tables {
             }
 
             /// Fits every table to its indexes and folds its duplicates.
-            pub(crate) fn prepare(&mut self, cuts: &mut Cuts) {
-                $(self.$field.prepare(cuts);)*
+            pub(crate) fn prepare(&mut self, left_out: &mut LeftOut) {
+                $(self.$field.prepare(left_out);)*
                 crate::mapping::instagram::parents_first(&mut self.instagram_comments.rows);
             }
         }

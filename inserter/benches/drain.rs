@@ -339,7 +339,7 @@ async fn drain(rig: &Rig, args: &Args, db: &TestDatabase, members: usize) -> Dra
     checkpoint(rig).await;
     let group = unique_name("bench");
     let batch_size = args.batch_size.map(|n| n.to_string());
-    let addrs: Vec<String> = (0..members).map(|_| support::free_addr()).collect();
+    let addrs: Vec<String> = (0..members).map(|_| support::free_addr().to_string()).collect();
     let mut inserters: Vec<_> = addrs
         .iter()
         .map(|addr| {

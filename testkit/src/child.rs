@@ -118,6 +118,11 @@ pub(crate) fn stop(child: &mut std::process::Child, signal: libc::c_int, grace: 
     let _ = child.wait();
 }
 
+/// An address on 127.0.0.1 with a port free now, for a binary's `--metrics-addr` or a server a test starts.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("bind a free port")
+}
+
 /// A free TCP port on 127.0.0.1 (free now; the service binds it right after).
 pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("bind a free port")?;

@@ -34,6 +34,7 @@ mod shared;
 pub mod stack;
 
 pub use broker::{Broker, TestMessage};
+pub use child::free_addr;
 pub use names::unique_name;
 pub use postgres::{Postgres, TestDatabase};
 pub use process::Process;

@@ -189,7 +189,7 @@ const TABLES: &[&str] = &[
 async fn metrics_and_health_are_served() {
     let rig = Rig::start(1).await;
     rig.broker.produce(&rig.topic, (1..=100).map(tweet_message)).await.unwrap();
-    let addr = free_addr();
+    let addr = free_addr().to_string();
     let env = [("KAFKA_STATISTICS_INTERVAL_MS", "200")];
     let mut inserter = rig.inserter_with(&unique_name("group"), &env, &["--metrics-addr", &addr]);
     rig.wait_for_count(TWEETS, 100, Duration::from_secs(30), &inserter).await;

@@ -41,7 +41,7 @@ async fn the_env_example_as_it_is_runs_the_inserter() {
 #[tokio::test]
 async fn the_old_metrics_address_name_still_works_and_says_to_rename_it() {
     let rig = Rig::start(1).await;
-    let addr = crate::support::free_addr();
+    let addr = crate::support::free_addr().to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_inserter"));
     command
         .env("DATABASE_URL", &rig.db.url)
@@ -54,7 +54,7 @@ async fn the_old_metrics_address_name_still_works_and_says_to_rename_it() {
         .env("METRICS_ADDR", &addr)
         .args(["--exit-when-idle", "1s"]);
     let mut inserter = rig.spawn("inserter", command);
-    crate::support::wait_for_log(&inserter, "serving /metrics", Duration::from_secs(30)).await;
+    inserter.wait_for_log("serving /metrics", Duration::from_secs(30)).await.unwrap();
     let log = inserter.log();
     assert!(log.contains("METRICS_ADDR is deprecated: rename it INSERTER_METRICS_ADDR"), "{log}");
     assert!(log.contains(&format!("address={addr}")), "{log}");

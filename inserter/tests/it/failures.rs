@@ -53,7 +53,7 @@ async fn a_postgres_outage_mid_drain_loses_nothing_and_dead_letters_nothing() {
     rig.wait_for_count(TWEETS, 1_000, Duration::from_secs(60), &inserter).await;
 
     rig.pg.stop();
-    support::wait_for_log(&inserter, "batch write failed, nothing committed; retrying", Duration::from_secs(30)).await;
+    inserter.wait_for_log("batch write failed, nothing committed; retrying", Duration::from_secs(30)).await.unwrap();
     rig.pg.restart().await.unwrap();
 
     rig.wait_for_count(TWEETS, 15_000, Duration::from_secs(90), &inserter).await;
@@ -72,7 +72,7 @@ async fn two_members_share_the_partitions_and_the_survivor_takes_over_the_killed
     let mut first = rig.inserter(&group, &[]);
     let second = rig.inserter(&group, &[]);
     for member in [&first, &second] {
-        support::wait_for_log(member, "consuming from the offsets", Duration::from_secs(30)).await;
+        member.wait_for_log("consuming from the offsets", Duration::from_secs(30)).await.unwrap();
     }
     rig.wait_for_count(TWEETS, 2_000, Duration::from_secs(60), &second).await;
     first.kill();

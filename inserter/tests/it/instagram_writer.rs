@@ -9,13 +9,14 @@ use entity::{
     ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users,
     instagram_posts, instagram_profile_snapshots, instagram_profiles,
 };
-use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
 use inserter::writer::write;
-use migration::{CDC_PUBLICATION, Migrator};
+use migration::CDC_PUBLICATION;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::{Value, json};
-use testkit::{Postgres, cdc};
+use testkit::cdc;
+
+pub(crate) use crate::support::{batch, setup};
 
 pub(crate) const PROFILES: &str = "instagram.profiles";
 pub(crate) const MEDIA: &str = "instagram.media";
@@ -92,16 +93,6 @@ pub(crate) fn with(name: &str, changes: Value) -> Value {
         }
     }
     value
-}
-
-pub(crate) fn batch(records: Vec<ConsumedRecord>) -> Batch {
-    Batch::decode(records, &Routes::default())
-}
-
-pub(crate) async fn setup() -> (Postgres, DatabaseConnection) {
-    let pg = Postgres::start().await.unwrap();
-    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
-    (pg, db)
 }
 
 pub(crate) async fn profile(db: &DatabaseConnection, id: i64) -> instagram_profiles::Model {

@@ -5,14 +5,15 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{ingest_errors, mastodon_statuses, twitter_data};
-use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
 use inserter::writer::write;
-use migration::{CDC_PUBLICATION, Migrator};
+use migration::CDC_PUBLICATION;
 use sea_orm::{ColumnTrait as _, QueryFilter as _};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
-use testkit::{Postgres, cdc};
+use testkit::cdc;
+
+use crate::support::{batch, setup};
 
 const STATUSES: &str = "mastodon.statuses";
 const TWEETS: &str = "twitter.tweets";
@@ -54,10 +55,6 @@ fn with_counts(reblogs: i64, favourites: i64, replies: i64) -> Value {
     status
 }
 
-fn batch(records: Vec<ConsumedRecord>) -> Batch {
-    Batch::decode(records, &Routes::default())
-}
-
 async fn stored(db: &DatabaseConnection, id: i64) -> mastodon_statuses::Model {
     mastodon_statuses::Entity::find()
         .filter(mastodon_statuses::Column::Id.eq(id))
@@ -70,12 +67,6 @@ async fn stored(db: &DatabaseConnection, id: i64) -> mastodon_statuses::Model {
 async fn counts(db: &DatabaseConnection, id: i64) -> [Option<i64>; 3] {
     let row = stored(db, id).await;
     [row.reblogs_count, row.favourites_count, row.replies_count]
-}
-
-async fn setup() -> (Postgres, DatabaseConnection) {
-    let pg = Postgres::start().await.unwrap();
-    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
-    (pg, db)
 }
 
 const ID: i64 = 113512893421773000;

@@ -51,7 +51,7 @@ async fn consumer_lag_is_reported_per_assigned_partition_and_dropped_when_revoke
         ("BATCH_SIZE", "20"),
         ("PROGRESS_INTERVAL", "250ms"),
     ];
-    let addr_a = free_addr();
+    let addr_a = free_addr().to_string();
     let a = stack.inserter_with(&group, &env, &["--metrics-addr", &addr_a]);
     stack.wait_for_count(TWEETS, FIRST as i64, Duration::from_secs(60), &a).await;
 
@@ -79,7 +79,7 @@ async fn consumer_lag_is_reported_per_assigned_partition_and_dropped_when_revoke
     }
 
     // B joins: the cooperative rebalance takes some of A's partitions. A drops their series; B reports them.
-    let addr_b = free_addr();
+    let addr_b = free_addr().to_string();
     let b = stack.inserter_with(&group, &env, &["--metrics-addr", &addr_b]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !a.log().contains("partitions revoked") {

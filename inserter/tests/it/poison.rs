@@ -15,7 +15,6 @@ use entity::{
     ingest_errors, instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_posts, mastodon_statuses,
     twitter_data, twitter_users,
 };
-use inserter::batch::{Batch, Routes};
 use inserter::limits::INDEXED_TEXT_MAX_BYTES;
 use inserter::mapping::instagram::encode_shortcode;
 use inserter::record::{ConsumedRecord, headers_from_json};
@@ -29,7 +28,9 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde_json::{Value, json};
-use testkit::{Postgres, TestDatabase};
+use testkit::Postgres;
+
+use crate::support::batch;
 
 const TWEETS: &str = "twitter.tweets";
 const STATUSES: &str = "mastodon.statuses";
@@ -132,10 +133,6 @@ fn instagram_fixture(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn batch(records: Vec<ConsumedRecord>) -> Batch {
-    Batch::decode(records, &Routes::default())
-}
-
 /// `chars` characters that no compression shrinks much, drawn by a linear congruential generator: `pick`
 /// maps each draw to a character.
 fn noise(chars: usize, seed: u64, pick: impl Fn(u32) -> char) -> String {
@@ -166,12 +163,6 @@ fn shortcode_alphabet(chars: usize, seed: u64) -> String {
 }
 
 // ----- the database -----
-
-async fn setup() -> (Postgres, TestDatabase) {
-    let pg = Postgres::start().await.unwrap();
-    let db = pg.migrated_database::<Migrator>().await.unwrap();
-    (pg, db)
-}
 
 async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
     let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
@@ -223,7 +214,7 @@ fn refused_with<'a>(reason: &'a str, code: &str) -> &'a str {
 
 #[tokio::test]
 async fn a_nul_in_the_source_header_is_dead_lettered_with_the_nul_shown_as_an_escape() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let records = vec![
         tweet_record(0, &tweet(1)),
@@ -253,7 +244,7 @@ async fn a_nul_in_the_source_header_is_dead_lettered_with_the_nul_shown_as_an_es
 
 #[tokio::test]
 async fn a_nul_in_a_header_name_and_values_that_are_not_text_are_stored_as_documented() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let mut bad = record(TWEETS, 1, "Hello, Kafka", X_SOURCE, at(0));
     bad.headers.extend([
@@ -295,7 +286,7 @@ async fn a_nul_in_a_header_name_and_values_that_are_not_text_are_stored_as_docum
 /// Kafka allows a header name more than once; a dead letter holds the record's headers as consumed.
 #[tokio::test]
 async fn a_dead_letter_keeps_every_header_even_one_named_twice() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let mut bad = record(TWEETS, 1, "Hello, Kafka", X_SOURCE, at(0));
     bad.headers.push(("trace".to_owned(), Some(b"first".to_vec())));
@@ -314,7 +305,7 @@ async fn a_dead_letter_keeps_every_header_even_one_named_twice() {
 
 #[tokio::test]
 async fn an_x_post_with_a_hashtag_and_a_mention_no_index_can_hold_lands_without_them_and_keeps_them_in_raw() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let long_tag = alphanumeric(3000, 1);
     let long_mention = alphanumeric(3000, 2);
@@ -355,7 +346,7 @@ async fn an_x_post_with_a_hashtag_and_a_mention_no_index_can_hold_lands_without_
 
 #[tokio::test]
 async fn a_mastodon_status_with_a_tag_no_index_can_hold_lands_without_it() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let long_tag = alphanumeric(3000, 5).to_lowercase();
     let long_mention = alphanumeric(3000, 6);
@@ -382,7 +373,7 @@ async fn a_mastodon_status_with_a_tag_no_index_can_hold_lands_without_it() {
 
 #[tokio::test]
 async fn an_instagram_post_whose_caption_has_a_hashtag_no_index_can_hold_lands_with_its_other_hashtags() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     const GRAPH_POST: i64 = 3195531937028616383; // CxYz123AbC_
     let graph_caption = format!("Sunday #Coffee #{} at #BlueBottle", cjk(3000, 7));
@@ -436,7 +427,7 @@ async fn an_instagram_post_whose_caption_has_a_hashtag_no_index_can_hold_lands_w
 /// drops the post's row (`limits::INDEXED`). The record is then a row nowhere, so it must be a dead letter.
 #[tokio::test]
 async fn a_web_post_whose_shortcode_no_index_can_hold_is_dead_lettered_not_lost() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let mut poison = web_node(1002, "no hashtags, no comments");
     poison["shortcode"] = json!(shortcode_alphabet(3000, 9));
@@ -462,7 +453,7 @@ async fn a_web_post_whose_shortcode_no_index_can_hold_is_dead_lettered_not_lost(
 
 #[tokio::test]
 async fn sixty_records_of_900_kb_land_in_statements_bounded_by_bytes() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     // Each statement's rows and raw bytes, as the table saw them.
     db.execute_unprepared(
@@ -518,7 +509,7 @@ async fn sixty_records_of_900_kb_land_in_statements_bounded_by_bytes() {
 /// were checked per statement); written as one by one, `orphan` lands with 9002 as a top-level comment.
 #[tokio::test]
 async fn a_refused_records_comment_leaves_no_reply_orphaned_and_a_reply_whose_parent_comes_later_lands() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let mut refused = with_comments(web_node(2001, "refused"), vec![comment(9001, vec![comment(9002, vec![])])]);
     refused["edge_liked_by"] = json!({"count": -5});
@@ -552,7 +543,7 @@ async fn a_refused_records_comment_leaves_no_reply_orphaned_and_a_reply_whose_pa
 /// (refused: a like count a CHECK refuses) is a dead letter and the newer (likes hidden) a row.
 #[tokio::test]
 async fn an_older_refused_scrape_of_a_post_does_not_take_down_the_newer_one() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let mut older = web_node(4001, "older");
     older["edge_liked_by"] = json!({"count": -5});
@@ -579,7 +570,7 @@ async fn an_older_refused_scrape_of_a_post_does_not_take_down_the_newer_one() {
 /// other must not depend on that one being accepted.
 #[tokio::test]
 async fn a_refused_post_does_not_take_down_another_post_by_the_same_owner() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let owner = json!({"id": "77", "username": "shared_owner"});
     let mut valid = web_node(4101, "valid");
@@ -604,7 +595,7 @@ async fn a_refused_post_does_not_take_down_another_post_by_the_same_owner() {
 /// Two posts with one hashtag: the batch writes the hashtag's row once, as the rows of one of them.
 #[tokio::test]
 async fn a_refused_post_does_not_take_down_another_post_with_the_same_hashtag() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let mut refused = web_node(4202, "refused #coffee");
     refused["edge_liked_by"] = json!({"count": -5});
@@ -634,7 +625,7 @@ async fn a_statement_timeout_dead_letters_the_slow_record_and_the_other_1999_lan
         eprintln!("not run with the clock moved: libfaketime keeps Postgres's statement timeout from firing");
         return;
     }
-    let (pg, test) = setup().await;
+    let (pg, test) = crate::support::migrated().await;
     test.conn
         .execute_unprepared(&format!(
             r#"
@@ -679,7 +670,7 @@ async fn a_statement_timeout_dead_letters_the_slow_record_and_the_other_1999_lan
 
 #[tokio::test]
 async fn a_missing_insert_grant_stops_the_writer_naming_it_and_commits_nothing() {
-    let (pg, test) = setup().await;
+    let (pg, test) = crate::support::migrated().await;
     test.conn
         .execute_unprepared(
             r#"
@@ -730,7 +721,7 @@ async fn a_concurrent_writers_post_with_the_same_shortcode_is_found_when_the_sta
     const M: i64 = 3195531937028616383;
     const S: &str = "CxYz123AbC_";
     assert_eq!(encode_shortcode(M), S);
-    let (pg, test) = setup().await;
+    let (pg, test) = crate::support::migrated().await;
     // Postgres inserts a row's index entries in the order of the indexes' OIDs. With the primary key first,
     // the writer would hold a speculative entry for M while it waits on the shortcode, and the other writer's
     // `UPDATE ... SET media_id = M` would wait on that entry: a deadlock. A primary key index built anew
@@ -780,7 +771,7 @@ async fn a_concurrent_writers_post_with_the_same_shortcode_is_found_when_the_sta
 
 #[tokio::test]
 async fn a_web_post_claiming_another_posts_shortcode_is_dead_lettered_after_its_retries() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     write(db, "g", &mut batch(vec![web_record(0, &web_node(5000, "the shortcode's own post"), at(0))])).await.unwrap();
     let mut claimant = web_node(5001, "claims 5000's shortcode");
@@ -805,7 +796,7 @@ async fn a_web_post_claiming_another_posts_shortcode_is_dead_lettered_after_its_
 
 #[tokio::test]
 async fn a_dead_letter_refused_whole_is_stored_minimal_saying_why() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     db.execute_unprepared(
         "ALTER TABLE ingest_errors ADD CONSTRAINT small CHECK (payload IS NULL OR length(payload) < 1000)",
@@ -836,7 +827,7 @@ async fn a_dead_letter_refused_whole_is_stored_minimal_saying_why() {
 
 #[tokio::test]
 async fn a_dead_letter_not_even_minimal_can_be_stored_stops_the_writer_and_commits_nothing() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     db.execute_unprepared(
         "ALTER TABLE ingest_errors ADD CONSTRAINT no_marker CHECK (error NOT LIKE '%poison-marker%')",
@@ -864,7 +855,7 @@ async fn a_dead_letter_not_even_minimal_can_be_stored_stops_the_writer_and_commi
 
 #[tokio::test]
 async fn stored_offsets_never_move_backwards() {
-    let (_pg, test) = setup().await;
+    let (_pg, test) = crate::support::migrated().await;
     let db = &test.conn;
     let records = (98..=100).map(|offset| tweet_record(offset, &tweet(offset))).collect();
     write(db, "g", &mut batch(records)).await.unwrap();

@@ -120,18 +120,6 @@ async fn wait_for(db: &DatabaseConnection, sql: &str, expected: i64, timeout: Du
     }
 }
 
-/// Waits until `process` logged `text`; panics with every log of `all` if it does not.
-async fn wait_for_log(process: &Process, text: &str, timeout: Duration, all: &[&Process]) {
-    let deadline = Instant::now() + timeout;
-    while !process.log().contains(text) {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = all.iter().map(|p| p.log()).collect();
-            panic!("no `{text}` in the log after {timeout:?}; logs:\n{}", logs.join("\n-----\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The `pending=` of a progress line.
 fn pending_of(line: &str) -> Option<usize> {
     if !line.contains(" progress ") {
@@ -219,7 +207,7 @@ async fn one_of_each_poison_record_is_isolated_and_every_valid_record_lands_whil
     rig.broker.produce(&rig.instagram_media_topic, media).await.unwrap();
 
     let group = unique_name("group");
-    let addr = free_addr();
+    let addr = free_addr().to_string();
     // One batch for all: the poison records share it with the valid records around them.
     let mut inserter = rig.inserter(&group, &["--metrics-addr", &addr, "--batch-timeout", "2s"]);
     let x_records = 180 + 3 + 6 + 2;
@@ -382,7 +370,7 @@ async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
         ("BATCH_SIZE", batch.as_str()),
         ("PROGRESS_INTERVAL", "250ms"),
     ];
-    let addr_a = free_addr();
+    let addr_a = free_addr().to_string();
     let a = stack.inserter_with(&group, &env, &["--metrics-addr", &addr_a]);
     wait_for(stack.conn(), TWEETS, 100, Duration::from_secs(60), &[&a]).await;
 
@@ -403,7 +391,9 @@ async fn kept_partitions_resume_after_a_cooperative_revoke_while_paused() {
 
     // B joins: the cooperative rebalance takes some of A's partitions while A is paused.
     let b = stack.inserter_with(&group, &env, &[]);
-    wait_for_log(&a, "partitions revoked", Duration::from_secs(60), &[&a, &b]).await;
+    if let Err(e) = a.wait_for_log("partitions revoked", Duration::from_secs(60)).await {
+        panic!("{e:#}\nthe other member's log:\n{}", b.log());
+    }
     lock.commit().await.unwrap();
 
     // A's write completes, A resumes the partitions it kept, B consumes those it was given.

@@ -52,8 +52,7 @@ fn fixed_routes() -> Routes {
 }
 
 async fn setup() -> (Postgres, testkit::TestDatabase) {
-    let pg = Postgres::start().await.unwrap();
-    let db = pg.migrated_database::<Migrator>().await.unwrap();
+    let (pg, db) = crate::support::migrated().await;
     dead_letters(&db.conn).await;
     (pg, db)
 }

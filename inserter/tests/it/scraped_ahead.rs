@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use entity::twitter_data;
 use sea_orm::EntityTrait;
-use support::{Rig, free_addr, http_get, metric, tweet_line, wait_for_log};
+use support::{Rig, free_addr, http_get, metric, tweet_line};
 use testkit::{TestMessage, unique_name};
 
 const ID: u64 = 4_242;
@@ -42,7 +42,7 @@ async fn a_scrape_dated_a_year_ahead_does_not_pin_its_row() {
         "SELECT coalesce(sum(next_offset), 0)::bigint FROM kafka_offsets WHERE consumer_group = '{group}' AND topic = '{}'",
         rig.topic
     );
-    let addr = free_addr();
+    let addr = free_addr().to_string();
     let mut inserter = rig.inserter(&group, &["--metrics-addr", &addr]);
 
     let year_ahead = Utc::now() + TimeDelta::days(365);
@@ -54,7 +54,7 @@ async fn a_scrape_dated_a_year_ahead_does_not_pin_its_row() {
     assert_eq!(rig.count("SELECT count(*) FROM ingest_errors").await, 0);
 
     // The reason is in the log and the metric.
-    wait_for_log(&inserter, "scraped_at too far ahead of this clock", Duration::from_secs(10)).await;
+    inserter.wait_for_log("scraped_at too far ahead of this clock", Duration::from_secs(10)).await.unwrap();
     let log = inserter.log();
     assert!(log.contains(&format!("{}/0@0: the scraped_at header", rig.topic)), "{log}");
     let header = year_ahead.to_rfc3339_opts(SecondsFormat::Millis, true);

@@ -8,9 +8,11 @@ use entity::{ingest_errors, twitter_data, twitter_users};
 use inserter::batch::{Batch, Routes};
 use inserter::record::ConsumedRecord;
 use inserter::writer::write;
-use migration::{CDC_PUBLICATION, Migrator};
+use migration::CDC_PUBLICATION;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
-use testkit::{Postgres, cdc};
+use testkit::cdc;
+
+use crate::support::setup;
 
 const TOPIC: &str = "twitter.tweets";
 
@@ -49,12 +51,6 @@ fn batch(records: Vec<ConsumedRecord>) -> Batch {
 
 async fn likes(db: &DatabaseConnection, id: i64) -> Option<i64> {
     twitter_data::Entity::find_by_id(id).one(db).await.unwrap().unwrap().like_count
-}
-
-async fn setup() -> (Postgres, DatabaseConnection) {
-    let pg = Postgres::start().await.unwrap();
-    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
-    (pg, db)
 }
 
 #[tokio::test]

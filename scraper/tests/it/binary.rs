@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Broker, Process, unique_name};
+use testkit::{Broker, Process, free_addr, unique_name};
 
 fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_scraper"));
@@ -38,18 +38,6 @@ fn logged_count(log: &str, marker: &str, field: &str) -> Option<u64> {
     let line = log.lines().rev().find(|line| line.contains(marker))?;
     let start = line.find(&format!("{field}="))? + field.len() + 1;
     line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-async fn wait_for_log(process: &Process, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !process.log().contains(needle) {
-        assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", process.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// The line of the build's version.
@@ -91,7 +79,7 @@ async fn sigterm_stops_reading_flushes_and_exits_cleanly() {
     let ops = free_addr();
     command.env("REPLAY_RATE", "300").env("SCRAPER_METRICS_ADDR", ops.to_string());
     let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
-    wait_for_log(&process, "progress", Duration::from_secs(60)).await;
+    process.wait_for_log("progress", Duration::from_secs(60)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (status, health) = get(ops, "/healthz").await;
@@ -149,7 +137,7 @@ async fn beside_mastodon(sources: Option<&str>, posts: usize) -> (String, Vec<su
     }
     let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
     // The topics exist once the sources start.
-    wait_for_log(&process, "source started", Duration::from_secs(60)).await;
+    process.wait_for_log("source started", Duration::from_secs(60)).await.unwrap();
     let status = support::consume(&broker, &statuses, 1, Duration::from_secs(60)).await;
     assert_eq!(status.len(), 1, "the real source runs: {}", process.log());
     // A replay that ran would have produced for a while by now (50 a second).
@@ -313,7 +301,7 @@ async fn a_scraper_started_before_its_broker_waits_unhealthy_then_produces() {
         .env("REPLAY_RATE", "0")
         .env("REPLAY_COUNT", "50");
     let mut process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
-    wait_for_log(&process, "serving /metrics", Duration::from_secs(30)).await;
+    process.wait_for_log("serving /metrics", Duration::from_secs(30)).await.unwrap();
     let (status, problem) = get(ops, "/healthz").await;
     assert_eq!(status, 503, "no broker yet: {problem}");
     assert!(problem.contains("topics"), "{problem}");
@@ -356,7 +344,7 @@ async fn out_of_file_descriptors_the_ops_endpoint_backs_off_logs_little_and_answ
     let mut command = scraper(&broker, &topic, &rejects, &dir);
     command.env("REPLAY_RATE", "10").env("SCRAPER_METRICS_ADDR", ops.to_string());
     let process = Process::spawn(command, &dir.path().join("scraper.log")).unwrap();
-    wait_for_log(&process, "progress", Duration::from_secs(60)).await;
+    process.wait_for_log("progress", Duration::from_secs(60)).await.unwrap();
     assert_eq!(get(ops, "/healthz").await.0, 200);
 
     // Room for four more descriptors (a new one takes the lowest free number below the limit; those it holds
@@ -374,7 +362,7 @@ async fn out_of_file_descriptors_the_ops_endpoint_backs_off_logs_little_and_answ
         idle.push(tokio::net::TcpStream::connect(ops).await.unwrap());
     }
     let failures = |log: &str| log.lines().filter(|line| line.contains("ops endpoint: accept failed")).count();
-    wait_for_log(&process, "ops endpoint: accept failed", Duration::from_secs(10)).await;
+    process.wait_for_log("ops endpoint: accept failed", Duration::from_secs(10)).await.unwrap();
     // Less than the header timeout (5 s): the connections it accepted still hold their descriptors.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = process.log();

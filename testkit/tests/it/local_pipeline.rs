@@ -27,14 +27,6 @@ pub(crate) fn runner(dir: &tempfile::TempDir) -> Command {
     command
 }
 
-async fn wait_for_log(process: &Process, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !process.log().contains(needle) {
-        assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", process.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The analyst's URL, from the `rows:` line the runner prints.
 fn analyst_url(log: &str) -> String {
     let line = log.lines().find(|line| line.starts_with("rows:")).expect("a rows: line");
@@ -52,7 +44,7 @@ async fn sigterm_stops_the_scraper_then_the_inserter_then_the_services() {
     let mut command = runner(&dir);
     command.env("REPLAY_RATE", "100");
     let mut process = Process::spawn(command, &dir.path().join("runner.log")).unwrap();
-    wait_for_log(&process, "the pipeline is running", Duration::from_secs(60)).await;
+    process.wait_for_log("the pipeline is running", Duration::from_secs(60)).await.unwrap();
 
     // The printed URL works, as the read-only analyst, and shows the rows arriving.
     let url = analyst_url(&process.log());

@@ -2,7 +2,7 @@
 //! with a topic), X-format and Mastodon-format records to produce, and the `inserter` binary run as a process
 //! against them.
 
-#![allow(dead_code)] // each test file uses its own part of the rig
+#![allow(dead_code, unused_imports)] // each test file and bench uses its own part of the rig
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use inserter::record::ConsumedRecord;
 use migration::Migrator;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+pub use testkit::free_addr;
 use testkit::{Broker, Postgres, Process, TestDatabase, TestMessage, unique_name};
 
 /// The state the rig's database starts in.
@@ -155,12 +156,6 @@ pub fn http_get(addr: &str, path: &str) -> String {
     response
 }
 
-/// An address on 127.0.0.1 with a free port, for `--metrics-addr`.
-pub fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
-}
-
 /// The value of `series` (a metric's name, with its labels if it has any, as scraped) in a /metrics response.
 pub fn metric(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
@@ -176,15 +171,6 @@ pub fn lag_by_partition(metrics: &str, topic: &str) -> std::collections::BTreeMa
             Some((partition.parse().ok()?, value.trim().parse().ok()?))
         })
         .collect()
-}
-
-/// Waits until `process` logged `text`.
-pub async fn wait_for_log(process: &Process, text: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !process.log().contains(text) {
-        assert!(Instant::now() < deadline, "no `{text}` in the log after {timeout:?}:\n{}", process.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Sets the cluster of `db` to `fsync` and `full_page_writes` on (as users run Postgres) or off, with
@@ -314,4 +300,22 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     Some(ProcStat { ppid: n(4) as u32, own: n(14) + n(15), children: n(16) + n(17) })
+}
+
+/// A throwaway Postgres and a database migrated to the current schema. Dropping the `Postgres` stops it.
+pub async fn migrated() -> (Postgres, TestDatabase) {
+    let pg = Postgres::start().await.unwrap();
+    let db = pg.migrated_database::<Migrator>().await.unwrap();
+    (pg, db)
+}
+
+/// [`migrated`], for a test that needs only the connection.
+pub async fn setup() -> (Postgres, DatabaseConnection) {
+    let (pg, db) = migrated().await;
+    (pg, db.conn)
+}
+
+/// `records` decoded as the inserter decodes a batch, each topic read by the mapping of its default name.
+pub fn batch(records: Vec<ConsumedRecord>) -> inserter::batch::Batch {
+    inserter::batch::Batch::decode(records, &inserter::batch::Routes::default())
 }

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_comments")]
 pub struct Model {
@@ -51,3 +53,7 @@ impl Related<super::instagram_posts::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: false, published: true };
+}

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description, TooLong, indexed};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_hashtags")]
 pub struct Model {
@@ -26,3 +28,12 @@ impl Related<super::instagram_posts::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        // The primary key.
+        indexed: &[indexed(Column::Name, TooLong::DropRow)],
+        partitioned: false,
+        published: true,
+    };
+}

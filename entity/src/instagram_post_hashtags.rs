@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description, TooLong, indexed};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_post_hashtags")]
 pub struct Model {
@@ -30,3 +32,13 @@ pub enum Relation {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        // In the primary key (media_id, hashtag) and the (hashtag, media_id) index; the same names are dropped
+        // from `instagram_hashtags`, which the link references.
+        indexed: &[indexed(Column::Hashtag, TooLong::DropRow)],
+        partitioned: false,
+        published: true,
+    };
+}

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_post_tagged_users")]
 pub struct Model {
@@ -30,3 +32,7 @@ pub enum Relation {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: false, published: true };
+}

@@ -4,6 +4,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description, TooLong, indexed};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_profiles")]
 pub struct Model {
@@ -58,3 +60,12 @@ impl Related<super::instagram_posts::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        // btree over lower(username), nullable: NULL keeps the known username (the upsert coalesces it).
+        indexed: &[indexed(Column::Username, TooLong::LeaveOut)],
+        partitioned: false,
+        published: true,
+    };
+}

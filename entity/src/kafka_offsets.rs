@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "kafka_offsets")]
 pub struct Model {
@@ -20,3 +22,12 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        indexed: &[],
+        partitioned: false,
+        // Bookkeeping, not data: the pipeline's state stays out of the change stream.
+        published: false,
+    };
+}

@@ -1,5 +1,8 @@
 //! SeaORM entities, one module per table, mirroring the `migration` crate's schema column for column (the
-//! `schema_matches_migrations` test holds them to it).
+//! `schema_matches_migrations` test holds them to it). Each module also describes its table to the pipeline
+//! (`description`): the index limits of its text, its partitioning, its publication.
+
+pub mod description;
 
 pub mod ingest_errors;
 pub mod instagram_comments;
@@ -30,4 +33,24 @@ pub mod prelude {
     pub use crate::mastodon_statuses::Entity as MastodonStatuses;
     pub use crate::twitter_data::Entity as TwitterData;
     pub use crate::twitter_users::Entity as TwitterUsers;
+}
+
+pub use description::{Described, EachTable, Facts, tables};
+
+/// Every table, once: what lists the tables (the entity check, the index limits, partition maintenance, the
+/// publication's check) goes through this.
+pub fn for_each_table(visitor: &mut impl EachTable) {
+    visitor.table::<twitter_users::Entity>();
+    visitor.table::<twitter_data::Entity>();
+    visitor.table::<mastodon_statuses::Entity>();
+    visitor.table::<mastodon_status_deletions::Entity>();
+    visitor.table::<instagram_profiles::Entity>();
+    visitor.table::<instagram_profile_snapshots::Entity>();
+    visitor.table::<instagram_posts::Entity>();
+    visitor.table::<instagram_hashtags::Entity>();
+    visitor.table::<instagram_post_hashtags::Entity>();
+    visitor.table::<instagram_comments::Entity>();
+    visitor.table::<instagram_post_tagged_users::Entity>();
+    visitor.table::<ingest_errors::Entity>();
+    visitor.table::<kafka_offsets::Entity>();
 }

@@ -4,6 +4,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "mastodon_status_deletions")]
 pub struct Model {
@@ -24,3 +26,7 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: false, published: true };
+}

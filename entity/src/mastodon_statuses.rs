@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description, TooLong, indexed};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "mastodon_statuses")]
 pub struct Model {
@@ -64,3 +66,12 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        // GIN over text[], as `twitter_data`'s.
+        indexed: &[indexed(Column::Tags, TooLong::LeaveOut), indexed(Column::Mentions, TooLong::LeaveOut)],
+        partitioned: true,
+        published: true,
+    };
+}

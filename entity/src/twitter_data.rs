@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description, TooLong, indexed};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "twitter_data")]
 pub struct Model {
@@ -45,3 +47,12 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        // GIN over text[]: each element is an index entry, so a long one is removed and the post keeps the rest.
+        indexed: &[indexed(Column::Hashtags, TooLong::LeaveOut), indexed(Column::Mentions, TooLong::LeaveOut)],
+        partitioned: true,
+        published: true,
+    };
+}

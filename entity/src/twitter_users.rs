@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::description::{Described, Description, TooLong, indexed};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "twitter_users")]
 pub struct Model {
@@ -39,3 +41,12 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Described for Entity {
+    const DESCRIPTION: Description<Column> = Description {
+        // btree over lower(username), NOT NULL: a user without a username is no row.
+        indexed: &[indexed(Column::Username, TooLong::DropRow)],
+        partitioned: false,
+        published: true,
+    };
+}

@@ -1,16 +1,17 @@
-//! The length limit of indexed text, and the rule as one table: which (table, column) has its text in an
-//! index, and what becomes of a value too long for it. Postgres refuses a whole row whose index entry exceeds
+//! The length limit of indexed text, and what becomes of a value too long for its index. Postgres refuses a whole row whose index entry exceeds
 //! its page-derived limit (SQLSTATE 54000): left alone, one overlong hashtag would cost its post the row and
 //! turn the whole record into a dead letter.
 //!
 //! A value is never cut: it is left out whole (an array element, or a nullable scalar, which becomes NULL),
 //! or, when it is the row's key or required, the row is not written. Either way the record's `raw` JSON
-//! keeps the value as it came, and [`LeftOut`] counts what was left out. The `index_limits` test holds this table
-//! to the migrated schema: every index over text has an entry here or a reason there.
+//! keeps the value as it came, and [`LeftOut`] counts what was left out. Which columns, and which of the two,
+//! each entity's description says (`entity::Described`); the `index_limits` test holds them to the migrated
+//! schema: every index over text has an entry there or a reason in the test.
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ActiveModelTrait, ActiveValue, EntityName, EntityTrait, IdenStatic, Iterable, Value};
+use entity::Described;
+use sea_orm::{ActiveModelTrait, ActiveValue, EntityName, IdenStatic, Value};
 
 /// The most UTF-8 bytes a value (or array element) of an indexed text column may have; exactly this many is
 /// accepted.
@@ -23,17 +24,9 @@ use sea_orm::{ActiveModelTrait, ActiveValue, EntityName, EntityTrait, IdenStatic
 /// this is junk or an attack, not data worth an index.
 pub const INDEXED_TEXT_MAX_BYTES: usize = 1024;
 
-/// What becomes of a value longer than [`INDEXED_TEXT_MAX_BYTES`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TooLong {
-    /// Left out of the row: removed from its array, or NULL for a nullable scalar. The rest of the row is
-    /// written.
-    LeaveOut,
-    /// The row is not written (the value is its key, or NOT NULL); the record's other rows still are.
-    DropRow,
-}
+pub use entity::description::TooLong;
 
-/// One column whose text is in an index.
+/// One column whose text is in an index, as every entity's description names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Indexed {
     pub table: &'static str,
@@ -41,54 +34,40 @@ pub struct Indexed {
     pub too_long: TooLong,
 }
 
-const fn indexed(table: &'static str, column: &'static str, too_long: TooLong) -> Indexed {
-    Indexed { table, column, too_long }
+/// Every (table, column) whose text an index holds, directly or through an expression such as `lower()`:
+/// the `indexed` of each entity's description (`entity::Described`).
+pub fn indexed() -> Vec<Indexed> {
+    entity::tables()
+        .into_iter()
+        .flat_map(|facts| {
+            facts.indexed.into_iter().map(move |(column, too_long)| Indexed { table: facts.table, column, too_long })
+        })
+        .collect()
 }
-
-/// Every (table, column) whose text an index holds, directly or through an expression such as `lower()`.
-pub const INDEXED: &[Indexed] = &[
-    // GIN over text[]: each element is an index entry, so a long one is removed and the post keeps the rest.
-    indexed("twitter_data", "hashtags", TooLong::LeaveOut),
-    indexed("twitter_data", "mentions", TooLong::LeaveOut),
-    indexed("mastodon_statuses", "tags", TooLong::LeaveOut),
-    indexed("mastodon_statuses", "mentions", TooLong::LeaveOut),
-    // btree over lower(username), NOT NULL: a user without a username is no row.
-    indexed("twitter_users", "username", TooLong::DropRow),
-    // btree over lower(username), nullable: NULL keeps the known username (the upsert coalesces it).
-    indexed("instagram_profiles", "username", TooLong::LeaveOut),
-    // The primary key.
-    indexed("instagram_hashtags", "name", TooLong::DropRow),
-    // In the primary key (media_id, hashtag) and the (hashtag, media_id) index; the same names are dropped
-    // from `instagram_hashtags`, which the link references.
-    indexed("instagram_post_hashtags", "hashtag", TooLong::DropRow),
-    // UNIQUE and NOT NULL. A Graph post's shortcode decodes to its media id (at most 11 characters), and the
-    // web mapping dead-letters a longer code than this, since the post row is the record: this entry is the
-    // backstop that keeps the catalog test honest, never reached by today's mappings.
-    indexed("instagram_posts", "shortcode", TooLong::DropRow),
-];
 
 /// Values left out and rows dropped, by (table, column).
 pub type LeftOut = BTreeMap<(&'static str, &'static str), u64>;
 
-/// Applies [`INDEXED`] to `rows` of one table (each with the index of its record, kept), in order: drops the
-/// rows whose key is too long, then leaves out the too-long values of the rest, counting each in `left_out`.
-/// Rows with nothing too long are not touched.
-pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, left_out: &mut LeftOut) {
+/// Applies the description's indexed columns to `rows` of one table (each with the index of its record,
+/// kept), in order: drops the rows whose key is too long, then leaves out the too-long values of the rest,
+/// counting each in `left_out`. Rows with nothing too long are not touched.
+pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, left_out: &mut LeftOut)
+where
+    <R::Model as ActiveModelTrait>::Entity: Described,
+{
     let table = <R::Model as ActiveModelTrait>::Entity::default().table_name();
-    let entries = || INDEXED.iter().filter(move |entry| entry.table == table);
+    let entries = || <<R::Model as ActiveModelTrait>::Entity as Described>::DESCRIPTION.indexed.iter();
     // Drops first, so that a dropped row's other values are not also counted as left out.
     for entry in entries().filter(|entry| entry.too_long == TooLong::DropRow) {
-        let column = column_of::<R::Model>(entry);
         let before = rows.len();
-        rows.retain(|row| !held(&row.model().get(column)).is_some_and(too_long_in));
-        count(left_out, entry, (before - rows.len()) as u64);
+        rows.retain(|row| !held(&row.model().get(entry.column)).is_some_and(too_long_in));
+        count(left_out, table, entry.column.as_str(), (before - rows.len()) as u64);
     }
     for entry in entries().filter(|entry| entry.too_long == TooLong::LeaveOut) {
-        let column = column_of::<R::Model>(entry);
         for row in rows.iter_mut().map(Modeled::model_mut) {
             // `get` copies the value (the trait lends no reference), but only a row with a value too long is
             // rebuilt and set.
-            let (ActiveValue::Set(value) | ActiveValue::Unchanged(value)) = row.get(column) else { continue };
+            let (ActiveValue::Set(value) | ActiveValue::Unchanged(value)) = row.get(entry.column) else { continue };
             if !too_long_in(&value) {
                 continue;
             }
@@ -101,8 +80,8 @@ pub(crate) fn fit<R: Modeled>(rows: &mut Vec<R>, left_out: &mut LeftOut) {
                 }
                 _ => (Value::String(None), 1),
             };
-            row.set(column, fitted);
-            count(left_out, entry, removed as u64);
+            row.set(entry.column, fitted);
+            count(left_out, table, entry.column.as_str(), removed as u64);
         }
     }
 }
@@ -124,12 +103,6 @@ impl<A: ActiveModelTrait> Modeled for (usize, A) {
     }
 }
 
-fn column_of<A: ActiveModelTrait>(entry: &Indexed) -> <A::Entity as EntityTrait>::Column {
-    <A::Entity as EntityTrait>::Column::iter()
-        .find(|column| column.as_str() == entry.column)
-        .unwrap_or_else(|| panic!("limits::INDEXED names {}.{}, which its entity lacks", entry.table, entry.column))
-}
-
 /// The value a row writes to a column, if any.
 fn held(value: &ActiveValue<Value>) -> Option<&Value> {
     match value {
@@ -147,9 +120,9 @@ fn too_long_in(value: &Value) -> bool {
     }
 }
 
-fn count(left_out: &mut LeftOut, entry: &Indexed, n: u64) {
+fn count(left_out: &mut LeftOut, table: &'static str, column: &'static str, n: u64) {
     if n > 0 {
-        *left_out.entry((entry.table, entry.column)).or_default() += n;
+        *left_out.entry((table, column)).or_default() += n;
     }
 }
 
@@ -172,7 +145,10 @@ mod tests {
         twitter_data::ActiveModel { hashtags: Set(hashtags), mentions: Set(mentions), ..Default::default() }
     }
 
-    fn fitted<A: ActiveModelTrait>(rows: Vec<A>) -> (Vec<(usize, A)>, LeftOut) {
+    fn fitted<A: ActiveModelTrait>(rows: Vec<A>) -> (Vec<(usize, A)>, LeftOut)
+    where
+        A::Entity: Described,
+    {
         let mut rows = rows.into_iter().enumerate().collect();
         let mut left_out = LeftOut::new();
         fit(&mut rows, &mut left_out);
@@ -309,11 +285,14 @@ mod tests {
 
     /// Checks each entry of `A`'s table against the entity: the column exists, is text or text[], and a
     /// value left out can be NULL.
-    fn check_entries<A: ActiveModelTrait>() -> usize {
+    fn check_entries<A: ActiveModelTrait>() -> usize
+    where
+        A::Entity: Described,
+    {
         let table = A::Entity::default().table_name();
         let mut checked = 0;
-        for entry in INDEXED.iter().filter(|entry| entry.table == table) {
-            let def = column_of::<A>(entry).def();
+        for entry in <A::Entity as Described>::DESCRIPTION.indexed {
+            let def = entry.column.def();
             let column_type = def.get_column_type();
             let is_array = matches!(column_type, sea_orm::ColumnType::Array(_));
             let inner = match column_type {
@@ -323,10 +302,10 @@ mod tests {
             assert!(
                 matches!(inner, sea_orm::ColumnType::Text | sea_orm::ColumnType::String(_)),
                 "{table}.{} is not text",
-                entry.column
+                entry.column.as_str()
             );
             if entry.too_long == TooLong::LeaveOut && !is_array {
-                assert!(def.is_null(), "{table}.{} is left out as NULL but is NOT NULL", entry.column);
+                assert!(def.is_null(), "{table}.{} is left out as NULL but is NOT NULL", entry.column.as_str());
             }
             checked += 1;
         }
@@ -342,7 +321,7 @@ mod tests {
             + check_entries::<instagram_hashtags::ActiveModel>()
             + check_entries::<instagram_post_hashtags::ActiveModel>()
             + check_entries::<instagram_posts::ActiveModel>();
-        assert_eq!(checked, INDEXED.len(), "an entry names a table this test does not check");
+        assert_eq!(checked, indexed().len(), "an entry names a table this test does not check");
     }
 
     #[test]

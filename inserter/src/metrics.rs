@@ -73,7 +73,7 @@ impl Metrics {
         for table in crate::tables::Tables::names() {
             metrics.rows_written.counter(&table_labels(table));
         }
-        for table in crate::partitions::TABLES {
+        for table in crate::partitions::tables() {
             metrics.partition_maintenance_failures.counter(&table_labels(table));
             metrics.partitions_dropped.counter(&table_labels(table));
             metrics.partition_maintenance_skipped.counter(&table_labels(table));

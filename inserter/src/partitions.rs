@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// The partitioned tables.
-pub const TABLES: [&str; 3] = ["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"];
+/// The partitioned tables, as their entities describe them (`entity::Described`).
+pub fn tables() -> Vec<&'static str> {
+    entity::tables().into_iter().filter(|facts| facts.partitioned).map(|facts| facts.table).collect()
+}
 
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Partitions and retention")]
@@ -80,7 +82,7 @@ pub async fn run_on_schedule(
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        for table in TABLES {
+        for table in tables() {
             let done = maintain(&db, table).await;
             metrics.count_maintenance(table, done.as_ref().ok());
             match done {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use entity::Described;
 use sea_orm::sea_query::{Expr, OnConflict, PostgresQueryBuilder, Query};
 use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, ColumnType, EntityTrait, IdenStatic, Iterable, Value};
 
@@ -77,7 +78,10 @@ impl<E: EntityTrait> Table<E> {
     /// Leaves out what an index cannot hold, then keeps one row per key: scrapes of a row folded in scrape
     /// order (the later record on a tie), as writing them one by one would, in key order. Doing it again
     /// changes nothing.
-    pub(crate) fn prepare(&mut self, left_out: &mut LeftOut) {
+    pub(crate) fn prepare(&mut self, left_out: &mut LeftOut)
+    where
+        E: Described,
+    {
         limits::fit(&mut self.rows, left_out);
         let mut groups: HashMap<Vec<u8>, Vec<Row<E::ActiveModel>>> = HashMap::new();
         for row in std::mem::take(&mut self.rows) {

@@ -2,6 +2,7 @@
 //! at), each with its rule. A mapping fills these tables; a new table is one line here (and its entity and
 //! migration).
 
+use entity::Described;
 use entity::{
     instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
     instagram_profile_snapshots, instagram_profiles, mastodon_status_deletions, mastodon_statuses, twitter_data,
@@ -26,7 +27,7 @@ pub(crate) trait AnyTable: Send + Sync {
 /// A table's statements, encoded ahead of the write: or why its rows cannot be encoded.
 pub(crate) type TableStatements = (&'static str, Result<Vec<Encoded>, String>);
 
-impl<E: EntityTrait> AnyTable for Table<E>
+impl<E: Described> AnyTable for Table<E>
 where
     E::ActiveModel: Send + Sync,
 {

@@ -69,21 +69,15 @@ async fn every_table_has_an_entity_with_the_same_columns() {
     let pg = Postgres::start().await.unwrap();
     let db = pg.migrated_database::<Migrator>().await.unwrap();
 
-    let mut entities = vec![
-        entity_columns::<ingest_errors::Entity>(),
-        entity_columns::<instagram_comments::Entity>(),
-        entity_columns::<instagram_hashtags::Entity>(),
-        entity_columns::<instagram_post_hashtags::Entity>(),
-        entity_columns::<instagram_post_tagged_users::Entity>(),
-        entity_columns::<instagram_posts::Entity>(),
-        entity_columns::<instagram_profile_snapshots::Entity>(),
-        entity_columns::<instagram_profiles::Entity>(),
-        entity_columns::<kafka_offsets::Entity>(),
-        entity_columns::<mastodon_status_deletions::Entity>(),
-        entity_columns::<mastodon_statuses::Entity>(),
-        entity_columns::<twitter_data::Entity>(),
-        entity_columns::<twitter_users::Entity>(),
-    ];
+    struct Collect(Vec<(String, Columns)>);
+    impl EachTable for Collect {
+        fn table<E: Described>(&mut self) {
+            self.0.push(entity_columns::<E>());
+        }
+    }
+    let mut entities = Collect(Vec::new());
+    for_each_table(&mut entities);
+    let mut entities = entities.0;
     entities.sort();
     assert_eq!(entities, database_columns(&db.conn).await);
 }
@@ -320,4 +314,32 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
         ingest_errors::Entity::find().filter(ingest_errors::Column::Offset.eq(7)).one(&db).await.unwrap().unwrap();
     assert!(read.id > 0);
     assert_eq!(ingest_errors::Model { id: read.id, ..dead_letter }, read);
+}
+
+/// The names a query's first column returns, sorted.
+async fn names(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    let mut names: Vec<String> = rows.iter().map(|row| row.try_get_by_index(0).unwrap()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn each_description_says_what_the_migrations_made_of_its_table() {
+    let pg = Postgres::start().await.unwrap();
+    let db = pg.migrated_database::<Migrator>().await.unwrap().conn;
+    let described = |pick: fn(&Facts) -> bool| {
+        let mut tables: Vec<String> = tables().iter().filter(|f| pick(f)).map(|f| f.table.to_owned()).collect();
+        tables.sort();
+        tables
+    };
+    let published =
+        format!("SELECT tablename::text FROM pg_publication_tables WHERE pubname = '{}'", migration::CDC_PUBLICATION);
+    assert_eq!(described(|f| f.published), names(&db, &published).await);
+    let mut constant: Vec<String> = migration::PUBLISHED_TABLES.iter().map(|t| t.to_string()).collect();
+    constant.sort();
+    assert_eq!(described(|f| f.published), constant, "migration::PUBLISHED_TABLES, which the connector is held to");
+    let partitioned = "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = 'public' AND c.relkind = 'p'";
+    assert_eq!(described(|f| f.partitioned), names(&db, partitioned).await);
 }

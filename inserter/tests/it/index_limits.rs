@@ -1,17 +1,17 @@
 //! `inserter::limits` against the migrated schema: every index over text in `public` (a text or text[]
 //! column, directly, as an INCLUDE column or inside an expression such as `lower(username)`) is either in
-//! `limits::INDEXED` or allowed below with the reason no value can outgrow it, so that a new text index
+//! the `indexed` of its entity's description (`limits::indexed()`) or allowed below with the reason no value can outgrow it, so that a new text index
 //! without a length rule fails here; and Postgres really indexes a value of `INDEXED_TEXT_MAX_BYTES` in each
 //! such column, even lower-cased to more bytes, while it refuses one far past the limit.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use inserter::limits::{INDEXED, INDEXED_TEXT_MAX_BYTES};
+use inserter::limits::{INDEXED_TEXT_MAX_BYTES, indexed};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, Value};
 use testkit::{Postgres, unique_name};
 
-/// Text columns in an index that `INDEXED` need not cover, and why.
+/// Text columns in an index that no description need cover, and why.
 const ALLOWED: &[(&str, &str, &str)] = &[
     ("kafka_offsets", "topic", "a Kafka topic name: at most 249 ASCII characters, checked by the broker"),
     ("ingest_errors", "topic", "a Kafka topic name: at most 249 ASCII characters, checked by the broker"),
@@ -84,10 +84,10 @@ async fn text_indexes(db: &DatabaseConnection) -> BTreeMap<(String, String), Vec
     found
 }
 
-/// The found (table, column) pairs neither `INDEXED` nor `ALLOWED` covers, with their indexes.
+/// The found (table, column) pairs neither a description nor `ALLOWED` covers, with their indexes.
 fn uncovered(found: &BTreeMap<(String, String), Vec<String>>) -> Vec<String> {
     let covered: BTreeSet<(&str, &str)> =
-        INDEXED.iter().map(|e| (e.table, e.column)).chain(ALLOWED.iter().map(|(t, c, _)| (*t, *c))).collect();
+        indexed().iter().map(|e| (e.table, e.column)).chain(ALLOWED.iter().map(|(t, c, _)| (*t, *c))).collect();
     found
         .iter()
         .filter(|((table, column), _)| !covered.contains(&(table.as_str(), column.as_str())))
@@ -107,11 +107,11 @@ async fn every_text_index_has_a_length_rule_and_every_rule_an_index() {
     let missing = uncovered(&found);
     assert!(
         missing.is_empty(),
-        "text indexed without a length rule: add each to inserter::limits::INDEXED (or, if no value can \
+        "text indexed without a length rule: add each to its entity's description, `indexed` (or, if no value can \
          outgrow the index, to ALLOWED here with the reason):\n{}",
         missing.join("\n")
     );
-    let stale: Vec<String> = INDEXED
+    let stale: Vec<String> = indexed()
         .iter()
         .map(|e| (e.table, e.column))
         .chain(ALLOWED.iter().map(|(t, c, _)| (*t, *c)))
@@ -224,7 +224,7 @@ fn insert(table: &str, column: &str, value: &str, id: i64) -> (Vec<Statement>, S
             row("INSERT INTO instagram_posts (media_id, shortcode, source, raw, scraped_at) \
                  VALUES ($2, $1, 'test', '{}', now())"),
         ),
-        _ => panic!("limits::INDEXED has {table}.{column}: add how to insert a row holding it"),
+        _ => panic!("a description indexes {table}.{column}: add how to insert a row holding it"),
     }
 }
 
@@ -303,7 +303,7 @@ async fn each_indexed_column_takes_a_value_at_the_limit_and_refuses_one_far_past
 
     let mut id = 0;
     let mut refusals = Vec::new();
-    for entry in INDEXED {
+    for entry in indexed() {
         let (table, column) = (entry.table, entry.column);
         let alphabet = alphabet_of(table, column);
         // The widest lowered value compresses well, so it shows lower()'s growth is indexed, and the

@@ -424,7 +424,7 @@ async fn an_instagram_post_whose_caption_has_a_hashtag_no_index_can_hold_lands_w
 }
 
 /// The web mapping takes a node's shortcode as given (any length of its alphabet); one that no index can hold
-/// drops the post's row (`limits::INDEXED`). The record is then a row nowhere, so it must be a dead letter.
+/// drops the post's row (its entity's description). The record is then a row nowhere, so it must be a dead letter.
 #[tokio::test]
 async fn a_web_post_whose_shortcode_no_index_can_hold_is_dead_lettered_not_lost() {
     let (_pg, test) = crate::support::migrated().await;

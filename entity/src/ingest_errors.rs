@@ -31,10 +31,12 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        upsert: None,
         indexed: &[],
         partitioned: false,
         // Bookkeeping, not data: the pipeline's state stays out of the change stream.
         published: false,
+        self_reference: None,
     };
 }

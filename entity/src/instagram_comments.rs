@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description};
+use crate::description::{Described, Description, Guard, SelfReference, Upsert};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_comments")]
@@ -55,5 +55,25 @@ impl Related<super::instagram_posts::Entity> for Entity {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: false, published: true };
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        upsert: Some(Upsert::Guarded(Guard {
+            key: &[Column::CommentId],
+            kept_when_missing: &[
+                Column::ParentCommentId,
+                Column::AuthorId,
+                Column::AuthorUsername,
+                Column::LikeCount,
+                Column::CreatedAt,
+            ],
+            replaced: &[Column::MediaId, Column::Text],
+            first_known: &[],
+            metadata: &[Column::Source, Column::Raw, Column::ScrapedAt],
+            version: None,
+        })),
+        indexed: &[],
+        partitioned: false,
+        published: true,
+        // A reply names the comment it answers.
+        self_reference: Some(SelfReference { key: Column::CommentId, parent: Column::ParentCommentId }),
+    };
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_hashtags")]
@@ -30,10 +30,13 @@ impl Related<super::instagram_posts::Entity> for Entity {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
+        upsert: Some(Upsert::FillOnce { key: &[Column::Name], column: Column::GraphHashtagId }),
         // The primary key.
         indexed: &[indexed(Column::Name, TooLong::DropRow)],
         partitioned: false,
         published: true,
+        self_reference: None,
     };
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_post_hashtags")]
@@ -34,11 +34,14 @@ pub enum Relation {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // Links are only added: a caption edited to drop a tag leaves its link.
+        upsert: Some(Upsert::Once { key: &[Column::MediaId, Column::Hashtag], preferred: None }),
         // In the primary key (media_id, hashtag) and the (hashtag, media_id) index; the same names are dropped
         // from `instagram_hashtags`, which the link references.
         indexed: &[indexed(Column::Hashtag, TooLong::DropRow)],
         partitioned: false,
         published: true,
+        self_reference: None,
     };
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description};
+use crate::description::{Described, Description, Upsert};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_post_tagged_users")]
@@ -34,5 +34,12 @@ pub enum Relation {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: false, published: true };
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // Links are only added, like the hashtags'.
+        upsert: Some(Upsert::Once { key: &[Column::MediaId, Column::UserId], preferred: None }),
+        indexed: &[],
+        partitioned: false,
+        published: true,
+        self_reference: None,
+    };
 }

@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, Guard, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_posts")]
@@ -75,12 +75,33 @@ impl Related<super::instagram_hashtags::Entity> for Entity {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // Both APIs write one post row. The Graph id comes only from the Graph API, and the owner is a Graph id
+        // from the one and a web id from the other (two numbers for one account): both are set once and kept.
+        upsert: Some(Upsert::Guarded(Guard {
+            key: &[Column::MediaId],
+            kept_when_missing: &[
+                Column::MediaType,
+                Column::Caption,
+                Column::Permalink,
+                Column::MediaUrl,
+                Column::ThumbnailUrl,
+                Column::TakenAt,
+                Column::LikeCount,
+                Column::CommentsCount,
+                Column::VideoViewCount,
+            ],
+            replaced: &[Column::Shortcode],
+            first_known: &[Column::GraphMediaId, Column::OwnerId],
+            metadata: &[Column::Source, Column::Raw, Column::ScrapedAt],
+            version: None,
+        })),
         // UNIQUE and NOT NULL. A Graph post's shortcode decodes to its media id (at most 11 characters), and the
         // web mapping dead-letters a longer code than this, since the post row is the record: this entry is the
         // backstop that keeps the catalog test honest, never reached by today's mappings.
         indexed: &[indexed(Column::Shortcode, TooLong::DropRow)],
         partitioned: false,
         published: true,
+        self_reference: None,
     };
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description};
+use crate::description::{Described, Description, Upsert};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_profile_snapshots")]
@@ -39,5 +39,12 @@ impl Related<super::instagram_profiles::Entity> for Entity {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: true, published: true };
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // Append-only: a replayed scrape is already there.
+        upsert: Some(Upsert::Once { key: &[Column::UserId, Column::ScrapedAt], preferred: None }),
+        indexed: &[],
+        partitioned: true,
+        published: true,
+        self_reference: None,
+    };
 }

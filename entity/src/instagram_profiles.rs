@@ -4,7 +4,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, Guard, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "instagram_profiles")]
@@ -62,10 +62,35 @@ impl Related<super::instagram_posts::Entity> for Entity {
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // The Graph API and the web send different fields of a profile: what one leaves out keeps the other's value.
+        // The Graph id comes only from a Graph scrape that names the web id: set once and kept, an older scrape's
+        // included.
+        upsert: Some(Upsert::Guarded(Guard {
+            key: &[Column::UserId],
+            kept_when_missing: &[
+                Column::Username,
+                Column::FullName,
+                Column::Biography,
+                Column::ExternalUrl,
+                Column::ProfilePicUrl,
+                Column::Category,
+                Column::IsPrivate,
+                Column::IsVerified,
+                Column::IsBusiness,
+                Column::FollowersCount,
+                Column::FollowsCount,
+                Column::MediaCount,
+            ],
+            replaced: &[],
+            first_known: &[Column::GraphUserId],
+            metadata: &[Column::Source, Column::Raw, Column::ScrapedAt],
+            version: None,
+        })),
         // btree over lower(username), nullable: NULL keeps the known username (the upsert coalesces it).
         indexed: &[indexed(Column::Username, TooLong::LeaveOut)],
         partitioned: false,
         published: true,
+        self_reference: None,
     };
 }

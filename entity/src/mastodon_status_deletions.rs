@@ -4,7 +4,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description};
+use crate::description::{Described, Description, Upsert};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "mastodon_status_deletions")]
@@ -28,5 +28,12 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description { indexed: &[], partitioned: false, published: true };
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // The first deletion read stands: a status is deleted once.
+        upsert: Some(Upsert::Once { key: &[Column::Instance, Column::StatusId], preferred: None }),
+        indexed: &[],
+        partitioned: false,
+        published: true,
+        self_reference: None,
+    };
 }

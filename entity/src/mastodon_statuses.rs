@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, Guard, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "mastodon_statuses")]
@@ -68,10 +68,43 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        // What a status always carries is replaced by a newer scrape (an edit changes content, tags, mentions);
+        // what may come as null keeps the known value.
+        upsert: Some(Upsert::Guarded(Guard {
+            key: &[Column::Instance, Column::Id],
+            kept_when_missing: &[
+                Column::Url,
+                Column::Language,
+                Column::Sensitive,
+                Column::InReplyToId,
+                Column::ReblogOfId,
+                Column::ReblogsCount,
+                Column::FavouritesCount,
+                Column::RepliesCount,
+                Column::EditedAt,
+            ],
+            replaced: &[
+                Column::Uri,
+                Column::CreatedAt,
+                Column::AccountId,
+                Column::AccountAcct,
+                Column::AccountUsername,
+                Column::ContentHtml,
+                Column::ContentText,
+                Column::SpoilerText,
+                Column::Visibility,
+                Column::Tags,
+                Column::Mentions,
+            ],
+            first_known: &[],
+            metadata: &[Column::Raw, Column::ScrapedAt],
+            version: Some(Column::EditedAt),
+        })),
         // GIN over text[], as `twitter_data`'s.
         indexed: &[indexed(Column::Tags, TooLong::LeaveOut), indexed(Column::Mentions, TooLong::LeaveOut)],
         partitioned: true,
         published: true,
+        self_reference: None,
     };
 }

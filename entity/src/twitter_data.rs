@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, Guard, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "twitter_data")]
@@ -49,10 +49,35 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        upsert: Some(Upsert::Guarded(Guard {
+            key: &[Column::TweetId],
+            kept_when_missing: &[
+                Column::AuthorId,
+                Column::CreatedAt,
+                Column::Lang,
+                Column::ConversationId,
+                Column::InReplyToUserId,
+                Column::RepliedToId,
+                Column::QuotedId,
+                Column::RetweetedId,
+                Column::RetweetCount,
+                Column::ReplyCount,
+                Column::LikeCount,
+                Column::QuoteCount,
+                Column::BookmarkCount,
+                Column::ImpressionCount,
+                Column::PossiblySensitive,
+            ],
+            replaced: &[Column::Text, Column::Hashtags, Column::Mentions, Column::Urls],
+            first_known: &[],
+            metadata: &[Column::Source, Column::Raw, Column::ScrapedAt],
+            version: None,
+        })),
         // GIN over text[]: each element is an index entry, so a long one is removed and the post keeps the rest.
         indexed: &[indexed(Column::Hashtags, TooLong::LeaveOut), indexed(Column::Mentions, TooLong::LeaveOut)],
         partitioned: true,
         published: true,
+        self_reference: None,
     };
 }

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::description::{Described, Description, TooLong, indexed};
+use crate::description::{Described, Description, Guard, TooLong, Upsert, indexed};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "twitter_users")]
@@ -43,10 +43,34 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: Description<Column> = Description {
+    const DESCRIPTION: &'static Description<Column> = &Description {
+        upsert: Some(Upsert::Guarded(Guard {
+            key: &[Column::UserId],
+            kept_when_missing: &[
+                Column::Name,
+                Column::Description,
+                Column::Location,
+                Column::Url,
+                Column::ProfileImageUrl,
+                Column::Verified,
+                Column::VerifiedType,
+                Column::Protected,
+                Column::CreatedAt,
+                Column::FollowersCount,
+                Column::FollowingCount,
+                Column::TweetCount,
+                Column::ListedCount,
+                Column::LikeCount,
+            ],
+            replaced: &[Column::Username],
+            first_known: &[],
+            metadata: &[Column::Raw, Column::ScrapedAt],
+            version: None,
+        })),
         // btree over lower(username), NOT NULL: a user without a username is no row.
         indexed: &[indexed(Column::Username, TooLong::DropRow)],
         partitioned: false,
         published: true,
+        self_reference: None,
     };
 }

@@ -1,39 +1,37 @@
-//! The upsert rule of every data table, and the rule itself as one type: which columns a newer scrape
-//! replaces, which keep their known value when the new one is NULL, which are set once and then kept, and
-//! which are bookkeeping. The rule gives the `ON CONFLICT` clause and the merge of one batch's duplicates,
-//! so that a batch holding several scrapes of a row ends as if they had been written one by one.
-//!
-//! A row changes only when a newer scrape brings a different value (or a set-once column learns its value),
-//! so a replay, or an identical re-scrape, writes nothing and emits no change event. A row whose
-//! `scraped_at` is NULL is a placeholder (a minimal Instagram profile): any scrape fills it.
+//! The guarded upsert in SQL and in memory. Each table's rule is in its entity's description
+//! (`entity::description::Guard`: which columns a newer scrape replaces, which keep their known value when the
+//! new one is NULL, which are set once, which are bookkeeping); from it this module makes the `ON CONFLICT`
+//! clause and the merge of one batch's duplicates, so that a batch holding several scrapes of a row ends as if
+//! they had been written one by one.
 
-use entity::{instagram_comments, instagram_posts, instagram_profiles, mastodon_statuses, twitter_data, twitter_users};
+use entity::description::Guard;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, IdenStatic, Value};
 
-/// The upsert rule of one table.
-pub(crate) struct Guard<C: 'static> {
-    pub table: &'static str,
-    /// The conflict target: the row's key.
-    pub key: &'static [C],
-    /// Taken from a newer scrape, unless it is NULL there (the source did not send it): then the known value
-    /// stays.
-    pub kept_when_missing: &'static [C],
-    /// Taken from a newer scrape as it is.
-    pub replaced: &'static [C],
-    /// Set once: the first value known stays, whichever scrape brings it, an older one included.
-    pub first_known: &'static [C],
-    /// Taken from a newer scrape when the row changes, never compared (`raw`, `scraped_at`, `source`).
-    pub metadata: &'static [C],
-    /// The row's version, when the source has one (a Mastodon status's `edited_at`): a scrape of an older
-    /// version never replaces a newer one, whichever was read last (NULL, never edited, is the oldest).
-    pub version: Option<C>,
+/// What the inserter does with a guarded rule.
+pub(crate) trait GuardRule<C> {
+    /// The `ON CONFLICT (key) DO UPDATE ... WHERE ...` clause, for `table`.
+    fn on_conflict(&self, table: &str) -> OnConflict;
+
+    /// Whether `newer` (the later scrape of two of one row) holds an older version than `older`: then writing
+    /// both in turn leaves `older`.
+    fn is_stale<A>(&self, older: &A, newer: &A) -> bool
+    where
+        A: ActiveModelTrait,
+        <A::Entity as EntityTrait>::Column: From<C>;
+
+    /// Folds `newer` onto `older` (two scrapes of one row in a batch) as writing them in turn would: a NULL
+    /// in `newer` keeps `older`'s value where the column is kept when missing, and a set-once column keeps
+    /// `older`'s value when it has one.
+    fn merge<A>(&self, older: &A, newer: &mut A)
+    where
+        A: ActiveModelTrait,
+        <A::Entity as EntityTrait>::Column: From<C>;
 }
 
-impl<C: IdenStatic + Copy> Guard<C> {
-    /// The `ON CONFLICT (key) DO UPDATE ... WHERE ...` clause.
-    pub fn on_conflict(&self) -> OnConflict {
-        let t = self.table;
+impl<C: IdenStatic + Copy> GuardRule<C> for Guard<C> {
+    fn on_conflict(&self, table: &str) -> OnConflict {
+        let t = table;
         let merged = |column: &C| {
             let name = column.as_str();
             if self.kept_when_missing.iter().any(|c| c.as_str() == name) {
@@ -77,9 +75,7 @@ impl<C: IdenStatic + Copy> Guard<C> {
         on_conflict
     }
 
-    /// Whether `newer` (the later scrape of two of one row) holds an older version than `older`: then writing
-    /// both in turn leaves `older`.
-    pub fn is_stale<A>(&self, older: &A, newer: &A) -> bool
+    fn is_stale<A>(&self, older: &A, newer: &A) -> bool
     where
         A: ActiveModelTrait,
         <A::Entity as EntityTrait>::Column: From<C>,
@@ -96,10 +92,7 @@ impl<C: IdenStatic + Copy> Guard<C> {
         }
     }
 
-    /// Folds `newer` onto `older` (two scrapes of one row in a batch) as writing them in turn would: a NULL
-    /// in `newer` keeps `older`'s value where the column is kept when missing, and a set-once column keeps
-    /// `older`'s value when it has one.
-    pub fn merge<A>(&self, older: &A, newer: &mut A)
+    fn merge<A>(&self, older: &A, newer: &mut A)
     where
         A: ActiveModelTrait,
         <A::Entity as EntityTrait>::Column: From<C>,
@@ -122,164 +115,3 @@ impl<C: IdenStatic + Copy> Guard<C> {
         }
     }
 }
-
-pub(crate) const TWITTER_DATA: Guard<twitter_data::Column> = {
-    use twitter_data::Column as C;
-    Guard {
-        table: "twitter_data",
-        key: &[C::TweetId],
-        kept_when_missing: &[
-            C::AuthorId,
-            C::CreatedAt,
-            C::Lang,
-            C::ConversationId,
-            C::InReplyToUserId,
-            C::RepliedToId,
-            C::QuotedId,
-            C::RetweetedId,
-            C::RetweetCount,
-            C::ReplyCount,
-            C::LikeCount,
-            C::QuoteCount,
-            C::BookmarkCount,
-            C::ImpressionCount,
-            C::PossiblySensitive,
-        ],
-        replaced: &[C::Text, C::Hashtags, C::Mentions, C::Urls],
-        first_known: &[],
-        metadata: &[C::Source, C::Raw, C::ScrapedAt],
-        version: None,
-    }
-};
-
-pub(crate) const TWITTER_USERS: Guard<twitter_users::Column> = {
-    use twitter_users::Column as C;
-    Guard {
-        table: "twitter_users",
-        key: &[C::UserId],
-        kept_when_missing: &[
-            C::Name,
-            C::Description,
-            C::Location,
-            C::Url,
-            C::ProfileImageUrl,
-            C::Verified,
-            C::VerifiedType,
-            C::Protected,
-            C::CreatedAt,
-            C::FollowersCount,
-            C::FollowingCount,
-            C::TweetCount,
-            C::ListedCount,
-            C::LikeCount,
-        ],
-        replaced: &[C::Username],
-        first_known: &[],
-        metadata: &[C::Raw, C::ScrapedAt],
-        version: None,
-    }
-};
-
-/// What a status always carries is replaced by a newer scrape (an edit changes content, tags, mentions);
-/// what may come as null keeps the known value.
-pub(crate) const MASTODON_STATUSES: Guard<mastodon_statuses::Column> = {
-    use mastodon_statuses::Column as C;
-    Guard {
-        table: "mastodon_statuses",
-        key: &[C::Instance, C::Id],
-        kept_when_missing: &[
-            C::Url,
-            C::Language,
-            C::Sensitive,
-            C::InReplyToId,
-            C::ReblogOfId,
-            C::ReblogsCount,
-            C::FavouritesCount,
-            C::RepliesCount,
-            C::EditedAt,
-        ],
-        replaced: &[
-            C::Uri,
-            C::CreatedAt,
-            C::AccountId,
-            C::AccountAcct,
-            C::AccountUsername,
-            C::ContentHtml,
-            C::ContentText,
-            C::SpoilerText,
-            C::Visibility,
-            C::Tags,
-            C::Mentions,
-        ],
-        first_known: &[],
-        metadata: &[C::Raw, C::ScrapedAt],
-        version: Some(C::EditedAt),
-    }
-};
-
-/// The Graph API and the web send different fields of a profile: what one leaves out keeps the other's value.
-/// The Graph id comes only from a Graph scrape that names the web id: set once and kept, an older scrape's
-/// included.
-pub(crate) const INSTAGRAM_PROFILES: Guard<instagram_profiles::Column> = {
-    use instagram_profiles::Column as C;
-    Guard {
-        table: "instagram_profiles",
-        key: &[C::UserId],
-        kept_when_missing: &[
-            C::Username,
-            C::FullName,
-            C::Biography,
-            C::ExternalUrl,
-            C::ProfilePicUrl,
-            C::Category,
-            C::IsPrivate,
-            C::IsVerified,
-            C::IsBusiness,
-            C::FollowersCount,
-            C::FollowsCount,
-            C::MediaCount,
-        ],
-        replaced: &[],
-        first_known: &[C::GraphUserId],
-        metadata: &[C::Source, C::Raw, C::ScrapedAt],
-        version: None,
-    }
-};
-
-/// Both APIs write one post row. The Graph id comes only from the Graph API, and the owner is a Graph id
-/// from the one and a web id from the other (two numbers for one account): both are set once and kept.
-pub(crate) const INSTAGRAM_POSTS: Guard<instagram_posts::Column> = {
-    use instagram_posts::Column as C;
-    Guard {
-        table: "instagram_posts",
-        key: &[C::MediaId],
-        kept_when_missing: &[
-            C::MediaType,
-            C::Caption,
-            C::Permalink,
-            C::MediaUrl,
-            C::ThumbnailUrl,
-            C::TakenAt,
-            C::LikeCount,
-            C::CommentsCount,
-            C::VideoViewCount,
-        ],
-        replaced: &[C::Shortcode],
-        first_known: &[C::GraphMediaId, C::OwnerId],
-        metadata: &[C::Source, C::Raw, C::ScrapedAt],
-        version: None,
-    }
-};
-
-pub(crate) const INSTAGRAM_COMMENTS: Guard<instagram_comments::Column> = {
-    use instagram_comments::Column as C;
-    Guard {
-        table: "instagram_comments",
-        key: &[C::CommentId],
-        kept_when_missing: &[C::ParentCommentId, C::AuthorId, C::AuthorUsername, C::LikeCount, C::CreatedAt],
-        replaced: &[C::MediaId, C::Text],
-        first_known: &[],
-        metadata: &[C::Source, C::Raw, C::ScrapedAt],
-        version: None,
-    }
-};

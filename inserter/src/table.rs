@@ -1,5 +1,5 @@
-//! One table's rows in a batch and the rule they are written by: the conflict target, what a conflict does
-//! (the guarded upsert, or nothing), and how one batch's scrapes of a row fold into one. Every table is
+//! One table's rows in a batch and the rule they are written by (its entity's description: the conflict
+//! target, what a conflict does, and how one batch's scrapes of a row fold into one). Every table is
 //! written by the same code from this rule and its entity: the column names, their types and the conflict
 //! target all come from SeaORM.
 
@@ -7,11 +7,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::Described;
+use entity::description::{SelfReference, Upsert};
 use sea_orm::sea_query::{Expr, OnConflict, PostgresQueryBuilder, Query};
 use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, ColumnType, EntityTrait, IdenStatic, Iterable, Value};
 
 use crate::encode::{BinaryArray, Wire};
-use crate::guard::Guard;
+use crate::guard::GuardRule;
 use crate::limits::{self, LeftOut, Modeled};
 
 /// A row, the record it came from, and its JSON exactly as the source sent it (the table's `raw` column),
@@ -33,42 +34,34 @@ impl<A: ActiveModelTrait> Modeled for Row<A> {
     }
 }
 
-/// What a conflict on the key does.
-pub(crate) enum Conflict<C: 'static> {
-    /// The guarded upsert (see `guard`): a newer scrape replaces what it changes; duplicates in a batch are
-    /// folded oldest first by the same rule.
-    Guarded(&'static Guard<C>),
-    /// Nothing: the row is written once. Among duplicates in a batch, one with `preferred` set wins (then the
-    /// later record).
-    Nothing { preferred: Option<C> },
-    /// Nothing, except that `column` is filled where it is NULL (and kept once known).
-    FillOnce(C),
-}
-
-/// How a table's rows are written.
-pub(crate) struct Rule<E: EntityTrait + 'static> {
-    /// The conflict target: a unique index's columns.
-    pub key: &'static [E::Column],
-    pub conflict: Conflict<E::Column>,
-    /// Whether a row carries its record's payload: it then weighs that much in a statement.
-    pub carries_payload: bool,
-}
-
 /// One statement's worth of rows, encoded: the SQL and one binary array per column.
 pub(crate) struct Encoded {
     pub sql: String,
     pub arrays: Vec<BinaryArray>,
 }
 
-/// A table's rows of one batch.
+/// A table's rows of one batch, and the rule they are written by.
 pub(crate) struct Table<E: EntityTrait + 'static> {
-    pub rule: &'static Rule<E>,
+    pub rule: &'static Upsert<E::Column>,
     pub rows: Vec<Row<E::ActiveModel>>,
 }
 
+impl<E: Described> Table<E> {
+    /// The table, written by the rule of its entity's description.
+    pub(crate) fn described() -> Self {
+        let rule = E::DESCRIPTION.upsert.as_ref();
+        Self::new(rule.unwrap_or_else(|| panic!("{} has no upsert rule", E::default().table_name())))
+    }
+}
+
 impl<E: EntityTrait> Table<E> {
-    pub(crate) const fn new(rule: &'static Rule<E>) -> Self {
+    pub(crate) const fn new(rule: &'static Upsert<E::Column>) -> Self {
         Self { rule, rows: Vec::new() }
+    }
+
+    /// Whether a row carries its record's payload (`raw`): it then weighs that much in a statement.
+    pub(crate) fn carries_payload(&self) -> bool {
+        matches!(self.rule, Upsert::Guarded(_))
     }
 
     pub(crate) fn push(&mut self, record: usize, model: E::ActiveModel, raw: Option<Box<str>>) {
@@ -85,7 +78,7 @@ impl<E: EntityTrait> Table<E> {
         limits::fit(&mut self.rows, left_out);
         let mut groups: HashMap<Vec<u8>, Vec<Row<E::ActiveModel>>> = HashMap::new();
         for row in std::mem::take(&mut self.rows) {
-            groups.entry(key_bytes(&row.model, self.rule.key)).or_default().push(row);
+            groups.entry(key_bytes(&row.model, self.rule.key())).or_default().push(row);
         }
         let mut kept: Vec<(Vec<u8>, Row<E::ActiveModel>)> = groups
             .into_iter()
@@ -98,12 +91,42 @@ impl<E: EntityTrait> Table<E> {
         // order, so neither waits for a lock the other holds while holding one it wants: no deadlock.
         kept.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         self.rows = kept.into_iter().map(|(_, row)| row).collect();
+        if let Some(reference) = &E::DESCRIPTION.self_reference {
+            self.parents_first(reference);
+        }
+    }
+
+    /// Orders the rows so that one comes after the row of this table it points at, when both are in the batch
+    /// (the writer checks the reference at each statement's end); rows at one depth keep their key order.
+    fn parents_first(&mut self, reference: &SelfReference<E::Column>) {
+        let id = |model: &E::ActiveModel, column| match model.get(column) {
+            ActiveValue::Set(Value::BigInt(Some(id))) | ActiveValue::Unchanged(Value::BigInt(Some(id))) => Some(id),
+            _ => None,
+        };
+        let parent_of: HashMap<i64, Option<i64>> = self
+            .rows
+            .iter()
+            .filter_map(|row| Some((id(&row.model, reference.key)?, id(&row.model, reference.parent))))
+            .collect();
+        // A chain is at most as long as the batch; a cycle (a hostile payload) stops there too.
+        let depth = |mut at: Option<i64>| {
+            let mut depth = 0;
+            while let Some(Some(parent)) = at.and_then(|id| parent_of.get(&id)) {
+                depth += 1;
+                if depth > parent_of.len() {
+                    break;
+                }
+                at = Some(*parent);
+            }
+            depth
+        };
+        self.rows.sort_by_cached_key(|row| depth(id(&row.model, reference.key)));
     }
 
     /// One row from several of one key, in record order.
     fn fold(&self, mut group: Vec<Row<E::ActiveModel>>) -> Row<E::ActiveModel> {
-        match &self.rule.conflict {
-            Conflict::Guarded(guard) => {
+        match self.rule {
+            Upsert::Guarded(guard) => {
                 // Oldest first; a stable sort keeps record order on a tie, so the later record is newer.
                 group.sort_by_key(|row| scraped_at(&row.model));
                 let mut rows = group.into_iter();
@@ -117,24 +140,24 @@ impl<E: EntityTrait> Table<E> {
                 }
                 merged
             }
-            Conflict::Nothing { preferred: Some(column) } | Conflict::FillOnce(column) => {
+            Upsert::Once { preferred: Some(column), .. } | Upsert::FillOnce { column, .. } => {
                 let set = |row: &Row<E::ActiveModel>| !is_null(&row.model.get(*column));
                 let best = group.iter().rposition(set).unwrap_or(group.len() - 1);
                 group.swap_remove(best)
             }
-            Conflict::Nothing { preferred: None } => group.pop().expect("a group has rows"),
+            Upsert::Once { preferred: None, .. } => group.pop().expect("a group has rows"),
         }
     }
 
     /// The `ON CONFLICT` clause.
     fn on_conflict(&self) -> OnConflict {
         let table = E::default().table_name().to_owned();
-        match &self.rule.conflict {
-            Conflict::Guarded(guard) => guard.on_conflict(),
-            Conflict::Nothing { .. } => OnConflict::columns(self.rule.key.iter().copied()).do_nothing().to_owned(),
-            Conflict::FillOnce(column) => {
+        match self.rule {
+            Upsert::Guarded(guard) => guard.on_conflict(&table),
+            Upsert::Once { key, .. } => OnConflict::columns(key.iter().copied()).do_nothing().to_owned(),
+            Upsert::FillOnce { key, column } => {
                 let name = column.as_str();
-                let mut on_conflict = OnConflict::columns(self.rule.key.iter().copied());
+                let mut on_conflict = OnConflict::columns(key.iter().copied());
                 on_conflict
                     .update_column(*column)
                     .action_and_where(Expr::cust(format!("{table}.{name} IS NULL AND EXCLUDED.{name} IS NOT NULL")));
@@ -285,4 +308,52 @@ pub(crate) fn is_raw<C: IdenStatic>(column: &C) -> bool {
 /// The `raw` column of `A`'s table, if it has one.
 pub(crate) fn raw_column<A: ActiveModelTrait>() -> Option<<A::Entity as EntityTrait>::Column> {
     <A::Entity as EntityTrait>::Column::iter().find(is_raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::instagram_comments;
+    use sea_orm::ActiveValue::Set;
+
+    use super::*;
+
+    fn comment(id: i64, parent: Option<i64>) -> instagram_comments::ActiveModel {
+        instagram_comments::ActiveModel {
+            comment_id: Set(id),
+            parent_comment_id: Set(parent),
+            scraped_at: Set(Utc::now()),
+            ..Default::default()
+        }
+    }
+
+    fn prepared(comments: Vec<instagram_comments::ActiveModel>) -> Vec<i64> {
+        let mut table = Table::<instagram_comments::Entity>::described();
+        for (record, model) in comments.into_iter().enumerate() {
+            table.push(record, model, None);
+        }
+        table.prepare(&mut LeftOut::new());
+        table.rows.iter().map(|row| *row.model.comment_id.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_row_comes_after_the_row_of_its_table_it_points_at_whatever_their_keys() {
+        // 3 answers 9, which answers 5; 1 answers a comment outside the batch; 7 stands alone.
+        let order = prepared(vec![
+            comment(3, Some(9)),
+            comment(9, Some(5)),
+            comment(5, None),
+            comment(1, Some(100)),
+            comment(7, None),
+        ]);
+        let at = |id: i64| order.iter().position(|&x| x == id).unwrap();
+        assert!(at(5) < at(9) && at(9) < at(3), "{order:?}");
+        assert_eq!(order.len(), 5);
+    }
+
+    #[test]
+    fn a_cycle_of_references_ends_the_ordering_without_losing_a_row() {
+        let mut order = prepared(vec![comment(1, Some(2)), comment(2, Some(1)), comment(3, Some(3))]);
+        order.sort();
+        assert_eq!(order, [1, 2, 3]);
+    }
 }

@@ -1,19 +1,18 @@
 //! Every table the inserter writes, in the order it writes them (a row is written after the rows it points
-//! at), each with its rule. A mapping fills these tables; a new table is one line here (and its entity and
-//! migration).
+//! at). Each is written by the rule its entity's description gives (`entity::Described`). A mapping fills
+//! these tables; a new table is one line here (beside its entity, with its description, and its migration).
 
 use entity::Described;
+use entity::description::Upsert;
 use entity::{
     instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
     instagram_profile_snapshots, instagram_profiles, mastodon_status_deletions, mastodon_statuses, twitter_data,
     twitter_users,
 };
-use sea_orm::EntityTrait;
 
-use crate::guard;
 use crate::limits::LeftOut;
 use crate::record::ConsumedRecord;
-use crate::table::{Conflict, Encoded, Row, Rule, Table, chunks};
+use crate::table::{Encoded, Row, Table, chunks};
 
 /// A table of rows, whatever its entity: what the writer needs of it.
 pub(crate) trait AnyTable: Send + Sync {
@@ -45,7 +44,7 @@ where
         max_rows: usize,
         max_bytes: usize,
     ) -> Result<Vec<Encoded>, String> {
-        let weight = |row: &Row<E::ActiveModel>| match self.rule.carries_payload {
+        let weight = |row: &Row<E::ActiveModel>| match self.carries_payload() {
             true => records[row.record].payload.as_ref().map_or(0, Vec::len),
             false => 256,
         };
@@ -53,8 +52,18 @@ where
     }
 }
 
+/// A table written by its entity's rule, or by `rule` (a second kind of row of one table).
+macro_rules! table {
+    ($entity:ty) => {
+        Table::<$entity>::described()
+    };
+    ($entity:ty, $rule:expr) => {
+        Table::<$entity>::new(&$rule)
+    };
+}
+
 macro_rules! tables {
-    ($($(#[$doc:meta])* $field:ident: $entity:ty = $rule:expr;)*) => {
+    ($($(#[$doc:meta])* $field:ident: $entity:ty $(= $rule:expr)?;)*) => {
         /// A batch's rows, table by table.
         pub(crate) struct Tables {
             $($(#[$doc])* pub(crate) $field: Table<$entity>,)*
@@ -62,7 +71,7 @@ macro_rules! tables {
 
         impl Default for Tables {
             fn default() -> Self {
-                Self { $($field: Table::new(&$rule),)* }
+                Self { $($field: table!($entity $(, $rule)?),)* }
             }
         }
 
@@ -89,29 +98,28 @@ macro_rules! tables {
             /// Fits every table to its indexes and folds its duplicates.
             pub(crate) fn prepare(&mut self, left_out: &mut LeftOut) {
                 $(self.$field.prepare(left_out);)*
-                crate::mapping::instagram::parents_first(&mut self.instagram_comments.rows);
             }
         }
     };
 }
 
 tables! {
-    twitter_users: twitter_users::Entity = TWITTER_USERS;
-    twitter_data: twitter_data::Entity = TWITTER_DATA;
-    mastodon_statuses: mastodon_statuses::Entity = MASTODON_STATUSES;
-    mastodon_status_deletions: mastodon_status_deletions::Entity = MASTODON_STATUS_DELETIONS;
+    twitter_users: twitter_users::Entity;
+    twitter_data: twitter_data::Entity;
+    mastodon_statuses: mastodon_statuses::Entity;
+    mastodon_status_deletions: mastodon_status_deletions::Entity;
     // Instagram: the accounts first (a post points at its owner, a snapshot at its profile), then the posts,
     // then what points at a post.
-    instagram_profiles: instagram_profiles::Entity = INSTAGRAM_PROFILES;
+    instagram_profiles: instagram_profiles::Entity;
     /// Minimal profile rows for the accounts a record refers to: written only where the account has no row,
     /// so one never overwrites a scraped profile, and two writers adding one account do not conflict.
     instagram_referenced_profiles: instagram_profiles::Entity = INSTAGRAM_REFERENCED_PROFILES;
-    instagram_profile_snapshots: instagram_profile_snapshots::Entity = INSTAGRAM_PROFILE_SNAPSHOTS;
-    instagram_posts: instagram_posts::Entity = INSTAGRAM_POSTS;
-    instagram_hashtags: instagram_hashtags::Entity = INSTAGRAM_HASHTAGS;
-    instagram_post_hashtags: instagram_post_hashtags::Entity = INSTAGRAM_POST_HASHTAGS;
-    instagram_comments: instagram_comments::Entity = INSTAGRAM_COMMENTS;
-    instagram_post_tagged_users: instagram_post_tagged_users::Entity = INSTAGRAM_POST_TAGGED_USERS;
+    instagram_profile_snapshots: instagram_profile_snapshots::Entity;
+    instagram_posts: instagram_posts::Entity;
+    instagram_hashtags: instagram_hashtags::Entity;
+    instagram_post_hashtags: instagram_post_hashtags::Entity;
+    instagram_comments: instagram_comments::Entity;
+    instagram_post_tagged_users: instagram_post_tagged_users::Entity;
 }
 
 impl Tables {
@@ -127,53 +135,9 @@ impl Tables {
     }
 }
 
-/// The rule of a table with a guard: keyed by the guard's key.
-const fn guarded<E: EntityTrait>(guard: &'static guard::Guard<E::Column>) -> Rule<E> {
-    Rule { key: guard.key, conflict: Conflict::Guarded(guard), carries_payload: true }
-}
-
-static TWITTER_USERS: Rule<twitter_users::Entity> = guarded(&guard::TWITTER_USERS);
-static TWITTER_DATA: Rule<twitter_data::Entity> = guarded(&guard::TWITTER_DATA);
-static MASTODON_STATUSES: Rule<mastodon_statuses::Entity> = guarded(&guard::MASTODON_STATUSES);
-/// The first deletion read stands: a status is deleted once.
-static MASTODON_STATUS_DELETIONS: Rule<mastodon_status_deletions::Entity> = Rule {
-    key: &[mastodon_status_deletions::Column::Instance, mastodon_status_deletions::Column::StatusId],
-    conflict: Conflict::Nothing { preferred: None },
-    carries_payload: false,
-};
-static INSTAGRAM_PROFILES: Rule<instagram_profiles::Entity> = guarded(&guard::INSTAGRAM_PROFILES);
-/// A minimal row with a username beats one without.
-static INSTAGRAM_REFERENCED_PROFILES: Rule<instagram_profiles::Entity> = Rule {
-    key: &[instagram_profiles::Column::UserId],
-    conflict: Conflict::Nothing { preferred: Some(instagram_profiles::Column::Username) },
-    carries_payload: false,
-};
-/// Append-only: a replayed scrape is already there.
-static INSTAGRAM_PROFILE_SNAPSHOTS: Rule<instagram_profile_snapshots::Entity> = Rule {
-    key: &[instagram_profile_snapshots::Column::UserId, instagram_profile_snapshots::Column::ScrapedAt],
-    conflict: Conflict::Nothing { preferred: None },
-    carries_payload: false,
-};
-static INSTAGRAM_POSTS: Rule<instagram_posts::Entity> = guarded(&guard::INSTAGRAM_POSTS);
-/// A hashtag is written once; the Graph API's id is added when a hashtag search gives it, and then kept.
-static INSTAGRAM_HASHTAGS: Rule<instagram_hashtags::Entity> = Rule {
-    key: &[instagram_hashtags::Column::Name],
-    conflict: Conflict::FillOnce(instagram_hashtags::Column::GraphHashtagId),
-    carries_payload: false,
-};
-/// Links are only added: a caption edited to drop a tag leaves its link.
-static INSTAGRAM_POST_HASHTAGS: Rule<instagram_post_hashtags::Entity> = Rule {
-    key: &[instagram_post_hashtags::Column::MediaId, instagram_post_hashtags::Column::Hashtag],
-    conflict: Conflict::Nothing { preferred: None },
-    carries_payload: false,
-};
-static INSTAGRAM_COMMENTS: Rule<instagram_comments::Entity> = guarded(&guard::INSTAGRAM_COMMENTS);
-/// Links are only added, like the hashtags'.
-static INSTAGRAM_POST_TAGGED_USERS: Rule<instagram_post_tagged_users::Entity> = Rule {
-    key: &[instagram_post_tagged_users::Column::MediaId, instagram_post_tagged_users::Column::UserId],
-    conflict: Conflict::Nothing { preferred: None },
-    carries_payload: false,
-};
+/// A minimal row with a username beats one without; a row is never overwritten.
+static INSTAGRAM_REFERENCED_PROFILES: Upsert<instagram_profiles::Column> =
+    Upsert::Once { key: &[instagram_profiles::Column::UserId], preferred: Some(instagram_profiles::Column::Username) };
 
 #[cfg(test)]
 mod tests {
@@ -292,7 +256,7 @@ mod tests {
     #[test]
     fn rows_are_written_in_key_order_so_that_two_members_lock_shared_rows_alike() {
         // Two members' batches naming the same authors in other orders would otherwise deadlock.
-        let mut users = Table::new(&TWITTER_USERS);
+        let mut users = Table::<twitter_users::Entity>::described();
         for (record, user_id) in [30_i64, 10, 1_000_000_000_000, 20].into_iter().enumerate() {
             users.push(
                 record,

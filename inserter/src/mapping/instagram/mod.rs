@@ -23,10 +23,8 @@ use contract::{Topic, header};
 
 use super::Mapping;
 use crate::record::ConsumedRecord;
-use crate::table::{Row, Table, detach_raw};
+use crate::table::{Table, detach_raw};
 use crate::tables::Tables;
-
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -346,26 +344,4 @@ impl Mapping for Instagram {
         add(&mut tables.instagram_post_tagged_users, index, rows.tagged_users);
         Ok(())
     }
-}
-
-/// Orders comments so that a reply comes after the parent it points at when both are in the batch: the
-/// writer checks the parent reference at each statement's end.
-pub(crate) fn parents_first(comments: &mut [Row<instagram_comments::ActiveModel>]) {
-    let parent_of: HashMap<i64, Option<i64>> = comments
-        .iter()
-        .map(|c| (*c.model.comment_id.as_ref(), c.model.parent_comment_id.try_as_ref().copied().flatten()))
-        .collect();
-    // A chain is at most as long as the batch; a cycle (a hostile payload) stops there too.
-    let depth = |mut id: i64| {
-        let mut depth = 0;
-        while let Some(Some(parent)) = parent_of.get(&id) {
-            depth += 1;
-            if depth > parent_of.len() {
-                break;
-            }
-            id = *parent;
-        }
-        depth
-    };
-    comments.sort_by_cached_key(|c| depth(*c.model.comment_id.as_ref()));
 }

@@ -111,6 +111,8 @@ pub trait EachTable {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Facts {
     pub table: &'static str,
+    /// The inserter writes its rows (it has an upsert rule).
+    pub written: bool,
     pub indexed: Vec<(&'static str, TooLong)>,
     pub partitioned: bool,
     pub published: bool,
@@ -121,6 +123,7 @@ impl Facts {
         let description = E::DESCRIPTION;
         Self {
             table: E::default().table_name(),
+            written: description.upsert.is_some(),
             indexed: description.indexed.iter().map(|entry| (entry.column.as_str(), entry.too_long)).collect(),
             partitioned: description.partitioned,
             published: description.published,

@@ -149,6 +149,14 @@ mod tests {
     use sea_orm::{ActiveModelTrait, ActiveValue, EntityTrait, IdenStatic, Iterable};
 
     use super::*;
+
+    #[test]
+    fn the_tables_written_are_those_whose_description_has_an_upsert_rule() {
+        let listed: BTreeSet<&str> = Tables::names().into_iter().collect();
+        let described: BTreeSet<&str> =
+            entity::tables().into_iter().filter(|facts| facts.written).map(|facts| facts.table).collect();
+        assert_eq!(listed, described, "a table with an upsert rule goes in `tables!`, and one in it needs a rule");
+    }
     use crate::batch::{Batch, Routes};
 
     /// Columns the database fills (defaults), by table; `*` is every table.

@@ -246,6 +246,24 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_assignment_assigns_nothing_and_leaves_a_pause_to_the_write_in_flight() {
+        // Under cooperative-sticky a member that only lost partitions gets an empty assignment; the consumer's
+        // context acknowledges it at once. Here it must neither start an assignment nor lift the pause.
+        let now = Instant::now();
+        let mut assignment = Assignment::new(now);
+        assignment.apply(RebalanceEvent::Assigned(vec![p(0), p(1)]), now);
+        assignment.assigned();
+        assignment.set_paused(true);
+        assignment.apply(RebalanceEvent::Revoked(vec![p(1)]), now);
+        let applied = assignment.apply(RebalanceEvent::Assigned(Vec::new()), now);
+        assert!(applied.revoked.is_empty());
+        assert!(!assignment.waiting());
+        assert!(!assignment.due(now, true), "nothing to read offsets for");
+        assert_eq!(assignment.wake_at(true), None);
+        assert!(assignment.paused(), "partition 0 stays paused until the write in flight is durable");
+    }
+
+    #[test]
     fn kafkas_commit_covers_only_the_partitions_still_owned() {
         let next = [(p(0), 10), (p(1), 20), (p(2), 30)].into();
         assert_eq!(to_commit(&next, |partition| partition.1 != 1), [(p(0), 10), (p(2), 30)]);

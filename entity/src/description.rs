@@ -97,6 +97,13 @@ pub struct Description<C: 'static> {
     pub self_reference: Option<SelfReference<C>>,
 }
 
+impl<C> Description<C> {
+    /// A bookkeeping table: the pipeline's state, not data. The writer's own statements keep it, and it stays
+    /// out of the change stream.
+    pub const BOOKKEEPING: Self =
+        Self { upsert: None, indexed: &[], partitioned: false, published: false, self_reference: None };
+}
+
 /// An entity with its description.
 pub trait Described: EntityTrait {
     const DESCRIPTION: &'static Description<Self::Column>;

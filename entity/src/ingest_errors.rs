@@ -31,12 +31,5 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Described for Entity {
-    const DESCRIPTION: &'static Description<Column> = &Description {
-        upsert: None,
-        indexed: &[],
-        partitioned: false,
-        // Bookkeeping, not data: the pipeline's state stays out of the change stream.
-        published: false,
-        self_reference: None,
-    };
+    const DESCRIPTION: &'static Description<Column> = &Description::BOOKKEEPING;
 }

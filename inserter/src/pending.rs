@@ -38,18 +38,18 @@ impl Pending {
         Self { limits, records: Vec::new(), bytes: 0, since: None, positions: HashMap::new() }
     }
 
-    /// Adds `record`, read at `now`. A record below its partition's position (fetched again after a seek back)
-    /// is one already held: it is left out, and `false` returned.
-    pub fn push(&mut self, record: ConsumedRecord, now: Instant) -> bool {
+    /// Adds `record`, read at `now`, and lends it back. A record below its partition's position (fetched again
+    /// after a seek back) is one already held: it is left out, and `None` returned.
+    pub fn push(&mut self, record: ConsumedRecord, now: Instant) -> Option<&ConsumedRecord> {
         let position = self.positions.entry((record.topic.clone(), record.partition)).or_insert(0);
         if record.offset < *position {
-            return false;
+            return None;
         }
         *position = record.offset + 1;
         self.since.get_or_insert(now);
         self.bytes += record.size();
         self.records.push(record);
-        true
+        self.records.last()
     }
 
     pub fn len(&self) -> usize {
@@ -139,7 +139,7 @@ mod tests {
         let start = Instant::now();
         let mut pending = Pending::new(LIMITS);
         for offset in 0..4 {
-            assert!(pending.push(record(0, offset, 10), start));
+            assert!(pending.push(record(0, offset, 10), start).is_some());
         }
         assert!(pending.full());
         assert!(pending.due(start, false));
@@ -187,11 +187,11 @@ mod tests {
     fn a_record_fetched_again_after_a_seek_back_is_left_out() {
         let start = Instant::now();
         let mut pending = Pending::new(LIMITS);
-        assert!(pending.push(record(0, 5, 10), start));
-        assert!(pending.push(record(1, 0, 10), start));
+        assert!(pending.push(record(0, 5, 10), start).is_some());
+        assert!(pending.push(record(1, 0, 10), start).is_some());
         assert_eq!(pending.position(&("t".into(), 0)), Some(6));
-        assert!(!pending.push(record(0, 5, 10), start), "offset 5 is held");
-        assert!(pending.push(record(0, 6, 10), start));
+        assert!(pending.push(record(0, 5, 10), start).is_none(), "offset 5 is held");
+        assert!(pending.push(record(0, 6, 10), start).is_some());
         assert_eq!(pending.len(), 3);
         assert_eq!(pending.position(&("t".into(), 2)), None);
     }
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert!(!pending.full(), "the bytes count only what stays");
         assert_eq!(pending.position(&("t".into(), 0)), None, "a reassigned partition starts where it is stored");
-        assert!(pending.push(record(0, 0, 10), start));
+        assert!(pending.push(record(0, 0, 10), start).is_some());
         assert_eq!(pending.revoke(&[("t".to_owned(), 0), ("t".to_owned(), 1)].into()), 2);
         assert_eq!(pending.deadline(), None, "nothing held: no timer");
         assert_eq!(pending.revoke(&BTreeSet::new()), 0, "an empty revoke changes nothing");

@@ -220,19 +220,15 @@ impl Pipeline {
     fn accept(&self, state: &mut State, message: Result<BorrowedMessage<'_>, KafkaError>) {
         match message {
             Ok(message) => {
-                let record = consumer::detach(&message);
-                let topic = record.topic.clone();
                 let now = Instant::now();
-                if !state.pending.push(record, now) {
-                    return;
-                }
+                let Some(record) = state.pending.push(consumer::detach(&message), now) else { return };
                 state.last_record_at = now;
-                if let Some(consumed) = state.consumed.get(&topic) {
+                if let Some(consumed) = state.consumed.get(&record.topic) {
                     consumed.inc();
                 } else {
-                    let consumed = self.metrics.consumed_on(&topic);
+                    let consumed = self.metrics.consumed_on(&record.topic);
                     consumed.inc();
-                    state.consumed.insert(topic, consumed);
+                    state.consumed.insert(record.topic.clone(), consumed);
                 }
                 state.progress.records += 1;
             }

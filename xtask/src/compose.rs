@@ -1,6 +1,6 @@
 //! The `environment:` lists of compose's `scraper` and `inserter` services.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 /// `compose` with the `environment:` list of `service` made of the variables `names`: entries that set a value
 /// (`NAME: value`, with the comments just above them) stay as they are, first; every other name follows bare
@@ -58,4 +58,35 @@ pub fn undeclared(compose: &str, declared: &[&str]) -> Vec<String> {
     found.sort();
     found.dedup();
     found
+}
+
+/// One of compose's own variables in `docker/compose.env`: `NAME=default`, or `#NAME=` (unset by default), with
+/// the comment just above it.
+pub struct Variable<'a> {
+    pub name: &'a str,
+    pub default: Option<&'a str>,
+    pub comment: String,
+}
+
+/// The variables of `docker/compose.env`, in order; each must have a comment that says what it is.
+pub fn variables(compose_env: &str) -> anyhow::Result<Vec<Variable<'_>>> {
+    let is_name =
+        |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let mut found = Vec::new();
+    let mut comment: Vec<&str> = Vec::new();
+    for line in compose_env.lines() {
+        match line.trim_start_matches('#').split_once('=').filter(|(name, _)| is_name(name)) {
+            Some((name, value)) => {
+                if comment.is_empty() {
+                    bail!("docker/compose.env: {name} has no comment above it to say what it is");
+                }
+                let default = (!line.starts_with('#')).then_some(value);
+                found.push(Variable { name, default, comment: comment.join(" ") });
+                comment.clear();
+            }
+            None if line.is_empty() => comment.clear(),
+            None => comment.push(line.trim_start_matches('#').trim()),
+        }
+    }
+    Ok(found)
 }

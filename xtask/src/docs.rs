@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, bail};
 
+use crate::compose;
 use crate::settings::{Binary, Setting};
 
 /// `<!-- settings: scraper, inserter | Topics -->`: the variables of these binaries' flags under this `--help`
@@ -149,32 +150,14 @@ fn cell(text: &str) -> String {
     joined.replace('|', "\\|")
 }
 
-/// Compose's own variables: each `NAME=default` (or `#NAME=`, unset) of `docker/compose.env` and the comment
-/// just above it.
+/// Compose's own variables (`docker/compose.env`), each with its default and the comment above it.
 fn compose_table(compose_env: &str) -> anyhow::Result<String> {
     let mut out = String::from("| variable | default | meaning |\n|---|---|---|\n");
-    let mut comment: Vec<&str> = Vec::new();
-    for line in compose_env.lines() {
-        let trimmed = line.trim_start_matches('#');
-        let assignment = trimmed.split_once('=').filter(|(name, _)| is_variable_name(name));
-        match assignment {
-            Some((name, value)) => {
-                if comment.is_empty() {
-                    bail!("{COMPOSE_ENV}: {name} has no comment above it to say what it is");
-                }
-                let default = if line.starts_with('#') { "— (unset)".to_owned() } else { format!("`{value}`") };
-                out.push_str(&format!("| `{name}` | {default} | {} |\n", cell(&comment.join(" "))));
-                comment.clear();
-            }
-            None if line.is_empty() => comment.clear(),
-            None => comment.push(line.trim_start_matches('#').trim()),
-        }
+    for variable in compose::variables(compose_env)? {
+        let default = variable.default.map_or_else(|| "— (unset)".to_owned(), |value| format!("`{value}`"));
+        out.push_str(&format!("| `{}` | {default} | {} |\n", variable.name, cell(&variable.comment)));
     }
     Ok(out)
-}
-
-fn is_variable_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub fn generate(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
     let env = env_example(&binaries, &compose_env)?;
     let mut compose = read("docker-compose.yml")?;
     let mut declared: Vec<&str> = binaries.iter().flat_map(|b| b.settings.iter().map(|s| s.env.as_str())).collect();
-    declared.extend(compose_env.lines().filter_map(|l| l.trim_start_matches('#').split_once('=')).map(|(n, _)| n));
+    declared.extend(compose::variables(&compose_env)?.into_iter().map(|variable| variable.name));
     let undeclared = compose::undeclared(&compose, &declared);
     if !undeclared.is_empty() {
         bail!("docker-compose.yml reads {} without a line in docker/compose.env", undeclared.join(", "));

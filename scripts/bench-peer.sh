@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the drain bench's Python peer needs (`cargo bench -p inserter --bench drain -- --peer PATH`):
-#   - confluent-kafka (the Kafka consumer, with its bundled librdkafka),
-#   - psycopg with its binary libpq (`psycopg[binary]`), for COPY into Postgres.
-# Into the user's site-packages with pip, and nothing that is already importable: a second run does nothing.
+# Installs what the drain bench's peers need (`cargo bench -p inserter --bench drain`):
+#   - for the Python peer (`--peer PATH`): confluent-kafka (the Kafka consumer, with its bundled librdkafka) and
+#     psycopg with its binary libpq (`psycopg[binary]`), for COPY into Postgres, into the user's site-packages
+#     with pip, and nothing that is already importable;
+#   - Debezium's JDBC sink connector, from Maven Central (`scripts/install-kafka.sh --jdbc-sink`).
+# A second run does nothing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-kafka.sh --jdbc-sink
 
 PYTHON=${PYTHON:-python3}
 

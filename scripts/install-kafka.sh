@@ -6,6 +6,10 @@
 #     kafka-<KAFKA_VERSION>/libs/*.jar                 the broker's and Connect's classpath (`java -cp 'libs/*'`)
 #     debezium-<DEBEZIUM_VERSION>/plugins/debezium-connector-postgres/*.jar   Connect's plugin.path
 #
+# With --jdbc-sink, also Debezium's JDBC sink connector, which only the drain bench runs (as a peer of the
+# inserter):
+#     debezium-jdbc-sink-<JDBC_SINK_VERSION>/plugins/debezium-connector-jdbc/*.jar
+#
 # testkit starts both from there. Needs Java 17 or later and Maven. Idempotent: a directory is complete once
 # its `.installed` file names the pins it was made from, and a second run only checks that (about a second).
 set -euo pipefail
@@ -16,6 +20,15 @@ cd "$(dirname "$0")/.."
 JVM_HOME=${SOCIAL_INGEST_JVM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/social-ingest/jvm}
 KAFKA_DIR=$JVM_HOME/kafka-$KAFKA_VERSION
 DEBEZIUM_DIR=$JVM_HOME/debezium-$DEBEZIUM_VERSION
+JDBC_SINK_DIR=$JVM_HOME/debezium-jdbc-sink-$JDBC_SINK_VERSION
+
+jdbc_sink=false
+for arg in "$@"; do
+    case $arg in
+        --jdbc-sink) jdbc_sink=true ;;
+        *) printf 'usage: %s [--jdbc-sink]\n' "$0" >&2; exit 2 ;;
+    esac
+done
 
 log() { printf '[install-kafka] %s\n' "$*" >&2; }
 
@@ -72,25 +85,29 @@ POM
     mv "$work" "$KAFKA_DIR"
 }
 
-# Debezium publishes the connector as a Connect plugin archive: the connector and the jars it needs that Kafka
-# does not provide, in one directory, as its connect image carries it.
-install_debezium() {
-    local stamp="debezium-connector-postgres $DEBEZIUM_VERSION"
-    if [ "$(cat "$DEBEZIUM_DIR/.installed" 2>/dev/null)" = "$stamp" ]; then return; fi
-    log "resolving the Debezium Postgres connector $DEBEZIUM_VERSION from Maven Central into $DEBEZIUM_DIR"
+# Debezium publishes each connector as a Connect plugin archive: the connector and the jars it needs that Kafka
+# does not provide, in one directory, as its connect image carries it. install_plugin NAME VERSION DIR.
+install_plugin() {
+    local name=$1 version=$2 dir=$3
+    local stamp="$name $version"
+    if [ "$(cat "$dir/.installed" 2>/dev/null)" = "$stamp" ]; then return; fi
+    log "resolving $name $version from Maven Central into $dir"
     local work
-    work=$(mktemp -d "$JVM_HOME/.debezium.XXXXXX")
-    maven dependency:copy -Dartifact="io.debezium:debezium-connector-postgres:$DEBEZIUM_VERSION:tar.gz:plugin" \
-        -DoutputDirectory="$work"
+    work=$(mktemp -d "$JVM_HOME/.plugin.XXXXXX")
+    maven dependency:copy -Dartifact="io.debezium:$name:$version:tar.gz:plugin" -DoutputDirectory="$work"
     mkdir "$work/plugins"
-    tar -xzf "$work"/debezium-connector-postgres-*-plugin.tar.gz -C "$work/plugins"
-    rm "$work"/debezium-connector-postgres-*-plugin.tar.gz
+    tar -xzf "$work/$name-$version-plugin.tar.gz" -C "$work/plugins"
+    rm "$work/$name-$version-plugin.tar.gz"
     printf '%s\n' "$stamp" >"$work/.installed"
-    rm -rf "$DEBEZIUM_DIR"
-    mv "$work" "$DEBEZIUM_DIR"
+    rm -rf "$dir"
+    mv "$work" "$dir"
 }
 
 mkdir -p "$JVM_HOME"
 install_kafka
-install_debezium
+install_plugin debezium-connector-postgres "$DEBEZIUM_VERSION" "$DEBEZIUM_DIR"
 log "ready: Apache Kafka $KAFKA_VERSION in $KAFKA_DIR, Debezium $DEBEZIUM_VERSION in $DEBEZIUM_DIR"
+if $jdbc_sink; then
+    install_plugin debezium-connector-jdbc "$JDBC_SINK_VERSION" "$JDBC_SINK_DIR"
+    log "ready: Debezium's JDBC sink $JDBC_SINK_VERSION in $JDBC_SINK_DIR"
+fi

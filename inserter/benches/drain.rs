@@ -47,6 +47,8 @@
 //! Prints rows/s of each, the ratios inserter / COPY, peer / COPY and inserter / peer, and the inserter's
 //! memory: its peak RSS and its RSS over the drain, with the min and max after the first 10 % of it.
 
+#[path = "drain/jdbc_sink.rs"]
+mod jdbc_sink;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -141,6 +143,8 @@ async fn main() {
     let drained = drain(&rig, &args, &rig.db, 1).await;
     eprintln!("python peer...");
     let peer = peer(&rig, &args).await;
+    eprintln!("Debezium JDBC sink...");
+    let sink = jdbc_sink::run(&rig, &args).await;
     let writer_rate = if args.writer_alone {
         eprintln!("writer alone...");
         Some(writer_alone(&rig, &args).await)
@@ -176,6 +180,18 @@ async fn main() {
         }
         Peer::Skipped(why) => println!("python peer      skipped: {why}"),
         Peer::Failed(why) => println!("python peer      FAILED: {why}"),
+    }
+    match &sink {
+        jdbc_sink::Sink::Ran { rate, cpu_us: (connect, postgres) } => {
+            println!(
+                "JDBC sink        {rate:>8.0} rows/s  {:.2}x COPY  (Debezium, upsert; CPU a row: Connect {connect:.0} us, \
+                 postgres {postgres:.0} us)",
+                rate / copy_rate
+            );
+            println!("inserter / JDBC sink             {:.2}x", drained.rate / rate);
+        }
+        jdbc_sink::Sink::Skipped(why) => println!("JDBC sink        skipped: {why}"),
+        jdbc_sink::Sink::Failed(why) => println!("JDBC sink        FAILED: {why}"),
     }
     if let Some(rate) = writer_rate {
         println!(
@@ -433,6 +449,24 @@ struct CpuTicks {
     machine: u64,
 }
 
+/// CPU clock ticks Postgres used so far: the postmaster and its children, those it reaped included.
+fn postgres_ticks(rig: &Rig) -> u64 {
+    let postmaster = rig.pg.server_pid().expect("postgres runs");
+    let mut postgres = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        if let Some(stat) = support::proc_stat(pid)
+            && (pid == postmaster || stat.ppid == postmaster)
+        {
+            postgres += stat.own;
+            if pid == postmaster {
+                postgres += stat.children;
+            }
+        }
+    }
+    postgres
+}
+
 /// CPU seconds over a drain, from two [`CpuTicks`].
 struct Cpu {
     inserters: Vec<f64>,
@@ -445,19 +479,6 @@ struct Cpu {
 
 impl CpuTicks {
     fn now(rig: &Rig, inserters: &[u32]) -> Self {
-        let postmaster = rig.pg.server_pid().expect("postgres runs");
-        let mut postgres = 0;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-            if let Some(stat) = support::proc_stat(pid)
-                && (pid == postmaster || stat.ppid == postmaster)
-            {
-                postgres += stat.own;
-                if pid == postmaster {
-                    postgres += stat.children;
-                }
-            }
-        }
         let own = |pid: u32| support::proc_stat(pid).map_or(0, |stat| stat.own);
         let machine = std::fs::read_to_string("/proc/stat").unwrap();
         // cpu  user nice system idle iowait irq softirq steal ...: all but idle and iowait.
@@ -465,7 +486,7 @@ impl CpuTicks {
             machine.lines().next().unwrap().split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
         Self {
             inserters: inserters.iter().map(|pid| own(*pid)).collect(),
-            postgres,
+            postgres: postgres_ticks(rig),
             broker: own(rig.broker.pid().expect("the broker runs")),
             bench: own(std::process::id()),
             machine: fields.iter().take(8).sum::<u64>() - fields[3] - fields[4],

@@ -29,6 +29,7 @@ pub const CONNECTOR: &str = "ingest-postgres";
 pub struct Connect {
     dir: tempfile::TempDir,
     install: Install,
+    more_plugins: Vec<PathBuf>,
     port: u16,
     /// The worker's environment: the variables compose gives the container that the worker reads itself
     /// (`DEBEZIUM_DB_PASSWORD`, through the env config provider).
@@ -41,9 +42,21 @@ impl Connect {
     /// `DEBEZIUM_DB_PASSWORD` compose passes it, its REST API on 127.0.0.1:`port` (0: a free port), and
     /// waits until the API answers.
     pub async fn start(bootstrap_servers: &str, db_password: &str, port: u16) -> Result<Self> {
+        Self::start_with_plugins(bootstrap_servers, db_password, port, &[]).await
+    }
+
+    /// [`Connect::start`] with more plugin directories on its `plugin.path` (e.g.
+    /// [`Install::jdbc_sink_plugins`]).
+    pub async fn start_with_plugins(
+        bootstrap_servers: &str,
+        db_password: &str,
+        port: u16,
+        more_plugins: &[PathBuf],
+    ) -> Result<Self> {
         let install = Install::pinned()?;
         let dir = child::service_dir("connect")?;
-        let mut connect = Self { dir, install, port: 0, env: BTreeMap::new(), process: None };
+        let mut connect =
+            Self { dir, install, more_plugins: more_plugins.to_vec(), port: 0, env: BTreeMap::new(), process: None };
         let compose = compose_environment()?;
         let mut start = async |port| {
             connect.port = port;
@@ -67,8 +80,10 @@ impl Connect {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn plugin_path(&self) -> PathBuf {
-        self.install.debezium_plugins.clone()
+    /// `plugin.path`: Debezium's Postgres connector, then the others asked for.
+    fn plugin_path(&self) -> String {
+        let dirs = std::iter::once(&self.install.debezium_plugins).chain(&self.more_plugins);
+        dirs.map(|dir| dir.display().to_string()).collect::<Vec<_>>().join(",")
     }
 
     /// Registers the connector as compose's `register-connector` service does: `register.sh` PUTs
@@ -119,6 +134,28 @@ impl Connect {
             bail!("GET {path}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         }
         serde_json::from_slice(&output.stdout).with_context(|| format!("GET {path}: not JSON"))
+    }
+
+    /// `PUT path` of `body` on the REST API (e.g. `/connectors/NAME/config` to create or change a connector),
+    /// its answer as JSON.
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+        let output = tokio::process::Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--max-time", "30", "-X", "PUT", "-H", "Content-Type: application/json"])
+            .arg("--data-binary")
+            .arg(body.to_string())
+            .arg(format!("{}{path}", self.url()))
+            .output()
+            .await
+            .context("run curl")?;
+        if !output.status.success() {
+            bail!("PUT {path}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        }
+        serde_json::from_slice(&output.stdout).with_context(|| format!("PUT {path}: not JSON"))
+    }
+
+    /// The worker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
     }
 
     /// The worker's log so far.
@@ -230,7 +267,7 @@ fn worker_properties(
     compose: &BTreeMap<String, String>,
     bootstrap_servers: &str,
     port: u16,
-    plugin_path: &Path,
+    plugin_path: &str,
 ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
     let mut properties: BTreeMap<String, String> = [
         // Kafka's config/connect-distributed.properties, which the image starts from.
@@ -287,7 +324,7 @@ fn worker_properties(
     properties.insert("listeners".into(), format!("http://127.0.0.1:{port}"));
     properties.insert("rest.advertised.host.name".into(), "127.0.0.1".into());
     properties.insert("rest.advertised.port".into(), port.to_string());
-    properties.insert("plugin.path".into(), plugin_path.display().to_string());
+    properties.insert("plugin.path".into(), plugin_path.to_owned());
     Ok((properties, env))
 }
 

@@ -14,6 +14,8 @@ use crate::stack::repository_root;
 pub struct Versions {
     pub kafka: String,
     pub debezium: String,
+    /// Debezium's JDBC sink connector, which only the drain bench runs.
+    pub jdbc_sink: String,
 }
 
 impl Versions {
@@ -30,7 +32,11 @@ impl Versions {
         let pin = |name: &str| {
             pins.get(name).map(|v| (*v).to_owned()).with_context(|| format!("{} pins no {name}", path.display()))
         };
-        Ok(Self { kafka: pin("KAFKA_VERSION")?, debezium: pin("DEBEZIUM_VERSION")? })
+        Ok(Self {
+            kafka: pin("KAFKA_VERSION")?,
+            debezium: pin("DEBEZIUM_VERSION")?,
+            jdbc_sink: pin("JDBC_SINK_VERSION")?,
+        })
     }
 }
 
@@ -64,6 +70,17 @@ impl Install {
             }
         }
         Ok(install)
+    }
+
+    /// `debezium-jdbc-sink-<version>/plugins`, with `debezium-connector-jdbc/` in it, once
+    /// `scripts/install-kafka.sh --jdbc-sink` (or `scripts/bench-peer.sh`) installed it.
+    pub fn jdbc_sink_plugins() -> Result<PathBuf> {
+        let version = Versions::pinned()?.jdbc_sink;
+        let dir = jvm_home()?.join(format!("debezium-jdbc-sink-{version}"));
+        if !dir.join(".installed").is_file() {
+            bail!("Debezium's JDBC sink {version} is not installed in {}: run scripts/bench-peer.sh", dir.display());
+        }
+        Ok(dir.join("plugins"))
     }
 
     /// `java` running `main_class` from the Kafka classpath with at most `heap` of heap (`-Xmx`), logging

@@ -124,33 +124,29 @@ impl Connect {
 
     /// `GET path` on the REST API, as JSON.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value> {
-        let output = tokio::process::Command::new("curl")
-            .args(["-sS", "--fail-with-body", "--max-time", "10"])
-            .arg(format!("{}{path}", self.url()))
-            .output()
-            .await
-            .context("run curl")?;
-        if !output.status.success() {
-            bail!("GET {path}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        }
-        serde_json::from_slice(&output.stdout).with_context(|| format!("GET {path}: not JSON"))
+        self.request("GET", path, None).await
     }
 
     /// `PUT path` of `body` on the REST API (e.g. `/connectors/NAME/config` to create or change a connector),
     /// its answer as JSON.
     pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
-        let output = tokio::process::Command::new("curl")
-            .args(["-sS", "--fail-with-body", "--max-time", "30", "-X", "PUT", "-H", "Content-Type: application/json"])
-            .arg("--data-binary")
-            .arg(body.to_string())
-            .arg(format!("{}{path}", self.url()))
-            .output()
-            .await
-            .context("run curl")?;
-        if !output.status.success() {
-            bail!("PUT {path}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        self.request("PUT", path, Some(body)).await
+    }
+
+    async fn request(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<serde_json::Value> {
+        // Creating a connector validates its configuration, which loads its plugin: slower than a read.
+        let max_time = if body.is_some() { "30" } else { "10" };
+        let mut curl = tokio::process::Command::new("curl");
+        curl.args(["-sS", "--fail-with-body", "--max-time", max_time, "-X", method]);
+        if let Some(body) = body {
+            curl.args(["-H", "Content-Type: application/json", "--data-binary"]).arg(body.to_string());
         }
-        serde_json::from_slice(&output.stdout).with_context(|| format!("PUT {path}: not JSON"))
+        let output = curl.arg(format!("{}{path}", self.url())).output().await.context("run curl")?;
+        if !output.status.success() {
+            let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            bail!("{method} {path}: {stdout}{stderr}");
+        }
+        serde_json::from_slice(&output.stdout).with_context(|| format!("{method} {path}: not JSON"))
     }
 
     /// The worker's process id, while it runs.

@@ -1,5 +1,5 @@
-//! The inserter against `COPY` and against a Python peer, in one run, on the same N synthetic X stream lines
-//! produced once to a real broker, all into the same Postgres database, each into its own table:
+//! The inserter against `COPY`, a Python peer and Debezium's JDBC sink, in one run, on the same N synthetic X
+//! stream lines produced once to a real broker, all into the same Postgres database, each into its own table:
 //!
 //! 0. The broker's read ceiling: one rdkafka consumer reading every record and discarding it, no database.
 //!    No end-to-end figure can pass it, so it says how much of a gap to `COPY` is the broker's.
@@ -14,8 +14,11 @@
 //!    `twitter_data_peer`. It reads the same topic in a consumer group of its own, and times itself from the
 //!    first record it consumes. It is skipped, with a message, when the file is absent or when `python3`
 //!    cannot import `confluent_kafka` and `psycopg` (`scripts/bench-peer.sh` installs them).
+//! 4. Debezium's JDBC sink connector on Kafka Connect, upserting the same records into `twitter_data_jdbc`
+//!    (`inserter/benches/drain/jdbc_sink.rs` says how, and what it writes); skipped, with a message, until
+//!    `scripts/bench-peer.sh` has installed it.
 //!
-//! 4. With `--members 1,2,4` (instead of 2 and 3): for each member count N, N release `inserter` processes in
+//! 5. With `--members 1,2,4` (instead of 2, 3 and 4): for each member count N, N release `inserter` processes in
 //!    one new consumer group drain the topic into a fresh database, timed from the group's first committed
 //!    batch to its last. Each member's rows are its `inserter_rows_written_total{table="twitter_data"}`.
 //!    CPU seconds over each drain are read from `/proc/PID/stat` (utime + stime) for the inserters, Postgres
@@ -44,7 +47,7 @@
 //! whatever the records' sizes. `--writer-alone` also times the inserter's decode and write path (the next batch decoded beside the write) in this
 //! process, with no broker and no consumer, into a database of its own.
 //!
-//! Prints rows/s of each, the ratios inserter / COPY, peer / COPY and inserter / peer, and the inserter's
+//! Prints rows/s of each, the ratios to COPY, inserter / peer and inserter / JDBC sink, and the inserter's
 //! memory: its peak RSS and its RSS over the drain, with the min and max after the first 10 % of it.
 
 #[path = "drain/jdbc_sink.rs"]

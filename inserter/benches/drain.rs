@@ -470,6 +470,13 @@ fn postgres_ticks(rig: &Rig) -> u64 {
     postgres
 }
 
+/// CPU seconds from `then` to `now`, two readings of clock ticks (`/proc/PID/stat`).
+fn seconds_between(then: u64, now: u64) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    now.saturating_sub(then) as f64 / hz
+}
+
 /// CPU seconds over a drain, from two [`CpuTicks`].
 struct Cpu {
     inserters: Vec<f64>,
@@ -497,9 +504,7 @@ impl CpuTicks {
     }
 
     fn since(&self, earlier: &Self) -> Cpu {
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let s = |now: u64, then: u64| now.saturating_sub(then) as f64 / hz;
+        let s = |now: u64, then: u64| seconds_between(then, now);
         Cpu {
             inserters: self.inserters.iter().zip(&earlier.inserters).map(|(now, then)| s(*now, *then)).collect(),
             postgres: s(self.postgres, earlier.postgres),

@@ -30,13 +30,13 @@ use testkit::jvm::Install;
 use crate::support::{self, Rig};
 use crate::{Args, checkpoint};
 
-pub const TABLE: &str = "twitter_data_jdbc";
+const TABLE: &str = "twitter_data_jdbc";
 const CONNECTOR: &str = "jdbc-sink-bench";
 
 pub enum Sink {
     Ran {
         rate: f64,
-        /// CPU seconds a row: the Connect worker, Postgres.
+        /// CPU µs a row: the Connect worker, Postgres.
         cpu_us: (f64, f64),
     },
     Skipped(String),
@@ -108,9 +108,7 @@ async fn run_with(rig: &Rig, args: &Args, plugins: PathBuf) -> anyhow::Result<Si
     )
     .await;
     anyhow::ensure!(same == total, "{same} of {TABLE}'s {total} rows match the inserter's twitter_data");
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let per_row = |now: u64, then: u64| (now - then) as f64 / hz / (total - n0) as f64 * 1e6;
+    let per_row = |now: u64, then: u64| crate::seconds_between(then, now) / (total - n0) as f64 * 1e6;
     Ok(Sink::Ran {
         rate: (total - n0) as f64 / seconds,
         cpu_us: (per_row(connect1, connect0), per_row(postgres1, postgres0)),

@@ -27,5 +27,10 @@ pub const INSTAGRAM_HASHTAG: &str = "instagram_hashtag";
 /// On a hashtag media record: the Graph API's id of the hashtag.
 pub const INSTAGRAM_HASHTAG_ID: &str = "instagram_hashtag_id";
 
+/// On a Bluesky record: a Jetstream cursor (microseconds since the epoch) from which a restarted scraper
+/// resumes without a gap: every event before it had been acknowledged by the broker when the record was
+/// produced. The newest record of each partition says where to resume.
+pub const BLUESKY_CURSOR: &str = "bluesky_cursor";
+
 /// The `content_type` of every record.
 pub const JSON: &str = "application/json";

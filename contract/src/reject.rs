@@ -22,6 +22,9 @@ pub enum Reject {
     NoId(&'static str),
     #[error("payload's `{field}` {error}")]
     BadId { field: &'static str, error: IdError },
+    /// An AT Protocol identity (a DID, a record URI's part) that is not one.
+    #[error("payload's `{field}`: {error}")]
+    BadKey { field: &'static str, error: crate::atproto::AtError },
     #[error("payload is not of the source's shape: {0}")]
     Shape(String),
     /// A line of a line-framed stream (X's) longer than the limit: skipped as it streams by, so only its first

@@ -19,6 +19,11 @@ pub const INSTAGRAM_HASHTAG_TOP: &str = "instagram.graph.hashtag.top_media";
 pub const INSTAGRAM_WEB_PREFIX: &str = "instagram.web.";
 pub const INSTAGRAM_WEB_PROFILE: &str = "instagram.web.profile";
 
+/// Bluesky's Jetstream: every public post, like, repost and follow, and account events, as they happen.
+pub const BLUESKY_JETSTREAM: &str = "bluesky.jetstream";
+/// Bluesky records start with this.
+pub const BLUESKY_PREFIX: &str = "bluesky.";
+
 /// Records replayed from a file of X stream lines (or of any format: the topic decides).
 pub const REPLAY: &str = "replay";
 /// Posts made up by the scraper's synthetic generator, X stream lines. A value of their own, kept in

@@ -58,6 +58,15 @@ pub const INSTAGRAM_MEDIA: Topic = Topic {
     aliases: &["instagram-media"],
 };
 
+pub const BLUESKY_EVENTS: Topic = Topic {
+    name: "bluesky-events",
+    flag: "topic-bluesky-events",
+    env: "TOPIC_BLUESKY_EVENTS",
+    default: "bluesky.events",
+    help: "Topic of Bluesky events (Jetstream's JSON: commits of posts, likes, reposts, follows; identity and account events)",
+    aliases: &[],
+};
+
 pub const REJECTS: Topic = Topic {
     name: "rejects",
     flag: "topic-rejects",
@@ -68,7 +77,8 @@ pub const REJECTS: Topic = Topic {
 };
 
 /// Every topic of the contract.
-pub const ALL: [&Topic; 5] = [&TWEETS, &MASTODON_STATUSES, &INSTAGRAM_PROFILES, &INSTAGRAM_MEDIA, &REJECTS];
+pub const ALL: [&Topic; 6] =
+    [&TWEETS, &MASTODON_STATUSES, &INSTAGRAM_PROFILES, &INSTAGRAM_MEDIA, &BLUESKY_EVENTS, &REJECTS];
 
 /// The topics a binary takes flags for: those its sources write, or its mappings read.
 pub trait TopicList {

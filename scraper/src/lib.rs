@@ -1,9 +1,10 @@
 //! The scraper: sources that read social-media payloads, a bounded queue, and the Kafka sink they all write to.
 //!
 //! ```text
-//! source (X stream, SSE, Instagram, replay) ─► Emitter ─► queue (byte budget) ─► forward ─► KafkaSink ─► broker
+//! source (X stream, SSE, Instagram, Bluesky, replay) ─► Emitter ─► queue (byte budget) ─► forward ─► KafkaSink ─► broker
 //! ```
 
+pub mod bluesky;
 pub mod forward;
 pub mod http;
 pub mod instagram;
@@ -19,4 +20,5 @@ pub mod settings;
 pub mod source;
 pub mod sse;
 pub mod synthetic;
+pub mod topic_tail;
 pub mod x;

@@ -18,7 +18,13 @@ use crate::record::Record;
 pub struct Queued {
     pub record: Record,
     _permit: OwnedSemaphorePermit,
+    /// Dropped when the record is settled (acknowledged, or given up): how a source learns what the broker
+    /// holds (the Bluesky source's resume cursor).
+    _settled: Option<Settled>,
 }
+
+/// What a source hands in with a record, to be dropped once the record is settled.
+pub type Settled = Box<dyn Send + Sync>;
 
 /// The queue is closed: the forwarder stopped, so nothing more can be delivered.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +131,12 @@ impl Emitter {
 
     /// Queues `record`, waiting while the byte budget is spent.
     pub async fn send(&self, record: Record) -> Result<(), Closed> {
+        self.send_settled(record, None).await
+    }
+
+    /// Queues `record` as [`Emitter::send`] does, and drops `settled` once the broker acknowledged it (or it
+    /// was given up: refused for good, or still unacknowledged when the producer failed or the grace ran out).
+    pub async fn send_settled(&self, record: Record, settled: Option<Settled>) -> Result<(), Closed> {
         let cost = cost(&record, self.budget_bytes);
         let permit = match self.budget.clone().try_acquire_many_owned(cost) {
             Ok(permit) => permit,
@@ -136,7 +148,7 @@ impl Emitter {
             }
         };
         self.metrics.queued_bytes.inc_by(i64::from(cost));
-        self.tx.send(Queued { record, _permit: permit }).map_err(|_| Closed)
+        self.tx.send(Queued { record, _permit: permit, _settled: settled }).map_err(|_| Closed)
     }
 
     /// One warning a second at most: a stream of garbage must not turn into a flood of log lines (every

@@ -10,8 +10,13 @@ use contract::{Topic, TopicList};
 use crate::source::Source;
 
 /// Every source module, in the order their sources start and their flags show in `--help`.
-pub static SOURCES: &[&dyn Registration] =
-    &[&crate::x::flags::X, &crate::sse::flags::SSE, &crate::replay::REPLAY, &crate::instagram::flags::INSTAGRAM];
+pub static SOURCES: &[&dyn Registration] = &[
+    &crate::x::flags::X,
+    &crate::sse::flags::SSE,
+    &crate::replay::REPLAY,
+    &crate::instagram::flags::INSTAGRAM,
+    &crate::bluesky::flags::BLUESKY,
+];
 
 /// One `--source` value.
 #[derive(Debug)]
@@ -42,6 +47,8 @@ pub struct Shared<'a> {
     pub topics: &'a Topics,
     /// Longest payload accepted, in bytes.
     pub max_record_bytes: usize,
+    /// The Kafka client settings, for a source that reads where its last run stopped from its topic.
+    pub kafka: &'a rdkafka::ClientConfig,
 }
 
 /// What a source module implements.

@@ -69,7 +69,8 @@ impl Settings {
     /// The sources to run, validated: a source that is asked for but not configured is an error here, before
     /// anything connects.
     pub fn sources(&self) -> anyhow::Result<Vec<Box<dyn Source>>> {
-        self.sources.build(&Shared { topics: &self.topics, max_record_bytes: self.max_record_bytes })
+        let kafka = common::kafka::client_config(&self.bootstrap_servers, std::env::vars());
+        self.sources.build(&Shared { topics: &self.topics, max_record_bytes: self.max_record_bytes, kafka: &kafka })
     }
 }
 

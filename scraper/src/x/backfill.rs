@@ -38,6 +38,9 @@ pub struct Backfill {
     /// The source's waiter's clock, so that tests see gaps made of the delays the source chose.
     clock: WaitClock,
     last_byte: Option<Duration>,
+    /// After a restart, before any byte: how long before the clock's `.1` the last run's newest record was
+    /// scraped.
+    restarted: Option<(Duration, Duration)>,
     counting_until: Option<Duration>,
     lines: Counter,
 }
@@ -45,13 +48,23 @@ pub struct Backfill {
 impl Backfill {
     /// `lines` is the source's `scraper_backfill_lines_total`.
     pub fn new(max_minutes: u8, clock: WaitClock, lines: Counter) -> Self {
-        Self { max_minutes, clock, last_byte: None, counting_until: None, lines }
+        Self { max_minutes, clock, last_byte: None, restarted: None, counting_until: None, lines }
+    }
+
+    /// The last run's newest record was scraped `gap` ago (`restart::gap`): the first connection asks for it.
+    pub fn restarted(&mut self, gap: Duration) {
+        self.restarted = Some((gap, self.clock.now()));
     }
 
     /// What the next connection asks for: nothing before any byte arrived (a first connection has missed
-    /// nothing it could name), nor without backfill.
+    /// nothing it could name, unless a restart said what the last run missed), nor without backfill.
     pub fn ask(&self) -> Option<Ask> {
-        let disconnected = self.clock.now().saturating_sub(self.last_byte?);
+        let now = self.clock.now();
+        let disconnected = match (self.last_byte, self.restarted) {
+            (Some(last_byte), _) => now.saturating_sub(last_byte),
+            (None, Some((gap, at))) => gap + now.saturating_sub(at),
+            (None, None) => return None,
+        };
         let minutes = minutes_for(disconnected, self.max_minutes)?;
         Some(Ask { minutes, disconnected })
     }
@@ -129,6 +142,17 @@ mod tests {
 
         fake.advance(secs(600));
         assert_eq!(backfill.ask().unwrap().minutes, 3, "capped at the setting");
+
+        let mut restarted = Backfill::new(5, WaitClock::Fake(fake.clone()), Counter::default());
+        restarted.restarted(secs(130));
+        fake.advance(secs(20));
+        assert_eq!(
+            restarted.ask().unwrap().minutes,
+            3,
+            "the gap since the last run's newest record, and the wait since"
+        );
+        restarted.received();
+        assert_eq!(restarted.ask().unwrap().minutes, 1, "once connected, the gap is since the last byte");
 
         let mut without = Backfill::new(0, WaitClock::Fake(fake.clone()), Counter::default());
         without.received();

@@ -176,6 +176,7 @@ impl Register for XSource {
             rules,
             rules_dry_run: x.x_stream_rules_dry_run,
             backfill_minutes: x.x_backfill_minutes,
+            resume_from: Some(shared.kafka.clone()),
         };
         // Each stream its own connection, reconnect state and connection quota.
         Ok(endpoints

@@ -92,6 +92,9 @@ pub struct XStreamConfig {
     pub rules_dry_run: bool,
     /// On a reconnect, the most minutes of backfill to ask for (0: none, for plans without backfill).
     pub backfill_minutes: u8,
+    /// The Kafka client that reads, at start-up, when the last run's newest record of this stream was
+    /// scraped, for the first connection's backfill; `None`: the first connection asks for none.
+    pub resume_from: Option<rdkafka::ClientConfig>,
 }
 
 pub struct XStream {
@@ -196,6 +199,7 @@ impl XStream {
             backoff: Backoff::new(),
             backfill: Backfill::new(self.config.backfill_minutes, self.waiter.clock(), backfilled),
         };
+        self.find_restart_gap(&mut between.backfill).await;
         loop {
             if let Err(not_until) = limiter.check() {
                 let delay = not_until.wait_time_from(clock.now());
@@ -227,6 +231,29 @@ impl XStream {
             tracing::info!(reason = why.label(), delay = ?delay, "reconnecting to the X stream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
                 return Ok(());
+            }
+        }
+    }
+
+    /// After a restart, the gap since the last run's newest record of this stream, for the first connection's
+    /// backfill. A topic that cannot be read costs the backfill, not the stream: it starts without.
+    async fn find_restart_gap(&self, backfill: &mut Backfill) {
+        let Some(config) = self.config.resume_from.clone().filter(|_| self.config.backfill_minutes > 0) else {
+            return;
+        };
+        let (topic, source) = (self.config.topic.clone(), self.record_source());
+        let minutes = self.config.backfill_minutes;
+        match super::restart::gap(config, topic, source, minutes, chrono::Utc::now()).await {
+            Ok(Some(gap)) => {
+                tracing::info!(
+                    ?gap,
+                    "the last run's newest record of this stream is in the topic: backfilling the gap"
+                );
+                backfill.restarted(gap);
+            }
+            Ok(None) => tracing::info!("the topic holds no record yet: nothing to backfill"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the topic for the gap since the last run: no backfill")
             }
         }
     }

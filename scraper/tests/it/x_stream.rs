@@ -41,6 +41,7 @@ pub(crate) fn config(server: &HttpServer, topic: &str) -> XStreamConfig {
         rules: None,
         rules_dry_run: false,
         backfill_minutes: 0,
+        resume_from: None,
     }
 }
 

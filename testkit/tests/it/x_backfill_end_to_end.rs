@@ -54,6 +54,7 @@ fn config(server: &HttpServer, topic: &str) -> XStreamConfig {
         rules: None,
         rules_dry_run: false,
         backfill_minutes: 5,
+        resume_from: None,
     }
 }
 

@@ -74,7 +74,7 @@ pub fn check_nsid(nsid: &str) -> Result<(), AtError> {
         segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !segment.starts_with('-')
             && !segment.ends_with('-')
-            && !(i == 0 && segment.as_bytes()[0].is_ascii_digit())
+            && (i > 0 || !segment.as_bytes()[0].is_ascii_digit())
     });
     let name_ok = name.as_bytes()[0].is_ascii_alphabetic() && name.bytes().all(|b| b.is_ascii_alphanumeric());
     if authority_ok && name_ok { Ok(()) } else { Err(bad()) }

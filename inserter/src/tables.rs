@@ -5,7 +5,8 @@
 use entity::Described;
 use entity::description::Upsert;
 use entity::{
-    instagram_comments, instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
+    bluesky_account_events, bluesky_deletions, bluesky_interactions, bluesky_posts, instagram_comments,
+    instagram_hashtags, instagram_post_hashtags, instagram_post_tagged_users, instagram_posts,
     instagram_profile_snapshots, instagram_profiles, mastodon_status_deletions, mastodon_statuses, twitter_data,
     twitter_users,
 };
@@ -120,6 +121,11 @@ tables! {
     instagram_post_hashtags: instagram_post_hashtags::Entity;
     instagram_comments: instagram_comments::Entity;
     instagram_post_tagged_users: instagram_post_tagged_users::Entity;
+    // Bluesky: a deletion marks its record's row whichever is written first (a trigger).
+    bluesky_posts: bluesky_posts::Entity;
+    bluesky_interactions: bluesky_interactions::Entity;
+    bluesky_deletions: bluesky_deletions::Entity;
+    bluesky_account_events: bluesky_account_events::Entity;
 }
 
 impl Tables {
@@ -160,8 +166,13 @@ mod tests {
     use crate::batch::{Batch, Routes};
 
     /// Columns the database fills (defaults), by table; `*` is every table.
-    const FILLED_BY_THE_DATABASE: &[(&str, &str)] =
-        &[("*", "ingested_at"), ("instagram_hashtags", "first_seen_at"), ("mastodon_statuses", "deleted_at")];
+    const FILLED_BY_THE_DATABASE: &[(&str, &str)] = &[
+        ("*", "ingested_at"),
+        ("instagram_hashtags", "first_seen_at"),
+        ("mastodon_statuses", "deleted_at"),
+        ("bluesky_posts", "deleted_at"),
+        ("bluesky_interactions", "deleted_at"),
+    ];
 
     /// Tables whose rows are placeholders that write only some columns, and those columns.
     const PARTIAL: &[(&str, &[&str])] = &[("instagram_referenced_profiles", &["user_id", "username"])];
@@ -209,6 +220,10 @@ mod tests {
                 "instagram/graph_hashtag_media.json",
             ),
             record(topic("instagram-media"), "instagram.web.profile", &[], "instagram/web_node.json"),
+            record(topic("bluesky-events"), "bluesky.jetstream", &[], "bluesky/post_full.json"),
+            record(topic("bluesky-events"), "bluesky.jetstream", &[], "bluesky/like.json"),
+            record(topic("bluesky-events"), "bluesky.jetstream", &[], "bluesky/post_delete.json"),
+            record(topic("bluesky-events"), "bluesky.jetstream", &[], "bluesky/account_takendown.json"),
         ];
         let batch = Batch::decode(records, &routes);
         assert_eq!(batch.dead_letters, vec![], "every fixture maps");
@@ -253,7 +268,11 @@ mod tests {
             instagram_hashtags,
             instagram_post_hashtags,
             instagram_comments,
-            instagram_post_tagged_users
+            instagram_post_tagged_users,
+            bluesky_posts,
+            bluesky_interactions,
+            bluesky_deletions,
+            bluesky_account_events
         );
         // Every value is of its column's type: the encoder takes nothing else.
         for (table, statements) in batch.rows.encoded.as_ref().expect("a decoded batch is encoded") {

@@ -4,6 +4,7 @@
 //! A new format is one module implementing [`Mapping`] and one line in [`MAPPINGS`]: its topic's flag,
 //! variable and default, the sources it reads, and the rows a record becomes all live in that module.
 
+pub mod bluesky;
 pub mod html;
 pub mod instagram;
 pub mod mastodon;
@@ -21,7 +22,7 @@ use crate::tables::Tables;
 
 /// Every payload format the inserter reads, each from a topic of its own.
 pub(crate) static MAPPINGS: &[&dyn Mapping] =
-    &[&twitter::TWEETS, &mastodon::STATUSES, &instagram::PROFILES, &instagram::MEDIA];
+    &[&twitter::TWEETS, &mastodon::STATUSES, &instagram::PROFILES, &instagram::MEDIA, &bluesky::EVENTS];
 
 /// One payload format.
 pub(crate) trait Mapping: Sync {

@@ -1,6 +1,7 @@
 //! The inserter crate's integration tests: one binary, one module per area (a single link of the
 //! crate's dependencies instead of one per file).
 
+mod bluesky_mapping;
 mod consume;
 mod env_example;
 mod failures;

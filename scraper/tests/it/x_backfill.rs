@@ -152,3 +152,55 @@ async fn each_sample10_partition_reads_on_a_connection_of_its_own() {
     assert_eq!((metrics.lines_of("x.sample10.p1"), metrics.lines_of("x.sample10.p2")), (2, 2));
     assert_eq!(metrics.reconnects_of("x.sample10.p1"), 1);
 }
+
+#[tokio::test]
+async fn a_restarted_stream_asks_for_the_minutes_since_its_newest_record_in_the_topic() {
+    let broker = Broker::shared().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    // The last run: three posts, then the server's 401 stops it.
+    let server = HttpServer::scripted(
+        vec![Reply::stream(vec![chunk(&lines(&[1, 2, 3])), Part::Drop]), unauthorized()],
+        unauthorized(),
+    )
+    .await
+    .unwrap();
+    let kafka = common::kafka::client_config(&broker.bootstrap_servers(), []);
+    let restartable = |server: &HttpServer| {
+        let mut config = config(server, &topic);
+        config.backfill_minutes = 5;
+        config.resume_from = Some(kafka.clone());
+        config
+    };
+    let (waiter, _) = Waiter::recording();
+    let first: Box<dyn Source> = Box::new(XStream::new(restartable(&server), waiter));
+    let run = support::run_sources(vec![first], sink.clone(), &rejects, CancellationToken::new());
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("the 401 stops it");
+    let first_asked: Vec<Option<String>> = server.requests().iter().map(|r| r.query("backfill_minutes")).collect();
+    assert_eq!(first_asked[0], None, "a first run on an empty topic has missed nothing");
+    support::consume(&broker, &topic, 3, Duration::from_secs(30)).await;
+
+    // Another X stream's records in the same topic say nothing of this one's gap.
+    let gap =
+        scraper::x::restart::gap(kafka.clone(), topic.clone(), "x.search".into(), 5, chrono::Utc::now()).await.unwrap();
+    assert_eq!(gap, Some(Duration::from_secs(300)), "no x.search record: at least the whole window");
+
+    // The restart, a little over a minute after the newest record as far as the gap is concerned.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(70);
+    let gap = scraper::x::restart::gap(kafka.clone(), topic.clone(), "x.sample".into(), 5, later).await.unwrap();
+    let gap = gap.expect("the last run's records are in the topic");
+    assert!((Duration::from_secs(69)..Duration::from_secs(80)).contains(&gap), "{gap:?}");
+
+    let server = HttpServer::scripted(
+        vec![Reply::stream(vec![chunk(&lines(&[3, 4])), Part::Drop]), unauthorized()],
+        unauthorized(),
+    )
+    .await
+    .unwrap();
+    let (waiter, _) = Waiter::recording();
+    let second: Box<dyn Source> = Box::new(XStream::new(restartable(&server), waiter));
+    let run = support::run_sources(vec![second], sink, &rejects, CancellationToken::new());
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("the 401 stops it");
+    let asked: Vec<Option<String>> = server.requests().iter().map(|r| r.query("backfill_minutes")).collect();
+    assert_eq!(asked[0].as_deref(), Some("1"), "the first connection after the restart backfills the gap");
+}

@@ -22,7 +22,7 @@ use sea_orm_migration::prelude::*;
 use crate::m20261201_000007_instagram_one_profile_per_account::MERGE_GRAPH_ROW;
 use crate::m20261201_000010_partitioned_posts::MAINTENANCE_BY_CALLER;
 
-const UP: &str = r#"
+const UP_BEFORE_MAINTENANCE: &str = r#"
 -- SECURITY DEFINER: the merge deletes the duplicate, and the inserter's role has no DELETE. The references
 -- are moved before the delete, which would otherwise cascade to them.
 CREATE OR REPLACE FUNCTION public.instagram_profile_merge_graph_row() RETURNS trigger LANGUAGE plpgsql
@@ -69,7 +69,11 @@ INSERT INTO ingest.partition_policy (table_name)
 VALUES ('twitter_data'), ('mastodon_statuses'), ('instagram_profile_snapshots');
 
 DROP FUNCTION public.ingest_partition_maintenance(text, interval);
+"#;
 
+/// The partition maintenance by the owner's policy as this migration made it, for the three tables it names;
+/// `m20261207_000012_bluesky` replaces it with one naming more, and its `down` restores this.
+pub(crate) const MAINTENANCE_BY_POLICY: &str = r#"
 -- What the inserter runs on a schedule, for one table: the partitions for today and `premake` days ahead
 -- exist, and with the owner's retention (ingest.partition_policy), the partitions wholly older than now -
 -- retention are dropped (DROP TABLE: no row is deleted, so no change event is sent for them). SECURITY
@@ -126,7 +130,9 @@ BEGIN
     last_done_at := now();
     UPDATE ingest.partition_policy p SET last_done_at = now() WHERE p.table_name = tbl;
 END $$;
-REVOKE ALL ON FUNCTION public.ingest_partition_maintenance(text) FROM PUBLIC;
+"#;
+
+const UP_AFTER_MAINTENANCE: &str = r#"REVOKE ALL ON FUNCTION public.ingest_partition_maintenance(text) FROM PUBLIC;
 DO $$ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'inserter') THEN
         GRANT EXECUTE ON FUNCTION public.ingest_partition_maintenance(text) TO inserter;
@@ -186,4 +192,8 @@ END $$;
     .concat()
 }
 
-crate::sql::sql_migration!(UP, &down());
+fn up() -> String {
+    [UP_BEFORE_MAINTENANCE, MAINTENANCE_BY_POLICY, UP_AFTER_MAINTENANCE].concat()
+}
+
+crate::sql::sql_migration!(&up(), &down());

@@ -15,6 +15,7 @@ mod m20261201_000008_mastodon_instances;
 mod m20261201_000009_analyst_views;
 mod m20261201_000010_partitioned_posts;
 mod m20261207_000011_security;
+mod m20261207_000012_bluesky;
 pub mod retention;
 mod sql;
 
@@ -38,6 +39,10 @@ pub const PUBLISHED_TABLES: &[&str] = &[
     "instagram_post_tagged_users",
     "mastodon_statuses",
     "mastodon_status_deletions",
+    "bluesky_posts",
+    "bluesky_interactions",
+    "bluesky_deletions",
+    "bluesky_account_events",
 ];
 
 pub struct Migrator;
@@ -57,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_analyst_views::Migration),
             Box::new(m20261201_000010_partitioned_posts::Migration),
             Box::new(m20261207_000011_security::Migration),
+            Box::new(m20261207_000012_bluesky::Migration),
         ]
     }
 }

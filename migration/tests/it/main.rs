@@ -2,6 +2,7 @@
 //! crate's dependencies instead of one per file).
 
 mod analyst_views;
+mod bluesky;
 mod day_boundary;
 mod instagram_profile_merge;
 mod mastodon_instances;

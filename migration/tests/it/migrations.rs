@@ -116,10 +116,18 @@ async fn upserted_tables_log_full_before_images() {
         "instagram_posts",
         "instagram_comments",
         "mastodon_statuses",
+        "bluesky_posts",
+        "bluesky_interactions",
     ] {
         assert_eq!(identity(table), "f", "{table} must be REPLICA IDENTITY FULL");
     }
-    for table in ["instagram_profile_snapshots", "instagram_post_hashtags", "instagram_post_tagged_users"] {
+    for table in [
+        "instagram_profile_snapshots",
+        "instagram_post_hashtags",
+        "instagram_post_tagged_users",
+        "bluesky_deletions",
+        "bluesky_account_events",
+    ] {
         assert_eq!(identity(table), "d", "{table} is append-only: its key identifies a row");
     }
 
@@ -131,7 +139,15 @@ async fn upserted_tables_log_full_before_images() {
                 WHERE p.relkind = 'p' ORDER BY 1";
     let partitions = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     let partitions: Vec<String> = partitions.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
-    for parent in ["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"] {
+    for parent in [
+        "twitter_data",
+        "mastodon_statuses",
+        "instagram_profile_snapshots",
+        "bluesky_posts",
+        "bluesky_interactions",
+        "bluesky_deletions",
+        "bluesky_account_events",
+    ] {
         let of_parent: Vec<&String> = partitions.iter().filter(|p| p.contains(&format!(" of {parent}: "))).collect();
         assert!(of_parent.len() >= 6, "{parent} has a default and today's partition and 4 ahead: {of_parent:?}");
         assert!(of_parent.iter().any(|p| p.starts_with(&format!("{parent}_default "))), "{of_parent:?}");

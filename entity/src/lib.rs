@@ -4,6 +4,10 @@
 
 pub mod description;
 
+pub mod bluesky_account_events;
+pub mod bluesky_deletions;
+pub mod bluesky_interactions;
+pub mod bluesky_posts;
 pub mod ingest_errors;
 pub mod instagram_comments;
 pub mod instagram_hashtags;
@@ -20,6 +24,10 @@ pub mod twitter_users;
 
 pub mod prelude {
     //! The entities under short names: `TwitterData::find()`.
+    pub use crate::bluesky_account_events::Entity as BlueskyAccountEvents;
+    pub use crate::bluesky_deletions::Entity as BlueskyDeletions;
+    pub use crate::bluesky_interactions::Entity as BlueskyInteractions;
+    pub use crate::bluesky_posts::Entity as BlueskyPosts;
     pub use crate::ingest_errors::Entity as IngestErrors;
     pub use crate::instagram_comments::Entity as InstagramComments;
     pub use crate::instagram_hashtags::Entity as InstagramHashtags;
@@ -44,6 +52,10 @@ pub fn for_each_table(visitor: &mut impl EachTable) {
     visitor.table::<twitter_data::Entity>();
     visitor.table::<mastodon_statuses::Entity>();
     visitor.table::<mastodon_status_deletions::Entity>();
+    visitor.table::<bluesky_posts::Entity>();
+    visitor.table::<bluesky_interactions::Entity>();
+    visitor.table::<bluesky_deletions::Entity>();
+    visitor.table::<bluesky_account_events::Entity>();
     visitor.table::<instagram_profiles::Entity>();
     visitor.table::<instagram_profile_snapshots::Entity>();
     visitor.table::<instagram_posts::Entity>();

@@ -286,6 +286,79 @@ async fn a_fully_populated_row_of_every_entity_reads_back_unchanged() {
     )
     .await;
 
+    let did = "did:plc:z72i7hdynmk6r22z27h6tvur".to_owned();
+    let post = bluesky_posts::Model {
+        did: did.clone(),
+        rkey: "3l3qo2vuowo2b".into(),
+        rkey_at: at(-120),
+        uri: format!("at://{did}/app.bsky.feed.post/3l3qo2vuowo2b"),
+        cid: "bafyreig2fjxi3rptqdgylg7e5hmjl6mcke7rn2b6cugzlqq3i4zu6rq52q".into(),
+        created_at: Some(at(-119)),
+        text: "Hello #Rust @alice.bsky.social https://example.com 🦀".into(),
+        langs: vec!["en".into()],
+        reply_parent_uri: Some(format!("at://{did}/app.bsky.feed.post/3l3qo2vuowo2a")),
+        reply_root_uri: Some(format!("at://{did}/app.bsky.feed.post/3l3qo2vuowo22")),
+        quoted_uri: Some("at://did:plc:other/app.bsky.feed.post/3l3qo2vuowo2c".into()),
+        hashtags: vec!["Rust".into()],
+        mentions: vec!["did:plc:alice".into()],
+        links: vec!["https://example.com".into()],
+        event_at: at(-60),
+        deleted_at: Some(at(-10)),
+        raw: json!({"did": did, "kind": "commit", "commit": {"operation": "create"}}),
+        source: "bluesky.jetstream".into(),
+        scraped_at: at(0),
+        ingested_at: at(1),
+    };
+    round_trip::<bluesky_posts::Entity>(&db, post, (did.clone(), "3l3qo2vuowo2b".to_owned(), at(-120))).await;
+
+    let like = bluesky_interactions::Model {
+        did: did.clone(),
+        collection: "app.bsky.feed.like".into(),
+        rkey: "3l3qo2vuowo3b".into(),
+        rkey_at: at(-100),
+        uri: format!("at://{did}/app.bsky.feed.like/3l3qo2vuowo3b"),
+        cid: "bafyreia".into(),
+        subject_uri: Some("at://did:plc:other/app.bsky.feed.post/3l3qo2vuowo2c".into()),
+        subject_cid: Some("bafyreib".into()),
+        subject_did: Some("did:plc:other".into()),
+        created_at: Some(at(-99)),
+        event_at: at(-50),
+        deleted_at: Some(at(-5)),
+        raw: json!({"did": did, "kind": "commit"}),
+        source: "bluesky.jetstream".into(),
+        scraped_at: at(0),
+        ingested_at: at(1),
+    };
+    let key = (did.clone(), "app.bsky.feed.like".to_owned(), "3l3qo2vuowo3b".to_owned(), at(-100));
+    round_trip::<bluesky_interactions::Entity>(&db, like, key).await;
+
+    let deleted = bluesky_deletions::Model {
+        did: did.clone(),
+        collection: "app.bsky.graph.follow".into(),
+        rkey: "3l3qo2vuowo4b".into(),
+        rkey_at: at(-90),
+        deleted_at: at(-5),
+        source: "bluesky.jetstream".into(),
+        ingested_at: at(1),
+    };
+    let key = (did.clone(), "app.bsky.graph.follow".to_owned(), "3l3qo2vuowo4b".to_owned(), at(-90));
+    round_trip::<bluesky_deletions::Entity>(&db, deleted, key).await;
+
+    let event = bluesky_account_events::Model {
+        did: did.clone(),
+        seq: 4_519_203_117,
+        event_at: at(-30),
+        kind: "account".into(),
+        handle: Some("alice.bsky.social".into()),
+        active: Some(false),
+        status: Some("takendown".into()),
+        raw: json!({"did": did, "kind": "account"}),
+        source: "bluesky.jetstream".into(),
+        scraped_at: at(0),
+        ingested_at: at(1),
+    };
+    round_trip::<bluesky_account_events::Entity>(&db, event, (did.clone(), 4_519_203_117, at(-30))).await;
+
     let offsets = kafka_offsets::Model {
         consumer_group: "inserter".into(),
         topic: "twitter.tweets".into(),

@@ -2,6 +2,7 @@
 //! crate's dependencies instead of one per file).
 
 mod binary;
+mod bluesky;
 mod env_example;
 mod instagram_graph;
 mod instagram_web;

@@ -9,6 +9,9 @@
 //!   can kill and restart; [`jvm`] finds the jars `scripts/install-kafka.sh` installs.
 //! - [`http::HttpServer`]: a scripted HTTP/1.1 server that sends exactly the bytes a test gives it, chunk by
 //!   chunk, and records every request.
+//! - [`jetstream::Jetstream`]: a local Bluesky Jetstream (WebSocket, its real query parameters, filters, cursor
+//!   replay and framing), with the faults a client must survive: fragmented frames, pings, stalls, dropped and
+//!   closed connections, refused handshakes.
 //! - [`Process`]: a binary under test, run as a process that a test can signal or kill.
 //! - [`stack`]: the compose stack without containers (roles, migrated `ingest` database, broker, the
 //!   pipeline's binaries), for the end-to-end test and the `local-pipeline` runner.
@@ -25,6 +28,7 @@ pub mod cdc;
 mod child;
 pub mod connect;
 pub mod http;
+pub mod jetstream;
 pub mod jvm;
 mod names;
 mod postgres;

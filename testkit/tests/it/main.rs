@@ -5,6 +5,7 @@ mod compose_config;
 mod contract;
 mod debezium_end_to_end;
 mod instagram_end_to_end;
+mod jetstream;
 mod local_pipeline;
 mod observability;
 mod pipeline_end_to_end;

@@ -42,14 +42,23 @@ pub struct Args {
     /// forever]
     #[arg(long, env = "INSTAGRAM_SNAPSHOT_RETENTION", value_parser = parse_retention)]
     pub instagram_snapshot_retention: Option<Retention>,
+
+    /// The same for the four Bluesky tables (`bluesky_posts`, `bluesky_interactions`, `bluesky_deletions`,
+    /// `bluesky_account_events`) [default: as it was; at first, forever]
+    #[arg(long, env = "BLUESKY_RETENTION", value_parser = parse_retention)]
+    pub bluesky_retention: Option<Retention>,
 }
 
 impl Args {
-    fn settings(&self) -> [(&'static str, Option<Retention>); 3] {
+    fn settings(&self) -> [(&'static str, Option<Retention>); 7] {
         [
             ("twitter_data", self.twitter_retention),
             ("mastodon_statuses", self.mastodon_retention),
             ("instagram_profile_snapshots", self.instagram_snapshot_retention),
+            ("bluesky_posts", self.bluesky_retention),
+            ("bluesky_interactions", self.bluesky_retention),
+            ("bluesky_deletions", self.bluesky_retention),
+            ("bluesky_account_events", self.bluesky_retention),
         ]
     }
 }

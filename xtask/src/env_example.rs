@@ -27,6 +27,7 @@ const EXAMPLES: &[(&str, &str, bool)] = &[
     ("TWITTER_RETENTION", "30d", false),
     ("MASTODON_RETENTION", "30d", false),
     ("INSTAGRAM_SNAPSHOT_RETENTION", "365d", false),
+    ("BLUESKY_RETENTION", "30d", false),
 ];
 
 /// `.env.example`: the variables two binaries read, then each binary's own by its `--help` heading, then

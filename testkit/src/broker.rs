@@ -185,6 +185,25 @@ impl Broker {
         }
     }
 
+    /// How many records `topic` holds, over its partitions (0 when it does not exist yet).
+    pub async fn records(&self, topic: &str) -> Result<i64> {
+        let (servers, topic) = (self.bootstrap_servers(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let admin: AdminClient<DefaultClientContext> =
+                ClientConfig::new().set("bootstrap.servers", servers).create().context("create an admin client")?;
+            let metadata = admin.inner().fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+            let mut records = 0;
+            for described in metadata.topics().iter().filter(|t| t.name() == topic && t.error().is_none()) {
+                for partition in described.partitions() {
+                    let (low, high) = admin.inner().fetch_watermarks(&topic, partition.id(), Duration::from_secs(5))?;
+                    records += high - low;
+                }
+            }
+            Ok(records)
+        })
+        .await?
+    }
+
     /// Produces `messages` to `topic`, idempotently and in record batches as the scraper produces, and returns
     /// once the broker acknowledged every one.
     pub async fn produce(&self, topic: &str, messages: impl IntoIterator<Item = TestMessage>) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The testkit crate's integration tests: one binary, one module per area (a single link of the
 //! crate's dependencies instead of one per file).
 
+mod bluesky_end_to_end;
 mod compose_config;
 mod contract;
 mod debezium_end_to_end;

@@ -11,7 +11,8 @@ use crate::settings::{Binary, Setting};
 /// its help names). Any other variable without a default is shown commented out and empty.
 const EXAMPLES: &[(&str, &str, bool)] = &[
     ("DATABASE_URL", "postgres://ingest_owner:ingest_owner@localhost:5432/ingest", true),
-    ("SCRAPER_SOURCES", "x", false),
+    ("SCRAPER_SOURCES", "bluesky", false),
+    ("BLUESKY_DIDS", "did:plc:z72i7hdynmk6r22z27h6tvur", false),
     ("X_STREAM_PARTITIONS", "1-4", false),
     ("X_STREAM_PARTITION", "3", false),
     ("X_STREAM_RULES", r#"[{"value":"(kafka OR postgres) lang:en -is:retweet","tag":"data"}]"#, false),

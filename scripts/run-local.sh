@@ -8,6 +8,7 @@
 #
 #   scripts/run-local.sh                       # free ports; no source set: replay of the synthetic generator
 #   REPLAY_RATE=200 scripts/run-local.sh --pg-port 5433 --kafka-port 9092 --connect-port 8083
+#   SCRAPER_SOURCES=bluesky scripts/run-local.sh   # live Bluesky posts (Jetstream), no account needed
 #   X_BEARER_TOKEN=... SSE_URL=https://mastodon.social/api/v1/streaming/public scripts/run-local.sh
 #   scripts/run-local.sh --prometheus --prometheus-port 9090   # prints Prometheus's URL; the dashboard
 #                                              # (docker/grafana/dashboards) imports into any Grafana

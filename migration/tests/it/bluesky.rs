@@ -61,6 +61,18 @@ fn deletion(did: &str, collection: &str, rkey: &str, at: &str, deleted_at: &str)
     )
 }
 
+/// `len` letters and digits drawn by a linear congruential generator: text no compression shortens much.
+fn incompressible(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from(ALPHABET[(state >> 33) as usize % ALPHABET.len()])
+        })
+        .collect()
+}
+
 const POST: &str = "app.bsky.feed.post";
 const LIKE: &str = "app.bsky.feed.like";
 const FOLLOW: &str = "app.bsky.graph.follow";
@@ -233,10 +245,21 @@ async fn a_deletion_marks_its_record_whichever_is_written_first() {
         let error = db.execute_unprepared(&refused).await.unwrap_err().to_string();
         assert!(error.contains(why), "{refused}: {error}");
     }
-    // The longest key the contract lets through fits the primary key's btree.
-    exec(&db, &post(&format!("did:plc:{}", "a".repeat(2040)), &"r".repeat(512), now)).await;
-    exec(&db, &interaction(&format!("did:plc:{}", "a".repeat(2040)), "app.bsky.feed.repost", &"r".repeat(512), now))
-        .await;
+    // The longest key the contract lets through fits each key's btree, uncompressed (Postgres compresses a
+    // large index entry first, which would hide a repetitive value's length).
+    let did = format!("did:plc:{}", incompressible(2040, 1));
+    let rkey = incompressible(512, 2);
+    exec(&db, &post(&did, &rkey, now)).await;
+    exec(&db, &interaction(&did, "app.bsky.feed.repost", &rkey, now)).await;
+    exec(&db, &deletion(&did, "app.bsky.feed.repost", &rkey, now, "2026-12-07 12:00Z")).await;
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO bluesky_account_events (did, seq, event_at, kind, raw, source, scraped_at)
+             VALUES ('{did}', 1, now(), 'identity', '{{}}', 'bluesky.jetstream', now())"
+        ),
+    )
+    .await;
 }
 
 #[tokio::test]

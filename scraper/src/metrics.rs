@@ -76,6 +76,11 @@ pub struct Metrics {
     pub last_receive: Gauge<f64, AtomicU64>,
     /// Lines read on a connection that asked for backfill, during the minutes it asked for.
     pub backfill_lines: Family<Labels, Counter>,
+    /// Events read and not kept, by source and why (a collection or kind the source does not keep).
+    pub skipped: Family<Labels, Counter>,
+    /// The source's own time of the last event read (Jetstream's `time_us`), in Unix seconds: how far behind
+    /// the source the scraper reads, during a replay.
+    pub event_time: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -113,6 +118,16 @@ impl Metrics {
             metrics.last_receive.clone(),
         );
         scraper.register("backfill_lines", "Lines read during a reconnect's backfill", metrics.backfill_lines.clone());
+        scraper.register(
+            "events_skipped",
+            "Events read and not kept (a collection or kind the source does not keep), by source and reason",
+            metrics.skipped.clone(),
+        );
+        scraper.register(
+            "event_timestamp_seconds",
+            "The source's own time of the last event read (Bluesky: Jetstream's time_us), Unix seconds",
+            metrics.event_time.clone(),
+        );
         metrics
     }
 
@@ -138,6 +153,11 @@ impl Metrics {
     /// as a lookup builds a label set.
     pub fn produced_counter(&self, outcome: &'static str, topic: &str) -> Counter {
         self.produced.counter(&vec![("outcome", outcome.to_owned()), ("topic", topic.to_owned())])
+    }
+
+    /// An event of `source` read and not kept, for `reason`.
+    pub fn skipped(&self, source: &str, reason: &str) {
+        self.skipped.get_or_create(&reconnect_labels(source, reason)).inc();
     }
 
     pub fn reconnect(&self, source: &str, reason: Reconnect) {

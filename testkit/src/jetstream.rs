@@ -35,7 +35,7 @@
 //!   treats the empty collection of every other kind as wanted (server.go:305-308 sets the collection only for
 //!   `kind == "commit"`; subscriber.go:261 `collection == ""` returns true). README.md:54: "Regardless of
 //!   desired collections, all subscribers receive Account and Identity events". The same holds in the rewrite
-//!   (rewrite:internal/subscribe/filter.go:299-325, docs/README.md:580).
+//!   (rewrite:internal/subscribe/filter.go:299-325, and line 580 of its design document, the README under docs).
 //! - **wantedDids** applies to every kind, matched against the event's top-level `did` (subscriber.go:58-62).
 //! - **maxMessageSizeBytes** (subscriber.go:69-72, :311-333, README.md:58): an event whose message is longer
 //!   than the limit is skipped for that subscriber, silently (no error, no close, and it does not advance the

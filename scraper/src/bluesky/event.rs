@@ -31,8 +31,8 @@ pub enum Skipped {
 impl Skipped {
     pub fn label(self) -> &'static str {
         match self {
-            Self::Collection => "collection not kept",
-            Self::Kind => "kind not known",
+            Self::Collection => "collection",
+            Self::Kind => "kind",
         }
     }
 }

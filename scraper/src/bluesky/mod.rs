@@ -105,11 +105,21 @@ impl From<Closed> for Ended {
 /// What one connection keeps across messages.
 struct Connection<'a> {
     out: &'a Emitter,
+    /// `scraper_event_timestamp_seconds` of this source, looked up once.
+    event_time: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     in_flight: &'a InFlight,
     /// The time of the last event read, over every connection: where a reconnect resumes.
     last_read: &'a mut Option<i64>,
     kept: u64,
     skipped: u64,
+}
+
+impl Connection<'_> {
+    /// An event of `time_us` was read: where a reconnect resumes, and how far behind Jetstream we read.
+    fn read(&mut self, time_us: i64) {
+        *self.last_read = Some(time_us);
+        self.event_time.set(time_us as f64 / 1e6);
+    }
 }
 
 impl BlueskySource {
@@ -233,7 +243,8 @@ impl BlueskySource {
             Ok(Ok((socket, _))) => socket,
         };
         tracing::info!(cursor = resume, "connected to Jetstream");
-        let mut connection = Connection { out, in_flight, last_read, kept: 0, skipped: 0 };
+        let event_time = out.metrics().event_time.get_or_create(&vec![("source", self.name())]).clone();
+        let mut connection = Connection { out, event_time, in_flight, last_read, kept: 0, skipped: 0 };
         let ended = loop {
             // Shutdown interrupts waiting for the server, never the handling of a message already read.
             let next = tokio::select! {
@@ -294,7 +305,7 @@ impl BlueskySource {
         match event::read(text, self.config.max_event_bytes, &self.config.collections) {
             Ok(Read::Keep { key, time_us }) => {
                 connection.kept += 1;
-                *connection.last_read = Some(time_us);
+                connection.read(time_us);
                 let (settled, cursor) = connection.in_flight.hold(time_us);
                 let mut record = Record::accepted(
                     &self.config.topic,
@@ -308,8 +319,8 @@ impl BlueskySource {
             }
             Ok(Read::Skip { time_us, why }) => {
                 connection.skipped += 1;
-                *connection.last_read = Some(time_us);
-                tracing::debug!(why = why.label(), "skipped an event");
+                connection.read(time_us);
+                out.metrics().skipped(&self.config.name, why.label());
                 Ok(())
             }
             Err(invalid @ Reject::TooLarge { .. }) => {

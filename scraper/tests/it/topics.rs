@@ -32,6 +32,13 @@ async fn the_scraper_creates_the_contract_topics_once() {
         .map(|t| (t.name().to_owned(), t.partitions().len()))
         .collect();
     topics.sort();
-    let expected = ["instagram.media", "instagram.profiles", "mastodon.statuses", "scraper.rejects", "twitter.tweets"];
+    let expected = [
+        "bluesky.events",
+        "instagram.media",
+        "instagram.profiles",
+        "mastodon.statuses",
+        "scraper.rejects",
+        "twitter.tweets",
+    ];
     assert_eq!(topics, expected.map(|t| (t.to_owned(), 3)).to_vec());
 }

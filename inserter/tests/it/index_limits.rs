@@ -27,7 +27,21 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "a host name: at most 300 bytes, by CHECK and by the mapping, which dead-letters a longer one",
     ),
     ("seaql_migrations", "version", "sea-orm-migration's own table: the migration names of this repository"),
+    ("bluesky_posts", "did", BLUESKY_KEY),
+    ("bluesky_posts", "rkey", BLUESKY_KEY),
+    ("bluesky_interactions", "did", BLUESKY_KEY),
+    ("bluesky_interactions", "collection", BLUESKY_KEY),
+    ("bluesky_interactions", "rkey", BLUESKY_KEY),
+    ("bluesky_deletions", "did", BLUESKY_KEY),
+    ("bluesky_deletions", "collection", BLUESKY_KEY),
+    ("bluesky_deletions", "rkey", BLUESKY_KEY),
+    ("bluesky_account_events", "did", BLUESKY_KEY),
 ];
+
+/// Why the Bluesky keys need no length rule (migration's `a_deletion_marks_its_record_whichever_is_written_first`
+/// writes the longest key the contract lets through, incompressible, to each table).
+const BLUESKY_KEY: &str = "an AT Protocol identity: a DID of at most 2048 bytes, a record key of at most 512, one of three \
+                           collections, by CHECK and by contract::atproto on both sides: the longest key fits a btree entry";
 
 /// Each (table, column, index, index definition) where an index of schema `public` holds the column's text:
 /// a string type (text, varchar, ...) or an array of one, as a key or INCLUDE column, or referenced inside
@@ -223,6 +237,25 @@ fn insert(table: &str, column: &str, value: &str, id: i64) -> (Vec<Statement>, S
             vec![],
             row("INSERT INTO instagram_posts (media_id, shortcode, source, raw, scraped_at) \
                  VALUES ($2, $1, 'test', '{}', now())"),
+        ),
+        ("bluesky_posts", "hashtags" | "mentions" | "reply_root_uri") => {
+            let value = if column == "reply_root_uri" { "$1" } else { "ARRAY[$1]" };
+            (
+                vec![],
+                row(&format!(
+                    "INSERT INTO bluesky_posts (did, rkey, rkey_at, uri, cid, text, event_at, raw, source, scraped_at, \
+                     {column}) VALUES ('did:plc:a', 'r' || $2::text, now(), 'u', 'c', '', now(), '{{}}', 'test', now(), \
+                     {value})"
+                )),
+            )
+        }
+        ("bluesky_interactions", "subject_uri" | "subject_did") => (
+            vec![],
+            row(&format!(
+                "INSERT INTO bluesky_interactions (did, collection, rkey, rkey_at, uri, cid, event_at, raw, source, \
+                 scraped_at, {column}) VALUES ('did:plc:a', 'app.bsky.feed.like', 'r' || $2::text, now(), 'u', 'c', \
+                 now(), '{{}}', 'test', now(), $1)"
+            )),
         ),
         _ => panic!("a description indexes {table}.{column}: add how to insert a row holding it"),
     }

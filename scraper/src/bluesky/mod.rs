@@ -38,6 +38,8 @@ const REJECT_PREFIX_BYTES: usize = contract::reject::KEPT_OF_OVERSIZE;
 const TOPIC_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of an error body worth reading for the log or the stop message.
 const MAX_ERROR_BODY: usize = 1024;
+/// How far ahead of the scraper's clock an event's `time_us` may be and still move the cursor: clock skew.
+const MAX_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
 
 #[derive(Clone, Debug)]
 pub struct BlueskyConfig {
@@ -116,9 +118,15 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     /// An event of `time_us` was read: where a reconnect resumes, and how far behind Jetstream we read.
-    fn read(&mut self, time_us: i64) {
+    /// Returns the time the cursor goes by: `time_us`, or now when it is ahead of now by more than the clock
+    /// skew allowed, since a cursor in the future would make Jetstream skip everything up to it (it serves a
+    /// future cursor as live). Jetstream stamps `time_us` itself; only a server gone wrong sends such times.
+    fn read(&mut self, time_us: i64) -> i64 {
+        let now = chrono::Utc::now().timestamp_micros();
+        let time_us = if time_us > now + MAX_SKEW_MICROS { now } else { time_us };
         *self.last_read = Some(time_us);
         self.event_time.set(time_us as f64 / 1e6);
+        time_us
     }
 }
 
@@ -305,7 +313,7 @@ impl BlueskySource {
         match event::read(text, self.config.max_event_bytes, &self.config.collections) {
             Ok(Read::Keep { key, time_us }) => {
                 connection.kept += 1;
-                connection.read(time_us);
+                let time_us = connection.read(time_us);
                 let (settled, cursor) = connection.in_flight.hold(time_us);
                 let mut record = Record::accepted(
                     &self.config.topic,

@@ -250,3 +250,26 @@ async fn a_silent_server_is_left_and_a_refused_subscription_says_what_to_fix() {
     let (_, error) = &outcome.failed_sources[0];
     assert!(format!("{error:#}").contains("BLUESKY_COLLECTIONS"), "{error:#}");
 }
+
+#[tokio::test]
+async fn an_event_stamped_far_in_the_future_does_not_carry_the_cursor_past_now() {
+    let broker = Broker::shared().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let server = Jetstream::start().await.unwrap();
+    let (shutdown, run) = start(BlueskySource::new(config(&server, &topic), Waiter::recording().0), sink, &rejects);
+    until("the subscription", || server.connections() == 1).await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let far = now + 365 * 86_400 * 1_000_000;
+    server.send_raw(&post(far, 1));
+    let produced = support::consume(&broker, &topic, 1, Duration::from_secs(30)).await;
+    server.drop_connections();
+    until("the resumed subscription", || server.requests().len() == 2).await;
+    shutdown.cancel();
+    run.await.unwrap();
+    assert_eq!(produced.len(), 1, "the event itself is forwarded");
+    let cursor: i64 = produced[0].header("bluesky_cursor").unwrap().parse().unwrap();
+    assert!(cursor < now + 60_000_000, "the record's cursor is not a year ahead: {cursor}");
+    let resumed = server.requests()[1].cursor.unwrap();
+    assert!(resumed < now + 60_000_000, "a reconnect does not ask for a future cursor, which Jetstream serves as live");
+}

@@ -16,6 +16,7 @@ mod m20261201_000009_analyst_views;
 mod m20261201_000010_partitioned_posts;
 mod m20261207_000011_security;
 mod m20261207_000012_bluesky;
+mod m20261207_000013_bluesky_in_views;
 pub mod retention;
 mod sql;
 
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_partitioned_posts::Migration),
             Box::new(m20261207_000011_security::Migration),
             Box::new(m20261207_000012_bluesky::Migration),
+            Box::new(m20261207_000013_bluesky_in_views::Migration),
         ]
     }
 }

@@ -1,4 +1,4 @@
-//! Migration `m20261201_000009`, the analysts' views: each view's rows for a handful of representative posts
+//! Migrations `m20261201_000009` and `m20261207_000013` (Bluesky's branches), the analysts' views: each view's rows for a handful of representative posts
 //! and snapshots (in UTC buckets whatever the session's time zone), its `down`, the analyst's SELECT on them
 //! through `roles.sql`, and the plans of the cookbook's queries in docs/database.md on tables large enough
 //! for the planner to prefer an index only where one pays.
@@ -46,6 +46,23 @@ INSERT INTO instagram_posts (media_id, shortcode, owner_id, taken_at, source, ra
 INSERT INTO instagram_hashtags (name) VALUES ('coffee'), ('rust');
 INSERT INTO instagram_post_hashtags (media_id, hashtag) VALUES (100, 'coffee'), (100, 'rust'), (101, 'coffee'),
     (102, 'coffee');
+
+-- A Bluesky post's `created_at` is its client's claim: one deleted, one without a time, and two claiming the
+-- years 1 and 9999, which the views leave out (their calendars would otherwise run over millennia).
+INSERT INTO bluesky_posts (did, rkey, rkey_at, uri, cid, created_at, text, hashtags, event_at, raw, source,
+                           scraped_at) VALUES
+    ('did:plc:a', '3k1', '2026-11-30 10:20Z', 'at://did:plc:a/app.bsky.feed.post/3k1', 'c', '2026-11-30 10:20Z',
+     '', '{rust,postgres}', now(), '{}', 'bluesky.jetstream', now()),
+    ('did:plc:a', '3k2', '2026-11-30 10:25Z', 'at://did:plc:a/app.bsky.feed.post/3k2', 'c', '2026-11-30 10:25Z',
+     '', '{rust}', now(), '{}', 'bluesky.jetstream', now()),
+    ('did:plc:b', '3k3', '2026-11-30 10:26Z', 'at://did:plc:b/app.bsky.feed.post/3k3', 'c', '0001-01-01 00:00Z',
+     '', '{rust}', now(), '{}', 'bluesky.jetstream', now()),
+    ('did:plc:b', '3k4', '2026-11-30 10:27Z', 'at://did:plc:b/app.bsky.feed.post/3k4', 'c', '9999-12-31 00:00Z',
+     '', '{rust}', now(), '{}', 'bluesky.jetstream', now()),
+    ('did:plc:b', '3k5', '2026-11-30 10:28Z', 'at://did:plc:b/app.bsky.feed.post/3k5', 'c', NULL,
+     '', '{rust}', now(), '{}', 'bluesky.jetstream', now());
+INSERT INTO bluesky_deletions (did, collection, rkey, rkey_at, deleted_at, source)
+VALUES ('did:plc:a', 'app.bsky.feed.post', '3k2', '2026-11-30 10:25Z', '2026-11-30 12:00Z', 'bluesky.jetstream');
 "#;
 
 const POSTS_PER_HOUR: &str = "SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' ' || platform \
@@ -64,6 +81,7 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
         lines(&db, POSTS_PER_HOUR).await,
         [
             "2026-11-29 23:00 instagram instagram.graph.hashtag.recent_media 1",
+            "2026-11-30 10:00 bluesky bluesky.jetstream 1",
             "2026-11-30 10:00 instagram instagram.web.profile 1",
             "2026-11-30 10:00 mastodon hachyderm.io 1",
             "2026-11-30 10:00 mastodon mastodon.social 1",
@@ -80,6 +98,8 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
         lines(&db, hashtags).await,
         [
             "2026-11-29 instagram coffee 1 1",
+            "2026-11-30 bluesky postgres 1 1",
+            "2026-11-30 bluesky rust 1 1",
             "2026-11-30 instagram coffee 1 1",
             "2026-11-30 instagram rust 1 1",
             "2026-11-30 mastodon rust 1 1",
@@ -108,6 +128,7 @@ async fn the_views_count_in_utc_buckets_and_down_drops_them() {
     assert_eq!(lines(&db, "SELECT count(*)::text FROM pg_views WHERE schemaname = 'public'").await, ["0"]);
     assert_eq!(lines(&db, "SELECT count(*)::text FROM twitter_data").await, ["7"], "the tables keep their rows");
     Migrator::up(&db, None).await.unwrap();
+    // The Bluesky tables were dropped on the way down, and come back empty.
     assert_eq!(lines(&db, POSTS_PER_HOUR).await.len(), 8);
 }
 
@@ -124,13 +145,13 @@ async fn the_analyst_may_read_the_views() {
     let analyst = Database::connect(role_url(&pg, "analyst", &name)).await.unwrap();
     let counts = "SELECT (SELECT count(*) FROM posts_per_hour) || ' ' || (SELECT count(*) FROM top_hashtags_per_day) \
                   || ' ' || (SELECT count(*) FROM follower_history)";
-    assert_eq!(lines(&analyst, counts).await, ["8 7 3"], "from ingest_owner's default privileges");
+    assert_eq!(lines(&analyst, counts).await, ["9 9 3"], "from ingest_owner's default privileges");
 
     // A database whose views predate the analyst's grants gets them from a second run of roles.sql.
     exec(&owner, "REVOKE SELECT ON posts_per_hour, top_hashtags_per_day, follower_history FROM analyst").await;
     assert!(analyst.execute_unprepared("SELECT 1 FROM posts_per_hour").await.is_err());
     apply_roles();
-    assert_eq!(lines(&analyst, counts).await, ["8 7 3"]);
+    assert_eq!(lines(&analyst, counts).await, ["9 9 3"]);
 }
 
 /// The cookbook's queries (docs/database.md, "Cookbook for analysts"), each with the indexes its plan uses.
@@ -143,7 +164,12 @@ const COOKBOOK: &[(&str, &[&str])] = &[
  WHERE hour >= now() - interval '1 day'
  GROUP BY hour, platform
  ORDER BY hour, platform;",
-        &["twitter_data_created_at_idx", "mastodon_statuses_created_at_idx", "instagram_posts_taken_at_idx"],
+        &[
+            "twitter_data_created_at_idx",
+            "mastodon_statuses_created_at_idx",
+            "instagram_posts_taken_at_idx",
+            "bluesky_posts_created_at_idx",
+        ],
     ),
     (
         "SELECT hashtag, posts, rank
@@ -163,6 +189,7 @@ const COOKBOOK: &[(&str, &[&str])] = &[
             "mastodon_statuses_created_at_idx",
             "instagram_posts_taken_at_idx",
             "instagram_post_hashtags_pkey",
+            "bluesky_posts_created_at_idx",
         ],
     ),
     (
@@ -218,6 +245,14 @@ INSERT INTO instagram_hashtags (name) SELECT 'tag' || i FROM generate_series(0, 
 INSERT INTO instagram_hashtags (name) VALUES ('rust');
 INSERT INTO instagram_post_hashtags (media_id, hashtag)
 SELECT i, CASE WHEN i % 7 = 0 THEN 'rust' ELSE 'tag' || i % 50 END FROM generate_series(1, 20000) AS i;
+-- Their record keys' times (the partition key) are older than any partition made: all in the default one.
+INSERT INTO bluesky_posts (did, rkey, rkey_at, uri, cid, created_at, text, hashtags, event_at, raw, source,
+                           scraped_at)
+SELECT 'did:plc:' || i % 500, 'r' || i, date_trunc('day', now(), 'UTC') - interval '40 days' - i * interval '1 second',
+       'u', 'c', now() - i * interval '130 seconds', '',
+       CASE i % 3 WHEN 0 THEN '{rust}'::text[] WHEN 1 THEN ARRAY['tag' || i % 50] ELSE '{}' END, now(), '{}',
+       'bluesky.jetstream', now()
+  FROM generate_series(1, 20000) AS i;
 RESET session_replication_role;
 ANALYZE;
 "#;
@@ -226,7 +261,7 @@ ANALYZE;
 /// (`twitter_data_created_at_idx` is `twitter_data_p<first id>_created_at_idx` there), by an index scan
 /// (`using <index> on`) or a bitmap one (`Bitmap Index Scan on <index>`).
 fn uses_index(plan: &str, index: &str) -> bool {
-    const PARTITIONED: &[&str] = &["twitter_data", "mastodon_statuses", "instagram_profile_snapshots"];
+    const PARTITIONED: &[&str] = &["twitter_data", "mastodon_statuses", "instagram_profile_snapshots", "bluesky_posts"];
     plan.contains(index)
         || PARTITIONED.iter().any(|table| {
             index.strip_prefix(&format!("{table}_")).is_some_and(|suffix| {

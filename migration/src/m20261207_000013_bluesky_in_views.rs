@@ -56,9 +56,11 @@ fn with_bluesky() -> String {
     let pph_end = "GROUP BY p.source) AS c;";
     let top_end = "GROUP BY tag.hashtag) AS c\n  ) AS counts;";
     assert!(views::UP.contains(pph_end) && views::UP.contains(top_end), "migration 9's views as written");
-    views::UP
-        .replacen(pph_end, &format!("GROUP BY p.source) AS c{POSTS_PER_HOUR};"), 1)
-        .replacen(top_end, &format!("GROUP BY tag.hashtag) AS c{TOP_HASHTAGS_PER_DAY}\n  ) AS counts;"), 1)
+    views::UP.replacen(pph_end, &format!("GROUP BY p.source) AS c{POSTS_PER_HOUR};"), 1).replacen(
+        top_end,
+        &format!("GROUP BY tag.hashtag) AS c{TOP_HASHTAGS_PER_DAY}\n  ) AS counts;"),
+        1,
+    )
 }
 
 #[derive(DeriveMigrationName)]

@@ -11,7 +11,8 @@ use futures::future::BoxFuture;
 use governor::clock::{Clock, FakeRelativeClock};
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::Emitter;
+use crate::metrics::Reconnect;
+use crate::queue::{Closed, Emitter};
 
 pub trait Source: Send + 'static {
     /// The name of its task, in its log span and its metrics' `source` label, e.g. `x.sample`,
@@ -30,6 +31,21 @@ pub trait Source: Send + 'static {
     /// Reads until the source is exhausted (`Ok`), `shutdown` is cancelled (`Ok`), or it cannot go on
     /// (`Err`, with a message that tells the operator what to fix).
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// How one connection of a streaming source (SSE, Bluesky) ended.
+pub(crate) enum Ended {
+    /// Try again after at least `floor` (the server's `Retry-After`, if any).
+    Reconnect(Reconnect, Duration),
+    Shutdown,
+    /// Retrying cannot help (a bad token, a wrong URL): the message says what to fix.
+    Fatal(String),
+}
+
+impl From<Closed> for Ended {
+    fn from(_: Closed) -> Self {
+        Self::Fatal("the queue to Kafka closed".into())
+    }
 }
 
 /// One delay a source chose, and why.

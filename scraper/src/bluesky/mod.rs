@@ -23,7 +23,7 @@ use contract::reject::Reject;
 use crate::metrics::Reconnect;
 use crate::queue::{Closed, Emitter};
 use crate::record::Record;
-use crate::source::{Source, Waiter};
+use crate::source::{Ended, Source, Waiter};
 
 pub mod cursor;
 pub mod event;
@@ -86,21 +86,6 @@ impl Source for BlueskySource {
 
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move { self.read_until_stopped(out, shutdown).await })
-    }
-}
-
-/// How one connection ended.
-enum Ended {
-    /// Try again after at least this long (the server's `Retry-After`, if any).
-    Reconnect(Reconnect, Duration),
-    Shutdown,
-    /// Retrying cannot help (a wrong URL, a refused query): the message says what to fix.
-    Fatal(String),
-}
-
-impl From<Closed> for Ended {
-    fn from(_: Closed) -> Self {
-        Self::Fatal("the queue to Kafka closed".into())
     }
 }
 

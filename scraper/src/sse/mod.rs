@@ -19,7 +19,7 @@ use crate::http::Redirect;
 use crate::metrics::Reconnect;
 use crate::queue::{Closed, Emitter};
 use crate::secret::{Secret, SecretUrl};
-use crate::source::{Source, Waiter};
+use crate::source::{Ended, Source, Waiter};
 
 pub mod flags;
 mod record;
@@ -95,21 +95,6 @@ impl Source for SseSource {
 
     fn run(self: Box<Self>, out: Emitter, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move { self.read_until_stopped(out, shutdown).await })
-    }
-}
-
-/// How one connection ended.
-enum Ended {
-    /// Try again after at least `floor` (the server's `Retry-After`, if any).
-    Reconnect(Reconnect, Duration),
-    Shutdown,
-    /// Retrying cannot help (a bad token, a wrong URL): the message says what to fix.
-    Fatal(String),
-}
-
-impl From<Closed> for Ended {
-    fn from(_: Closed) -> Self {
-        Self::Fatal("the queue to Kafka closed".into())
     }
 }
 

@@ -12,9 +12,7 @@ use chrono::{DateTime, Utc};
 use common::ops::Health;
 use contract::topic::BLUESKY_EVENTS;
 use inserter::batch::Routes;
-use inserter::pipeline::{self, Pipeline, Stopped};
 use migration::{CDC_PUBLICATION, Migrator};
-use prometheus_client::registry::Registry;
 use scraper::bluesky::{BlueskyConfig, BlueskySource};
 use scraper::kafka_sink::KafkaSink;
 use scraper::metrics::Metrics;
@@ -131,27 +129,8 @@ async fn holds(broker: &Broker, topic: &str, count: i64) {
     }
 }
 
-/// Lands `topic` in `db` one record per batch, so that each replayed event meets the row its first copy wrote.
 async fn insert(broker: &Broker, db: &DatabaseConnection, topic: &str) -> inserter::metrics::Metrics {
-    let routes = Routes::default().with_topic(BLUESKY_EVENTS.name, topic);
-    let metrics = inserter::metrics::Metrics::new(&mut Registry::default(), &routes.topics());
-    let group = unique_name("group");
-    let consumer = Arc::new(inserter::consumer::create(&broker.bootstrap_servers(), &group, metrics.clone()).unwrap());
-    let shutdown = CancellationToken::new();
-    inserter::consumer::subscribe_when_ready(&consumer, &routes.topics(), &shutdown).await.unwrap();
-    let options = pipeline::Options {
-        group,
-        routes,
-        batch_size: 1,
-        batch_bytes: 1 << 20,
-        batch_timeout: Duration::from_millis(50),
-        exit_when_idle: Some(Duration::from_secs(3)),
-        progress_interval: Duration::from_secs(3600),
-    };
-    let pipeline = Pipeline::new(consumer, db.clone(), options, metrics.clone(), Health::default());
-    let stopped = tokio::time::timeout(Duration::from_secs(120), pipeline.run(shutdown)).await.unwrap().unwrap();
-    assert_eq!(stopped, Stopped::Idle);
-    metrics
+    crate::support::land_one_record_a_batch(broker, db, Routes::default().with_topic(BLUESKY_EVENTS.name, topic)).await
 }
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {

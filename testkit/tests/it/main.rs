@@ -11,4 +11,5 @@ mod local_pipeline;
 mod observability;
 mod pipeline_end_to_end;
 mod services;
+mod support;
 mod x_backfill_end_to_end;

@@ -50,10 +50,44 @@ pub struct BlueskyArgs {
     #[arg(long, env = "BLUESKY_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub bluesky_stall_timeout: Duration,
 
+    /// Where a first run starts, when the topic holds no cursor of an earlier run: a duration ago (e.g. 2h;
+    /// Jetstream keeps about a day) or a Jetstream cursor (microseconds since the epoch) [default: now]
+    ///
+    /// A restart always resumes from the cursor its last run left in the topic instead.
+    #[arg(long, env = "BLUESKY_CURSOR", value_parser = first_cursor)]
+    pub bluesky_cursor: Option<FirstCursor>,
+
     /// A resumed subscription (after a disconnect, or a restart, from the cursor the topic holds) starts this
     /// long before the last event it had: the overlap comes again, and the inserter's upserts absorb it
     #[arg(long, env = "BLUESKY_REWIND", default_value = "5s", value_parser = humantime::parse_duration)]
     pub bluesky_rewind: Duration,
+}
+
+/// Where a first run starts: a time ago, or a cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstCursor {
+    Ago(Duration),
+    At(i64),
+}
+
+impl FirstCursor {
+    /// The cursor, as of `now_us`.
+    pub fn micros(self, now_us: i64) -> i64 {
+        match self {
+            Self::Ago(ago) => now_us.saturating_sub(i64::try_from(ago.as_micros()).unwrap_or(i64::MAX)).max(0),
+            Self::At(cursor) => cursor,
+        }
+    }
+}
+
+fn first_cursor(text: &str) -> Result<FirstCursor, String> {
+    let text = text.trim();
+    if let Ok(cursor) = text.parse::<i64>() {
+        return if cursor > 0 { Ok(FirstCursor::At(cursor)) } else { Err("a cursor is a positive number".into()) };
+    }
+    humantime::parse_duration(text)
+        .map(FirstCursor::Ago)
+        .map_err(|e| format!("{e}: a duration ago (2h) or a cursor in microseconds since the epoch"))
 }
 
 fn collection(text: &str) -> Result<String, String> {
@@ -117,6 +151,7 @@ impl Register for BlueskyRegistration {
             stall_timeout: args.bluesky_stall_timeout,
             rewind: args.bluesky_rewind,
             resume_from: Some(shared.kafka.clone()),
+            first_cursor: args.bluesky_cursor.map(|first| first.micros(chrono::Utc::now().timestamp_micros())),
         };
         let source = BlueskySource::new(config, Waiter::sleeping());
         // The URL is checked now, before anything connects.
@@ -127,7 +162,18 @@ impl Register for BlueskyRegistration {
 
 #[cfg(test)]
 mod tests {
-    use super::collection;
+    use std::time::Duration;
+
+    use super::{FirstCursor, collection, first_cursor};
+
+    #[test]
+    fn a_first_cursor_is_a_time_ago_or_a_cursor() {
+        assert_eq!(first_cursor("2h"), Ok(FirstCursor::Ago(Duration::from_secs(7200))));
+        assert_eq!(first_cursor("1731994420800952"), Ok(FirstCursor::At(1731994420800952)));
+        assert_eq!(FirstCursor::Ago(Duration::from_secs(1)).micros(5_000_000), 4_000_000);
+        assert!(first_cursor("-5").is_err());
+        assert!(first_cursor("yesterday").unwrap_err().contains("a duration ago"));
+    }
 
     #[test]
     fn collections_are_named_short_or_by_nsid_and_others_are_refused() {

@@ -58,9 +58,10 @@ pub struct BlueskyConfig {
     pub stall_timeout: Duration,
     /// A resumed subscription starts this long before the last event read.
     pub rewind: Duration,
-    /// The Kafka client that reads where the last run stopped from the topic, at start-up; `None`: start from
-    /// now.
+    /// The Kafka client that reads where the last run stopped from the topic, at start-up; `None`: do not.
     pub resume_from: Option<ClientConfig>,
+    /// Where a first run starts, when the topic holds no cursor (microseconds since the epoch); `None`: now.
+    pub first_cursor: Option<i64>,
 }
 
 /// Reads Jetstream into Kafka until shutdown, or until the server refuses us for good.
@@ -148,7 +149,8 @@ impl BlueskySource {
     /// `None` on shutdown. The broker is asked until it answers: starting from now instead would lose what
     /// was posted while the scraper was down.
     async fn resume_point(&self, shutdown: &CancellationToken) -> Option<Option<i64>> {
-        let Some(config) = self.config.resume_from.clone() else { return Some(None) };
+        let first = self.config.first_cursor;
+        let Some(config) = self.config.resume_from.clone() else { return Some(first) };
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
             let read = cursor::from_topic(config.clone(), self.config.topic.clone(), TOPIC_READ_TIMEOUT);
@@ -163,8 +165,16 @@ impl BlueskySource {
                     return Some(Some(resume));
                 }
                 Ok(None) => {
-                    tracing::info!(topic = %self.config.topic, "no earlier run left a cursor in the topic: starting from now");
-                    return Some(None);
+                    match first {
+                        Some(cursor) => tracing::info!(
+                            cursor,
+                            "no earlier run left a cursor in the topic: starting from BLUESKY_CURSOR"
+                        ),
+                        None => {
+                            tracing::info!(topic = %self.config.topic, "no earlier run left a cursor in the topic: starting from now")
+                        }
+                    }
+                    return Some(first);
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();

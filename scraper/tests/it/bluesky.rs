@@ -32,6 +32,7 @@ fn config(server: &Jetstream, topic: &str) -> BlueskyConfig {
         stall_timeout: Duration::from_secs(10),
         rewind: Duration::from_secs(5),
         resume_from: None,
+        first_cursor: None,
     }
 }
 
@@ -263,13 +264,37 @@ async fn an_event_stamped_far_in_the_future_does_not_carry_the_cursor_past_now()
     let far = now + 365 * 86_400 * 1_000_000;
     server.send_raw(&post(far, 1));
     let produced = support::consume(&broker, &topic, 1, Duration::from_secs(30)).await;
+    let before = server.requests().len();
     server.drop_connections();
-    until("the resumed subscription", || server.requests().len() == 2).await;
+    until("the resumed subscription", || server.requests().len() > before && server.connections() == 1).await;
     shutdown.cancel();
     run.await.unwrap();
     assert_eq!(produced.len(), 1, "the event itself is forwarded");
     let cursor: i64 = produced[0].header("bluesky_cursor").unwrap().parse().unwrap();
     assert!(cursor < now + 60_000_000, "the record's cursor is not a year ahead: {cursor}");
-    let resumed = server.requests()[1].cursor.unwrap();
+    let resumed = server.requests().last().unwrap().cursor.expect("a reconnect after an event asks for a cursor");
     assert!(resumed < now + 60_000_000, "a reconnect does not ask for a future cursor, which Jetstream serves as live");
+}
+
+#[tokio::test]
+async fn a_first_run_starts_from_bluesky_cursor_when_the_topic_holds_none() {
+    let broker = Broker::shared().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let server = Jetstream::start().await.unwrap();
+    let base = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
+    // Posted an hour ago, before any scraper ran: only a cursor reaches them.
+    for n in 0..3 {
+        server.publish(&post(base + i64::from(n) * 1_000_000, n));
+    }
+    let mut first = config(&server, &topic);
+    first.resume_from = Some(common::kafka::client_config(&broker.bootstrap_servers(), []));
+    first.first_cursor = Some(base + 1_000_000);
+    let (shutdown, run) = start(BlueskySource::new(first, Waiter::recording().0), sink, &rejects);
+    let produced = support::consume(&broker, &topic, 2, Duration::from_secs(30)).await;
+    shutdown.cancel();
+    run.await.unwrap();
+    assert_eq!(server.requests()[0].cursor, Some(base + 1_000_000));
+    let texts: Vec<String> = produced.iter().map(Consumed::text).collect();
+    assert_eq!(texts, [post(base + 1_000_000, 1), post(base + 2_000_000, 2)], "from the cursor on, inclusive");
 }

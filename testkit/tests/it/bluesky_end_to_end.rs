@@ -74,6 +74,7 @@ fn config(server: &Jetstream, broker: &Broker, topic: &str) -> BlueskyConfig {
         stall_timeout: Duration::from_secs(10),
         rewind: Duration::from_secs(5),
         resume_from: Some(common::kafka::client_config(&broker.bootstrap_servers(), [])),
+        first_cursor: None,
     }
 }
 

@@ -9,8 +9,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Where each partition is read from.
@@ -65,9 +67,13 @@ pub fn read(
     let consumer: BaseConsumer = config.create().context("create a consumer to read the end of the topic")?;
     let metadata = consumer.fetch_metadata(Some(topic), left()).context("read the topic's metadata")?;
     let Some(described) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(0) };
-    if described.error().is_some() || described.partitions().is_empty() {
-        // UnknownTopicOrPartition: nothing was ever written.
-        return Ok(0);
+    match described.error() {
+        // Nothing was ever written.
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(0),
+        // Not authorized, no leader yet, ...: the topic may well hold records; the caller asks again.
+        Some(error) => anyhow::bail!("the broker cannot describe {topic}: {}", RDKafkaErrorCode::from(error)),
+        None if described.partitions().is_empty() => return Ok(0),
+        None => {}
     }
     let mut ends = Vec::new();
     let mut assignment = TopicPartitionList::new();

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::json::{parse_object, plain_text};
 use super::{DecodeError, Mapping};
-use crate::record::ConsumedRecord;
+use crate::record::{ConsumedRecord, SCRAPED_AT_SKEW};
 use crate::tables::Tables;
 
 /// The Bluesky mapping, registered in [`super::MAPPINGS`].
@@ -120,7 +120,10 @@ pub fn map(payload: &[u8], source: &str, scraped_at: DateTime<Utc>) -> Result<Ro
     if event.time_us <= 0 {
         return Err(DecodeError::invalid("time_us", event.time_us.to_string(), "a positive number of microseconds"));
     }
-    let event_at = micros(event.time_us, "time_us")?;
+    // The row's version: one far ahead (a server gone wrong, or whoever writes the topic) would keep every
+    // later change of the record out, so it counts as no later than the scrape that read it, plus the skew
+    // allowed. `raw` keeps what Jetstream sent.
+    let event_at = micros(event.time_us, "time_us")?.min(scraped_at + SCRAPED_AT_SKEW);
     match event.kind.as_str() {
         "commit" => {
             let commit = event.commit.ok_or_else(|| DecodeError::Shape("a commit event without `commit`".into()))?;
@@ -400,6 +403,14 @@ mod tests {
         let media = json!({"$type": "app.bsky.embed.recordWithMedia", "record": {"record": {"uri": "at://x/y.z.w/1"}}});
         assert_eq!(quoted(Some(&media)).as_deref(), Some("at://x/y.z.w/1"));
         assert_eq!(quoted(Some(&json!({"$type": "app.bsky.embed.images"}))), None);
+    }
+
+    #[test]
+    fn an_event_time_counts_as_no_later_than_the_scrape_that_read_it() {
+        let scraped_at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let far = r#"{"did":"did:plc:a","time_us":9000000000000000,"kind":"account","account":{"active":true,"did":"did:plc:a","seq":1}}"#;
+        let Row::Account(row, _) = map(far.as_bytes(), "bluesky.jetstream", scraped_at).unwrap() else { panic!() };
+        assert_eq!(*row.event_at.as_ref(), scraped_at + SCRAPED_AT_SKEW);
     }
 
     #[test]

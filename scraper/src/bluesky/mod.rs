@@ -38,8 +38,14 @@ const REJECT_PREFIX_BYTES: usize = contract::reject::KEPT_OF_OVERSIZE;
 const TOPIC_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of an error body worth reading for the log or the stop message.
 const MAX_ERROR_BODY: usize = 1024;
-/// How far ahead of the scraper's clock an event's `time_us` may be and still move the cursor: clock skew.
-const MAX_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
+/// A `Retry-After` longer than this is more likely a mistake than a plan; we come back after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// The most messages a connection may hold in a row that end it unread (over the hard limit, or text that is
+/// not UTF-8) with no event read between them: Jetstream would replay the same one for ever.
+const MAX_UNREADABLE: u32 = 3;
+/// The size a message must pass to end a connection, at least: far beyond any event Jetstream sends (a record
+/// is at most 1 MB), so that only a server gone wrong reaches it.
+const MIN_HARD_LIMIT: usize = 16 << 20;
 
 #[derive(Clone, Debug)]
 pub struct BlueskyConfig {
@@ -104,12 +110,12 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     /// An event of `time_us` was read: where a reconnect resumes, and how far behind Jetstream we read.
-    /// Returns the time the cursor goes by: `time_us`, or now when it is ahead of now by more than the clock
-    /// skew allowed, since a cursor in the future would make Jetstream skip everything up to it (it serves a
-    /// future cursor as live). Jetstream stamps `time_us` itself; only a server gone wrong sends such times.
+    /// Returns the time the cursor goes by: `time_us`, or now when it is ahead of now, since a cursor in the
+    /// future would make Jetstream skip everything up to it (it serves a future cursor as live), while one a
+    /// little early only replays a little more. Jetstream stamps `time_us` itself: only a clock a little
+    /// ahead of ours, or a server gone wrong, sends such times.
     fn read(&mut self, time_us: i64) -> i64 {
-        let now = chrono::Utc::now().timestamp_micros();
-        let time_us = if time_us > now + MAX_SKEW_MICROS { now } else { time_us };
+        let time_us = time_us.min(chrono::Utc::now().timestamp_micros());
         *self.last_read = Some(time_us);
         self.event_time.set(time_us as f64 / 1e6);
         time_us
@@ -126,18 +132,31 @@ impl BlueskySource {
         let in_flight = InFlight::default();
         let mut last_read = None;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut unreadable = 0;
         loop {
-            let ended = self.connect_and_read(resume, &in_flight, &mut last_read, &mut backoff, &out, &shutdown).await;
+            let read_before = last_read;
+            let (ended, unread) =
+                self.connect_and_read(resume, &in_flight, &mut last_read, &mut backoff, &out, &shutdown).await;
             let (why, floor) = match ended {
                 Ended::Shutdown => return Ok(()),
                 Ended::Fatal(message) => anyhow::bail!(message),
                 Ended::Reconnect(why, floor) => (why, floor),
             };
+            unreadable = if unread && last_read == read_before { unreadable + 1 } else { u32::from(unread) };
+            if unreadable >= MAX_UNREADABLE {
+                anyhow::bail!(
+                    "Jetstream at {} sent, {unreadable} times in a row, a message that cannot be read where the \
+                     cursor {resume:?} resumes (over {} bytes, or text that is not UTF-8): check that BLUESKY_URL is \
+                     a Jetstream",
+                    self.config.url,
+                    self.hard_limit()
+                );
+            }
             if let Some(last) = last_read {
                 resume = Some(cursor::rewound(last, self.config.rewind));
             }
             out.metrics().reconnect(&name, why);
-            let delay = backoff.next_delay().max(floor);
+            let delay = backoff.next_delay().max(floor.min(MAX_RETRY_AFTER));
             tracing::info!(reason = why.label(), ?delay, cursor = resume, "reconnecting to Jetstream");
             if !self.waiter.wait(delay, why.label(), &shutdown).await {
                 return Ok(());
@@ -210,6 +229,13 @@ impl BlueskySource {
         Ok(url)
     }
 
+    /// The size a message must pass to end the connection: Jetstream skips what is over `max_event_bytes`
+    /// itself (`maxMessageSizeBytes`), so this only bounds what a server that does not would make us buffer.
+    fn hard_limit(&self) -> usize {
+        self.config.max_event_bytes.saturating_mul(2).saturating_add(64 * 1024).max(MIN_HARD_LIMIT)
+    }
+
+    /// One connection, until it ends; and whether a message that could not be read ended it.
     async fn connect_and_read(
         &self,
         resume: Option<i64>,
@@ -218,36 +244,42 @@ impl BlueskySource {
         backoff: &mut Backoff,
         out: &Emitter,
         shutdown: &CancellationToken,
-    ) -> Ended {
+    ) -> (Ended, bool) {
         let url = match self.subscribe_url(resume) {
             Ok(url) => url,
-            Err(e) => return Ended::Fatal(format!("{e:#}")),
+            Err(e) => return (Ended::Fatal(format!("{e:#}")), false),
         };
         let request = match url.as_str().parse() {
             Ok(uri) => ClientRequestBuilder::new(uri)
                 .with_header("User-Agent", concat!("ingest-scraper/", env!("CARGO_PKG_VERSION"))),
-            Err(e) => return Ended::Fatal(format!("BLUESKY_URL `{}` cannot be requested: {e}", self.config.url)),
+            Err(e) => {
+                return (Ended::Fatal(format!("BLUESKY_URL `{}` cannot be requested: {e}", self.config.url)), false);
+            }
         };
-        // Twice the limit and some: Jetstream skips larger events itself (`maxMessageSizeBytes`), so this only
-        // bounds what a server that does not would make the scraper buffer.
-        let hard_limit = self.config.max_event_bytes.saturating_mul(2).saturating_add(64 * 1024);
+        let hard_limit = self.hard_limit();
         let ws_config = WebSocketConfig::default().max_message_size(Some(hard_limit)).max_frame_size(Some(hard_limit));
         let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
         let connected = tokio::select! {
-            _ = shutdown.cancelled() => return Ended::Shutdown,
+            _ = shutdown.cancelled() => return (Ended::Shutdown, false),
             connected = tokio::time::timeout(self.config.stall_timeout, connecting) => connected,
         };
         let mut socket = match connected {
             Err(_) => {
                 tracing::warn!(timeout = ?self.config.stall_timeout, "Jetstream did not answer the connection");
-                return Ended::Reconnect(Reconnect::Network, Duration::ZERO);
+                return (Ended::Reconnect(Reconnect::Network, Duration::ZERO), false);
             }
-            Ok(Err(e)) => return self.refused(e),
+            Ok(Err(e)) => return (self.refused(e), false),
             Ok(Ok((socket, _))) => socket,
         };
         tracing::info!(cursor = resume, "connected to Jetstream");
+        if resume.is_none() && last_read.is_none() {
+            // Live from now: a connection that drops before its first event resumes from here, not from
+            // whenever the next one connects.
+            *last_read = Some(chrono::Utc::now().timestamp_micros());
+        }
         let event_time = out.metrics().event_time.get_or_create(&vec![("source", self.name())]).clone();
         let mut connection = Connection { out, event_time, in_flight, last_read, kept: 0, skipped: 0 };
+        let mut unread = false;
         let ended = loop {
             // Shutdown interrupts waiting for the server, never the handling of a message already read.
             let next = tokio::select! {
@@ -260,7 +292,10 @@ impl BlueskySource {
                     break Ended::Reconnect(Reconnect::Stalled, Duration::ZERO);
                 }
                 Ok(None) => break Ended::Reconnect(Reconnect::Disconnected, Duration::ZERO),
-                Ok(Some(Err(e))) => break self.dropped(e, &connection).await,
+                Ok(Some(Err(e))) => {
+                    unread = matches!(e, WsError::Capacity(_) | WsError::Utf8(_));
+                    break self.dropped(e, &connection).await;
+                }
                 Ok(Some(Ok(message))) => message,
             };
             out.metrics().received_now();
@@ -297,7 +332,7 @@ impl BlueskySource {
         tracing::info!(kept = connection.kept, skipped = connection.skipped, "the Jetstream connection ended");
         // A close frame tells the server we left on purpose; it may fail on a connection already gone.
         let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
-        ended
+        (ended, unread)
     }
 
     /// Sends one message to the topic, keyed, with the resume cursor in its headers; or to the rejects topic
@@ -340,7 +375,8 @@ impl BlueskySource {
         match error {
             WsError::Capacity(e) => {
                 // A message over the hard limit: the connection cannot go on, and its bytes were never held.
-                let reason = Reject::EventTooLong { wire: 0, max: self.config.max_event_bytes, kept: 0 };
+                let reason =
+                    Reject::EventTooLong { wire: self.hard_limit(), max: self.config.max_event_bytes, kept: 0 };
                 tracing::warn!(error = %e, "Jetstream sent a message over the limit, which ended the connection");
                 if let Err(closed) = connection.out.reject(Vec::new(), &reason).await {
                     return closed.into();

@@ -51,9 +51,10 @@ impl Backfill {
         Self { max_minutes, clock, last_byte: None, restarted: None, counting_until: None, lines }
     }
 
-    /// The last run's newest record was scraped `gap` ago (`restart::gap`): the first connection asks for it.
-    pub fn restarted(&mut self, gap: Duration) {
-        self.restarted = Some((gap, self.clock.now()));
+    /// The last run's newest record was scraped `gap` before `at` (this backfill's clock when the gap was
+    /// measured, `restart::gap`): the first connection asks for it, and for the time since.
+    pub fn restarted(&mut self, gap: Duration, at: Duration) {
+        self.restarted = Some((gap, at));
     }
 
     /// What the next connection asks for: nothing before any byte arrived (a first connection has missed
@@ -144,7 +145,7 @@ mod tests {
         assert_eq!(backfill.ask().unwrap().minutes, 3, "capped at the setting");
 
         let mut restarted = Backfill::new(5, WaitClock::Fake(fake.clone()), Counter::default());
-        restarted.restarted(secs(130));
+        restarted.restarted(secs(130), fake.now().into());
         fake.advance(secs(20));
         assert_eq!(
             restarted.ask().unwrap().minutes,

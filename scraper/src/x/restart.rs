@@ -2,7 +2,9 @@
 //! the newest record of that stream in its topic (capped at `X_BACKFILL_MINUTES`), where before the scraper
 //! forgot the gap with the process. Several X streams may share the topic, so the stream's own records are
 //! told apart by their `source` header, and only the last `max_minutes` of the topic are read: an older
-//! gap asks for all of them anyway.
+//! gap asks for all of them anyway. The partitions of `x.sample10` share their `source`: a partition run by
+//! another process, or one that was reconnecting when the scraper stopped, is taken to have stopped with the
+//! newest of them.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use rdkafka::ClientConfig;
 use crate::topic_tail::{self, Start};
 
 /// How long the start-up read of the topic may take; a stream that cannot read it starts without backfill.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long ago the newest record of `source` in `topic` was scraped, as of `now`: `None` when the topic holds
 /// no record at all (a first run, which missed nothing). When the topic holds records but none of `source`

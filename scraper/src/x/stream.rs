@@ -243,13 +243,15 @@ impl XStream {
         };
         let (topic, source) = (self.config.topic.clone(), self.record_source());
         let minutes = self.config.backfill_minutes;
+        // The gap is as of now; reading the topic takes a while, which the first connection asks for too.
+        let at = self.waiter.clock().now();
         match super::restart::gap(config, topic, source, minutes, chrono::Utc::now()).await {
             Ok(Some(gap)) => {
                 tracing::info!(
                     ?gap,
                     "the last run's newest record of this stream is in the topic: backfilling the gap"
                 );
-                backfill.restarted(gap);
+                backfill.restarted(gap, at);
             }
             Ok(None) => tracing::info!("the topic holds no record yet: nothing to backfill"),
             Err(e) => {

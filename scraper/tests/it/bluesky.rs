@@ -298,3 +298,47 @@ async fn a_first_run_starts_from_bluesky_cursor_when_the_topic_holds_none() {
     let texts: Vec<String> = produced.iter().map(Consumed::text).collect();
     assert_eq!(texts, [post(base + 1_000_000, 1), post(base + 2_000_000, 2)], "from the cursor on, inclusive");
 }
+
+#[tokio::test]
+async fn a_connection_dropped_before_its_first_event_resumes_from_when_it_connected() {
+    let broker = Broker::shared().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let server = Jetstream::start().await.unwrap();
+    let connected_at = chrono::Utc::now().timestamp_micros();
+    let (shutdown, run) = start(BlueskySource::new(config(&server, &topic), Waiter::recording().0), sink, &rejects);
+    until("the subscription", || server.connections() == 1).await;
+    // The connection drops before its first event, and the server refuses a while: a post is made meanwhile.
+    server.refuse_next(1_000_000, 503, None);
+    server.drop_connections();
+    until("two refused reconnects", || server.requests().len() >= 3).await;
+    server.publish(&post(chrono::Utc::now().timestamp_micros(), 1));
+    server.refuse_next(0, 503, None);
+    let produced = support::consume(&broker, &topic, 1, Duration::from_secs(30)).await;
+    shutdown.cancel();
+    run.await.unwrap();
+    assert_eq!(produced.len(), 1, "the post made while the scraper was away");
+    let resumed = server.requests().last().unwrap().cursor.expect("the reconnect resumes from when it went live");
+    assert!(resumed >= connected_at - 5_000_000 && resumed <= chrono::Utc::now().timestamp_micros(), "{resumed}");
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_read_again_and_again_stops_the_source_with_why() {
+    let broker = Broker::shared().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let sink = support::sink(&broker, &[&topic, &rejects]).await;
+    let server = Jetstream::start().await.unwrap();
+    let (_, run) = start(BlueskySource::new(config(&server, &topic), Waiter::recording().0), sink, &rejects);
+    // A server that ignores maxMessageSizeBytes and sends, at each connection, a message over the hard limit.
+    let huge = format!(r#"{{"did":"did:plc:a","time_us":1,"kind":"commit","pad":"{}"}}"#, "x".repeat(17 << 20));
+    for attempt in 1..=3 {
+        until("a connection", || server.requests().len() == attempt && server.connections() == 1).await;
+        server.send_raw(&huge);
+    }
+    let (outcome, _) = tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap();
+    let (_, error) = outcome.failed_sources.first().expect("the source stops instead of looping");
+    assert!(format!("{error:#}").contains("cannot be read"), "{error:#}");
+    let rejected = support::consume(&broker, &rejects, 3, Duration::from_secs(30)).await;
+    assert_eq!(rejected.len(), 3, "each is on the rejects topic, with why");
+    assert!(rejected[0].header("error").unwrap().contains("connection was dropped"));
+}

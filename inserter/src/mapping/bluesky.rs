@@ -104,10 +104,10 @@ struct AccountChange {
 /// Maps one Jetstream event; `source` and `scraped_at` come from the record's headers.
 pub fn map(payload: &[u8], source: &str, scraped_at: DateTime<Utc>) -> Result<Row, DecodeError> {
     // The event goes to Postgres as it came; only one that is not storable as it is gets parsed into a tree,
-    // to say why (or, rarely, to be stored as Postgres can).
+    // to say why, or to be stored as Postgres can.
     let raw: Box<str> = match plain_text(payload) {
         Some(text) => text.into(),
-        None => parse_object(payload)?.to_string().into(),
+        None => storable(payload)?.to_string().into(),
     };
     // serde would also read the event from an array: what is not an object is said so.
     if !raw.trim_start().starts_with('{') {
@@ -343,6 +343,40 @@ fn strings(value: Option<&Value>) -> Vec<String> {
         push_once(&mut kept, item.as_str());
     }
     kept
+}
+
+/// An event Postgres cannot store as it is, made storable. A NUL character (`\u0000`), which Postgres takes in
+/// neither `text` nor `jsonb`, is anyone's to type in a post, so it becomes U+FFFD (in `raw` and the columns):
+/// the author's post lands instead of becoming a dead letter. What is not JSON stays a dead letter, with why.
+fn storable(payload: &[u8]) -> Result<Value, DecodeError> {
+    match parse_object(payload) {
+        Err(DecodeError::Nul { .. }) => {
+            let text =
+                std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 { offset: e.valid_up_to() })?;
+            let mut value: Value = serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            replace_nul(&mut value);
+            Ok(value)
+        }
+        other => other,
+    }
+}
+
+fn replace_nul(value: &mut Value) {
+    const REPLACEMENT: &str = "\u{FFFD}";
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', REPLACEMENT),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+            for key in keys {
+                if let Some(item) = map.remove(&key) {
+                    map.insert(key.replace('\0', REPLACEMENT), item);
+                }
+            }
+            map.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
 }
 
 /// The post a quote embeds: `app.bsky.embed.record`'s `record.uri`, or `app.bsky.embed.recordWithMedia`'s

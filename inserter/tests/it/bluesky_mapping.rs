@@ -148,7 +148,6 @@ fn an_event_that_cannot_be_a_row_says_why() {
         (post.replace("\"time_us\":1731994420800952", "\"time_us\":-3"), "positive"),
         (post.replace("\"time_us\":1731994420800952", "\"time_us\":\"soon\""), "expected shape"),
         (post.replace(",\"cid\":\"bafyreiel2eoh7r5f2mwmfbixnikmm2bpwxvzqei6ezem6dm7rt52xkx4lu\"", ""), "without `cid`"),
-        (post.replace("Good morning!", "Good \\u0000morning!"), "NUL"),
         (post[..post.len() / 2].to_owned(), "not valid JSON"),
         ("[]".to_owned(), "not an object"),
     ];
@@ -158,6 +157,20 @@ fn an_event_that_cannot_be_a_row_says_why() {
     }
     let invalid_utf8 = [&post.as_bytes()[..40], b"\xff", &post.as_bytes()[40..]].concat();
     assert!(matches!(map(&invalid_utf8, "bluesky.jetstream", scraped_at()), Err(DecodeError::InvalidUtf8 { .. })));
+}
+
+#[test]
+fn a_nul_anyone_may_type_in_a_post_becomes_a_replacement_character_not_a_dead_letter() {
+    let post = String::from_utf8(fixture("events.jsonl")).unwrap().lines().next().unwrap().to_owned();
+    let with_nul = post.replace("Good morning!", "Good \\u0000morning!").replace("\"langs\"", "\"la\\u0000ngs\"");
+    let Ok(Row::Post(row, raw)) = map(with_nul.as_bytes(), "bluesky.jetstream", scraped_at()) else {
+        panic!("{with_nul}")
+    };
+    assert_eq!(row.text.as_ref(), "Good \u{FFFD}morning! Coffee first, then the database migration.");
+    assert!(
+        !raw.contains("\\u0000") && raw.contains("Good \u{FFFD}morning!") && raw.contains("la\u{FFFD}ngs"),
+        "{raw}"
+    );
 }
 
 #[test]

@@ -30,7 +30,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let sources = settings.sources()?;
+    let config = settings.kafka_config(std::env::vars());
+    let sources = settings.sources_with(&config)?;
     let shutdown = common::shutdown::on_signal()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -38,7 +39,6 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let health = Health::default();
     ops::serve(settings.metrics_addr, Arc::new(registry), health.clone(), shutdown.child_token()).await?;
 
-    let config = common::kafka::client_config(&settings.bootstrap_servers, std::env::vars());
     let sink = Arc::new(KafkaSink::new(config).context("create the Kafka producer")?);
     if !ensure_topics(&sink, &settings, &sources, &health, &shutdown).await {
         return Ok(());

@@ -69,8 +69,18 @@ impl Settings {
     /// The sources to run, validated: a source that is asked for but not configured is an error here, before
     /// anything connects.
     pub fn sources(&self) -> anyhow::Result<Vec<Box<dyn Source>>> {
-        let kafka = common::kafka::client_config(&self.bootstrap_servers, std::env::vars());
-        self.sources.build(&Shared { topics: &self.topics, max_record_bytes: self.max_record_bytes, kafka: &kafka })
+        self.sources_with(&self.kafka_config(std::iter::empty()))
+    }
+
+    /// The sources to run, as [`Settings::sources`], reading their topics' ends (where a restarted source
+    /// resumes) through the Kafka client `kafka`.
+    pub fn sources_with(&self, kafka: &rdkafka::ClientConfig) -> anyhow::Result<Vec<Box<dyn Source>>> {
+        self.sources.build(&Shared { topics: &self.topics, max_record_bytes: self.max_record_bytes, kafka })
+    }
+
+    /// The Kafka client settings: the bootstrap servers and each `KAFKA_*` property of `vars`.
+    pub fn kafka_config(&self, vars: impl IntoIterator<Item = (String, String)>) -> rdkafka::ClientConfig {
+        common::kafka::client_config(&self.bootstrap_servers, vars)
     }
 }
 

@@ -79,9 +79,9 @@ pub fn read(text: &str, max_bytes: usize, collections: &[String]) -> Result<Read
         None | Some(serde_json::Value::Null) => return Err(Reject::NoId("time_us")),
         Some(serde_json::Value::Number(n)) => match n.as_i64() {
             Some(time) if time > 0 => time,
-            _ => return Err(shape(format!("`time_us` is {n}, not a positive number of microseconds"))),
+            _ => return Err(Reject::Shape(format!("`time_us` is {n}, not a positive number of microseconds"))),
         },
-        Some(other) => return Err(shape(format!("`time_us` is {other}, not a number of microseconds"))),
+        Some(other) => return Err(Reject::Shape(format!("`time_us` is {other}, not a number of microseconds"))),
     };
     let did = event.did.ok_or(Reject::NoId("did"))?;
     let key = match event.kind.as_deref() {
@@ -108,10 +108,6 @@ pub fn read(text: &str, max_bytes: usize, collections: &[String]) -> Result<Read
         None => return Err(Reject::NoId("kind")),
     };
     Ok(Read::Keep { key, time_us })
-}
-
-fn shape(reason: String) -> Reject {
-    Reject::Shape(reason)
 }
 
 fn bad(field: &'static str, error: AtError) -> Reject {

@@ -12,10 +12,11 @@
 
 use std::time::{Duration, Instant};
 
+mod plain;
+
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use scraper::bluesky::{BlueskyConfig, BlueskySource};
 use scraper::kafka_sink::KafkaSink;
 use scraper::metrics::Metrics;
@@ -74,12 +75,13 @@ async fn main() {
     let broker = Broker::start().await.unwrap();
     let (baseline_topic, topic, rejects) =
         (unique_name("bench_baseline"), unique_name("bench_bluesky"), unique_name("bench_rejects"));
-    for name in [&baseline_topic, &topic, &rejects] {
+    let warm_up = unique_name("bench_warm_up");
+    for name in [&baseline_topic, &topic, &rejects, &warm_up] {
         broker.create_topic(name, args.partitions).await.unwrap();
     }
 
     eprintln!("baseline: producing {} events with a plain producer...", args.events);
-    let baseline = produce(&broker, &baseline_topic, &events).await;
+    let baseline = produce(&broker, &baseline_topic, &warm_up, &events).await;
 
     let server = Jetstream::start().await.unwrap();
     for (_, event) in &events {
@@ -106,17 +108,9 @@ async fn main() {
     println!("ratio:              {:>10.2}x plain producer", rate(source) / rate(baseline));
 }
 
-/// The plain producer: the scraper's producer settings, every event keyed by its record URI.
-async fn produce(broker: &Broker, topic: &str, events: &[(String, String)]) -> Duration {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "20")
-        .set("message.timeout.ms", "0")
-        .create()
-        .unwrap();
+/// The plain producer (connected first), every event keyed by its record URI.
+async fn produce(broker: &Broker, topic: &str, warm_up: &str, events: &[(String, String)]) -> Duration {
+    let producer = plain::producer(broker, warm_up, topic).await;
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     for (key, event) in events {
@@ -131,9 +125,12 @@ async fn produce(broker: &Broker, topic: &str, events: &[(String, String)]) -> D
     started.elapsed()
 }
 
-/// The Bluesky source from the first event's cursor until the broker acknowledged every event.
+/// The Bluesky source from the first event's cursor until the broker acknowledged every event, timed from
+/// its start (the WebSocket handshake included).
 async fn read(broker: &Broker, server: &Jetstream, topic: &str, rejects: &str, first_us: i64, events: i64) -> Duration {
     let sink = KafkaSink::new(common::kafka::client_config(&broker.bootstrap_servers(), [])).unwrap();
+    // Connected first, as the scraper's producer is at start-up and the baseline's is.
+    sink.connect(topic, Duration::from_secs(30)).unwrap();
     let config = BlueskyConfig {
         name: "bluesky.jetstream".into(),
         url: server.url(),

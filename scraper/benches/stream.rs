@@ -15,13 +15,15 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+mod plain;
+
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use testkit::{Broker, Process, unique_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -204,18 +206,7 @@ fn write_stream(path: &Path, lines: u64) -> StreamFile {
 /// parsing, no headers. Timed from the first send to the last acknowledgement, once the producer is connected
 /// (as the scraper's is when its stream connects): a record to `warm_up` gets its producer id and connections.
 async fn produce_file(broker: &Broker, topic: &str, warm_up: &str, file: &Path) -> Duration {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "20")
-        .set("message.timeout.ms", "0")
-        .create()
-        .unwrap();
-    let warm_up = producer.send(FutureRecord::<str, [u8]>::to(warm_up).payload(b"{}"), Duration::from_secs(30)).await;
-    warm_up.map_err(|(e, _)| e).expect("a warm-up record");
-    producer.client().fetch_metadata(Some(topic), Duration::from_secs(30)).unwrap();
+    let producer = plain::producer(broker, warm_up, topic).await;
     let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file).unwrap());
     let mut in_flight = FuturesUnordered::new();
     let mut line = Vec::new();

@@ -26,6 +26,7 @@ fn scraper(broker: &Broker, topic: &str, rejects: &str, dir: &tempfile::TempDir)
         .env("TOPIC_MASTODON_STATUSES", unique_name("statuses"))
         .env("TOPIC_INSTAGRAM_PROFILES", unique_name("profiles"))
         .env("TOPIC_INSTAGRAM_MEDIA", unique_name("media"))
+        .env("TOPIC_BLUESKY_EVENTS", unique_name("bluesky"))
         .env("TOPIC_PARTITIONS", "1")
         .env("SCRAPER_METRICS_ADDR", "127.0.0.1:0")
         .env("PROGRESS_INTERVAL", "1s")
@@ -375,4 +376,55 @@ async fn out_of_file_descriptors_the_ops_endpoint_backs_off_logs_little_and_answ
         .expect("/healthz unanswered 15 s after the idle connections closed");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert!(failures(&process.log()) <= 2, "{}", process.log());
+}
+
+#[tokio::test]
+async fn the_bluesky_source_by_name_killed_and_restarted_loses_no_post() {
+    let broker = Broker::shared().await.unwrap();
+    let server = testkit::jetstream::Jetstream::start().await.unwrap();
+    let (topic, rejects) = support::topics();
+    let bluesky = unique_name("bluesky");
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let mut command = scraper(&broker, &topic, &rejects, &dir);
+        command
+            .env("SCRAPER_SOURCES", "bluesky")
+            .env("BLUESKY_URL", server.url())
+            .env("TOPIC_BLUESKY_EVENTS", &bluesky)
+            .env("TOPIC_PARTITIONS", "3");
+        Process::spawn(command, &dir.path().join(format!("scraper-{}.log", server.requests().len()))).unwrap()
+    };
+    let base = chrono::Utc::now().timestamp_micros() - 600_000_000;
+    let posts: Vec<String> = (0..100).map(|n| crate::bluesky::post(base + i64::from(n) * 100_000, n)).collect();
+
+    let mut first = run();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.connections() == 0 {
+        assert!(Instant::now() < deadline, "no subscription: {}", first.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for post in &posts[..50] {
+        server.publish(post);
+    }
+    support::consume(&broker, &bluesky, 50, Duration::from_secs(30)).await;
+    first.signal(libc::SIGKILL);
+    first.wait(Duration::from_secs(10)).await.unwrap();
+    // Posted while no scraper runs.
+    for post in &posts[50..] {
+        server.publish(post);
+    }
+
+    let mut second = run();
+    let produced = support::consume(&broker, &bluesky, 100, Duration::from_secs(60)).await;
+    second.signal(libc::SIGTERM);
+    let status = second.wait(Duration::from_secs(30)).await.unwrap();
+    let log = second.log();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("resuming where the last run stopped"), "{log}");
+    let resumed = server.requests().last().unwrap().cursor.expect("the restart resumes from the topic's cursor");
+    assert!(resumed <= base + 49 * 100_000, "no later than the last post the killed run read: {resumed}");
+    let texts: HashSet<String> = produced.iter().map(support::Consumed::text).collect();
+    for (n, post) in posts.iter().enumerate() {
+        assert!(texts.contains(post), "post {n} lost across the SIGKILL: {log}");
+    }
 }

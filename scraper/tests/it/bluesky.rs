@@ -37,7 +37,7 @@ fn config(server: &Jetstream, topic: &str) -> BlueskyConfig {
 }
 
 /// A post event of `time_us`, its record key a TID of about that time.
-fn post(time_us: i64, n: u32) -> String {
+pub(crate) fn post(time_us: i64, n: u32) -> String {
     let rkey = contract::atproto::tid(time_us - 1_000, 7);
     format!(
         r#"{{"did":"did:plc:ewvi7nxzyoun6zhxrhs64oiz","time_us":{time_us},"kind":"commit","commit":{{"rev":"{rkey}","operation":"create","collection":"app.bsky.feed.post","rkey":"{rkey}","record":{{"$type":"app.bsky.feed.post","createdAt":"2024-11-19T05:33:39.567Z","langs":["en"],"text":"post {n}"}},"cid":"bafyreiel2eoh7r5f2mwmfbixnikmm2bpwxvzqei6ezem6dm7rt52xkx4lu"}}}}"#
